@@ -1,0 +1,32 @@
+//! sortd: a lock-free concurrent sorted multiset, and a small server around it.
+//!
+//! [`SortedMultiset`] is the core: a sorted multiset (duplicates counted) that many threads
+//! read and write at once through `&self`, without a global lock.
+//!
+//! ```
+//! use sortd::SortedMultiset;
+//!
+//! let set = SortedMultiset::new();
+//! set.extend([5, 1, 5, 3]);
+//! assert_eq!(set.to_vec(), [1, 3, 5, 5]);
+//! assert_eq!(set.count(&5), 2);
+//! assert!(set.remove(&5));
+//! assert_eq!(set.runs().collect::<Vec<_>>(), [(1, 1), (3, 1), (5, 1)]);
+//! ```
+//!
+//! # Layout
+//!
+//! - [`multiset`]: [`SortedMultiset`], its count protocol and its consistency guarantees.
+//!
+//! # Consistency
+//!
+//! Operations on one value (insert, remove, count) are linearizable; iteration, `clear` and
+//! `len` under concurrent writes are weakly consistent. The exact statement is on
+//! [`SortedMultiset`](SortedMultiset#consistency).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod multiset;
+
+pub use multiset::SortedMultiset;

@@ -1,0 +1,661 @@
+//! [`SortedMultiset`]: a lock-free sorted multiset on `crossbeam_skiplist::SkipMap`.
+
+mod iter;
+mod striped;
+
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire};
+
+use crossbeam_skiplist::{SkipMap, map::Entry};
+
+use iter::Cursor;
+pub use iter::{Iter, Runs};
+use striped::Striped;
+
+/// The count that marks an entry as dead: its value has left the set and the entry is
+/// about to be (or already is) unlinked. A dead entry is never revived.
+const DEAD: u64 = u64::MAX;
+
+/// The largest count one value may reach.
+pub const MAX_COUNT: u64 = DEAD - 1;
+
+/// A sorted multiset that many threads read and write at once through `&self`.
+///
+/// Each distinct value is stored once, in a skip list, with an atomic occurrence count.
+/// Writers never take a lock: they update the count with compare-and-swap, and only the
+/// first occurrence of a value (or the removal of its last one) touches the skip list.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use sortd::SortedMultiset;
+///
+/// let set = Arc::new(SortedMultiset::new());
+/// let handles: Vec<_> = (0..4)
+///     .map(|t| {
+///         let set = Arc::clone(&set);
+///         std::thread::spawn(move || set.extend([t, 7, 7]))
+///     })
+///     .collect();
+/// for h in handles {
+///     h.join().unwrap();
+/// }
+/// assert_eq!(set.len(), 12);
+/// assert_eq!(set.count(&7), 8);
+/// assert_eq!(set.runs().collect::<Vec<_>>(), [(0, 1), (1, 1), (2, 1), (3, 1), (7, 8)]);
+/// ```
+///
+/// # Consistency
+///
+/// - **Linearizable**: [`insert`], [`insert_n`], [`remove`], [`remove_n`], [`remove_all`]
+///   and [`count`] act on one value's count with a single atomic read-modify-write (or
+///   read), so each takes effect at one instant between its call and its return.
+/// - **Per value, not per batch**: [`extend`] and [`insert_batch`] insert each distinct
+///   value atomically, but a reader may see some values of a batch before others.
+/// - **Weakly consistent**: [`iter`], [`runs`], [`range`], [`range_runs`], [`to_vec`],
+///   [`first`], [`last`], [`pop_first`], [`pop_last`] and [`clear`] walk the skip list.
+///   They always see values in ascending order, observe every change that completed before
+///   they started and never a value twice, but changes made during the walk may or may not
+///   be seen, and the counts seen are not one snapshot: a sum over [`runs`] while writers
+///   run need not equal any value [`len`] ever had.
+/// - **Approximate under writes**: [`len`] and [`distinct_len`] are exact whenever no
+///   write is in flight (for example after joining the writers), and otherwise somewhere
+///   near the truth, never negative. They cost O(cores), not O(n).
+///
+/// # Invariants (the count protocol)
+///
+/// 1. A count is `0` only in an entry an inserter has just linked and is about to
+///    increment; readers treat `0` as absent.
+/// 2. `DEAD` (`u64::MAX`) is terminal: once a remover swaps it in, no thread changes that
+///    entry's count again. Inserters that find a dead entry replace it with a fresh one
+///    (`SkipMap::compare_insert` with "is dead" as the condition) instead of reviving it,
+///    so a removal that took the last occurrence can never be undone by a late increment.
+/// 3. An entry is unlinked only through its own [`Entry`] handle after it is dead, never by
+///    key, so a remover cannot unlink a newer, live entry of the same value.
+/// 4. An insert that returned has added its occurrences exactly once: the CAS that succeeds
+///    on a non-dead count is the only place a count grows. Whether the inserter's own node
+///    went into the skip list does not matter (a racing `get_or_insert` may discard it).
+///
+/// Counts use `AcqRel` read-modify-writes and `Acquire` loads, so a thread that observes an
+/// insert also observes everything the inserting thread did before it.
+///
+/// # Memory
+///
+/// Removed entries are freed by crossbeam's epoch collector once no thread still holds a
+/// reference, so memory is returned a little after [`clear`], not at once.
+///
+/// # Why `T: Clone + Send + 'static`
+///
+/// `Send + 'static` because a removed entry may be dropped later, by whichever thread
+/// advances the epoch. `Clone` because an inserter that loses a race to a dead entry
+/// retries with a fresh node, and because iterators hand out values, not references into
+/// nodes that other threads may unlink.
+///
+/// # Complexity
+///
+/// Single-value operations are O(log d) expected (d distinct values) and O(d) worst case, as
+/// for any skip list. Inserting a value that is already present touches no list link.
+///
+/// [`insert`]: SortedMultiset::insert
+/// [`insert_n`]: SortedMultiset::insert_n
+/// [`remove`]: SortedMultiset::remove
+/// [`remove_n`]: SortedMultiset::remove_n
+/// [`remove_all`]: SortedMultiset::remove_all
+/// [`count`]: SortedMultiset::count
+/// [`extend`]: SortedMultiset::extend
+/// [`insert_batch`]: SortedMultiset::insert_batch
+/// [`iter`]: SortedMultiset::iter
+/// [`runs`]: SortedMultiset::runs
+/// [`range`]: SortedMultiset::range
+/// [`range_runs`]: SortedMultiset::range_runs
+/// [`to_vec`]: SortedMultiset::to_vec
+/// [`first`]: SortedMultiset::first
+/// [`last`]: SortedMultiset::last
+/// [`pop_first`]: SortedMultiset::pop_first
+/// [`pop_last`]: SortedMultiset::pop_last
+/// [`clear`]: SortedMultiset::clear
+/// [`len`]: SortedMultiset::len
+/// [`distinct_len`]: SortedMultiset::distinct_len
+pub struct SortedMultiset<T> {
+    map: SkipMap<T, AtomicU64>,
+    counters: Striped,
+}
+
+/// The count an entry holds if it is live (neither fresh nor dead).
+fn live_count(count: &AtomicU64) -> Option<u64> {
+    match count.load(Acquire) {
+        0 | DEAD => None,
+        n => Some(n),
+    }
+}
+
+/// Adds `n` to a non-dead count; `None` if the entry is dead (the caller must retry).
+///
+/// # Panics
+///
+/// If the count would exceed [`MAX_COUNT`]; the count is left unchanged.
+fn add_to(count: &AtomicU64, n: u64) -> Option<u64> {
+    let mut cur = count.load(Acquire);
+    loop {
+        if cur == DEAD {
+            return None;
+        }
+        let new = match cur.checked_add(n) {
+            Some(new) if new <= MAX_COUNT => new,
+            _ => panic!("SortedMultiset: a value's count would exceed MAX_COUNT"),
+        };
+        match count.compare_exchange_weak(cur, new, AcqRel, Acquire) {
+            Ok(_) => return Some(new),
+            Err(seen) => cur = seen,
+        }
+    }
+}
+
+/// Takes up to `n` occurrences from an entry, marking it dead if that takes the last.
+/// Returns how many were taken and whether the entry died.
+fn take_from<T: Ord + Send + 'static>(entry: &Entry<'_, T, AtomicU64>, n: u64) -> (u64, bool) {
+    let count = entry.value();
+    let mut cur = count.load(Acquire);
+    loop {
+        if cur == 0 || cur == DEAD || n == 0 {
+            return (0, false);
+        }
+        let taken = cur.min(n);
+        let new = if taken == cur { DEAD } else { cur - taken };
+        match count.compare_exchange_weak(cur, new, AcqRel, Acquire) {
+            Ok(_) if new == DEAD => {
+                // Invariant 3: unlink this entry only. If an inserter already replaced it,
+                // this returns false and does nothing.
+                entry.remove();
+                return (taken, true);
+            }
+            Ok(_) => return (taken, false),
+            Err(seen) => cur = seen,
+        }
+    }
+}
+
+impl<T> SortedMultiset<T>
+where
+    T: Ord + Clone + Send + 'static,
+{
+    /// Makes an empty multiset.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::<i64>::new();
+    /// assert!(set.is_empty());
+    /// ```
+    #[must_use]
+    pub fn new() -> Self {
+        SortedMultiset {
+            map: SkipMap::new(),
+            counters: Striped::new(),
+        }
+    }
+
+    /// Adds one occurrence of `value` and returns its count afterwards.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::new();
+    /// assert_eq!(set.insert(5), 1);
+    /// assert_eq!(set.insert(5), 2);
+    /// ```
+    pub fn insert(&self, value: T) -> u64 {
+        self.insert_n(value, 1)
+    }
+
+    /// Adds `n` occurrences of `value` and returns its count afterwards.
+    ///
+    /// `n == 0` changes nothing and returns the current count.
+    ///
+    /// # Panics
+    ///
+    /// If the value's count would exceed [`MAX_COUNT`] (nothing is changed then).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::new();
+    /// assert_eq!(set.insert_n("a", 3), 3);
+    /// assert_eq!(set.len(), 3);
+    /// ```
+    pub fn insert_n(&self, value: T, n: u64) -> u64 {
+        if n == 0 {
+            return self.count(&value);
+        }
+        let after = self.add_raw(value, n);
+        self.counters.add(n, u64::from(after == n));
+        after
+    }
+
+    /// Adds `n` occurrences without touching the length counters; returns the new count.
+    fn add_raw(&self, value: T, n: u64) -> u64 {
+        // Fast path: a live entry exists, so no node is allocated and nothing is cloned.
+        if let Some(entry) = self.map.get(&value)
+            && let Some(after) = add_to(entry.value(), n)
+        {
+            return after;
+        }
+        loop {
+            // Invariant 2: link a fresh entry (count 0), replacing a dead one if present.
+            // The returned entry may be someone else's; that is fine (invariant 4).
+            let entry = self
+                .map
+                .compare_insert(value.clone(), AtomicU64::new(0), |c| {
+                    c.load(Acquire) == DEAD
+                });
+            if let Some(after) = add_to(entry.value(), n) {
+                return after;
+            }
+            // The entry died between linking and our increment: go round and replace it.
+        }
+    }
+
+    /// Inserts a batch, grouping equal values first so each distinct value costs one
+    /// count update. The slice is sorted in place; nothing is allocated.
+    ///
+    /// Each distinct value is inserted atomically; the batch as a whole is not (see
+    /// [Consistency](SortedMultiset#consistency)). Returns the number of occurrences added.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::new();
+    /// let mut batch = [3, 1, 3, 2];
+    /// assert_eq!(set.insert_batch(&mut batch), 4);
+    /// assert_eq!(batch, [1, 2, 3, 3]);
+    /// assert_eq!(set.count(&3), 2);
+    /// ```
+    pub fn insert_batch(&self, batch: &mut [T]) -> u64 {
+        batch.sort_unstable();
+        let (mut added, mut distinct) = (0u64, 0u64);
+        for run in batch.chunk_by(|a, b| a == b) {
+            let n = run.len() as u64;
+            if self.add_raw(run[0].clone(), n) == n {
+                distinct += 1;
+            }
+            added += n;
+        }
+        self.counters.add(added, distinct);
+        added
+    }
+
+    /// Inserts every item of `iter` as one batch (see [`insert_batch`]) and returns how
+    /// many occurrences were added.
+    ///
+    /// [`insert_batch`]: SortedMultiset::insert_batch
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::new();
+    /// assert_eq!(set.extend([2, 2, 9]), 3);
+    /// assert_eq!(set.to_vec(), [2, 2, 9]);
+    /// ```
+    pub fn extend<I: IntoIterator<Item = T>>(&self, iter: I) -> u64 {
+        let mut batch: Vec<T> = iter.into_iter().collect();
+        self.insert_batch(&mut batch)
+    }
+
+    /// Removes one occurrence of `value`; `true` if there was one to remove.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([4, 4]);
+    /// assert!(set.remove(&4));
+    /// assert!(set.remove(&4));
+    /// assert!(!set.remove(&4));
+    /// ```
+    pub fn remove(&self, value: &T) -> bool {
+        self.remove_n(value, 1) == 1
+    }
+
+    /// Removes up to `n` occurrences of `value` and returns how many were removed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([4, 4, 4]);
+    /// assert_eq!(set.remove_n(&4, 2), 2);
+    /// assert_eq!(set.remove_n(&4, 5), 1);
+    /// assert_eq!(set.remove_n(&4, 5), 0);
+    /// ```
+    pub fn remove_n(&self, value: &T, n: u64) -> u64 {
+        let Some(entry) = self.map.get(value) else {
+            return 0;
+        };
+        let (taken, died) = take_from(&entry, n);
+        if taken > 0 {
+            self.counters.sub(taken, u64::from(died));
+        }
+        taken
+    }
+
+    /// Removes every occurrence of `value` and returns how many there were.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 4, 4]);
+    /// assert_eq!(set.remove_all(&4), 2);
+    /// assert_eq!(set.to_vec(), [1]);
+    /// ```
+    pub fn remove_all(&self, value: &T) -> u64 {
+        self.remove_n(value, u64::MAX)
+    }
+
+    /// How many occurrences of `value` the set holds (linearizable).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 4, 4]);
+    /// assert_eq!(set.count(&4), 2);
+    /// assert_eq!(set.count(&5), 0);
+    /// ```
+    pub fn count(&self, value: &T) -> u64 {
+        self.map
+            .get(value)
+            .and_then(|e| live_count(e.value()))
+            .unwrap_or(0)
+    }
+
+    /// Whether at least one occurrence of `value` is present.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1]);
+    /// assert!(set.contains(&1));
+    /// assert!(!set.contains(&2));
+    /// ```
+    pub fn contains(&self, value: &T) -> bool {
+        self.count(value) > 0
+    }
+
+    /// Total occurrences, duplicates included. Exact when no write is in flight,
+    /// approximate (never negative) while writers run; O(cores).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 1, 2]);
+    /// assert_eq!(set.len(), 3);
+    /// ```
+    pub fn len(&self) -> u64 {
+        self.counters.len()
+    }
+
+    /// Number of distinct values, with the same guarantee as [`len`](Self::len).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 1, 2]);
+    /// assert_eq!(set.distinct_len(), 2);
+    /// ```
+    pub fn distinct_len(&self) -> u64 {
+        self.counters.distinct()
+    }
+
+    /// Whether the set looks empty (see [`len`](Self::len)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::<u8>::new();
+    /// assert!(set.is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Removes everything and returns how many occurrences were removed.
+    ///
+    /// Weakly consistent: values inserted while `clear` runs may survive it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 1, 2]);
+    /// assert_eq!(set.clear(), 3);
+    /// assert!(set.is_empty());
+    /// ```
+    pub fn clear(&self) -> u64 {
+        let mut removed = 0;
+        self.drain_with(|_, n| removed += n);
+        removed
+    }
+
+    /// Removes everything and returns what was removed as sorted `(value, count)` runs:
+    /// exactly the occurrences this call took, whatever ran beside it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([2, 1, 2]);
+    /// assert_eq!(set.drain_runs(), [(1, 1), (2, 2)]);
+    /// assert!(set.is_empty());
+    /// ```
+    pub fn drain_runs(&self) -> Vec<(T, u64)> {
+        let mut runs = Vec::new();
+        self.drain_with(|v, n| runs.push((v.clone(), n)));
+        runs
+    }
+
+    fn drain_with(&self, mut taken: impl FnMut(&T, u64)) {
+        let (mut occurrences, mut distinct) = (0, 0);
+        for entry in self.map.iter() {
+            let (n, _) = take_from(&entry, u64::MAX);
+            if n > 0 {
+                taken(entry.key(), n);
+                occurrences += n;
+                distinct += 1;
+            }
+        }
+        self.counters.sub(occurrences, distinct);
+    }
+
+    /// The smallest value present (weakly consistent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([3, 1, 2]);
+    /// assert_eq!(set.first(), Some(1));
+    /// ```
+    pub fn first(&self) -> Option<T> {
+        self.runs().next().map(|(v, _)| v)
+    }
+
+    /// The largest value present (weakly consistent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([3, 1, 2]);
+    /// assert_eq!(set.last(), Some(3));
+    /// ```
+    pub fn last(&self) -> Option<T> {
+        self.map
+            .iter()
+            .rev()
+            .find_map(|e| live_count(e.value()).map(|_| e.key().clone()))
+    }
+
+    /// Removes one occurrence of the smallest value and returns it.
+    ///
+    /// The value removed was present and no smaller value was seen by the scan; a smaller
+    /// value inserted concurrently may be passed over (weakly consistent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([2, 1, 1]);
+    /// assert_eq!(set.pop_first(), Some(1));
+    /// assert_eq!(set.pop_first(), Some(1));
+    /// assert_eq!(set.pop_first(), Some(2));
+    /// assert_eq!(set.pop_first(), None);
+    /// ```
+    pub fn pop_first(&self) -> Option<T> {
+        self.pop_from(self.map.iter())
+    }
+
+    /// Removes one occurrence of the largest value and returns it (weakly consistent, as
+    /// [`pop_first`](Self::pop_first)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([2, 1, 2]);
+    /// assert_eq!(set.pop_last(), Some(2));
+    /// assert_eq!(set.len(), 2);
+    /// ```
+    pub fn pop_last(&self) -> Option<T> {
+        self.pop_from(self.map.iter().rev())
+    }
+
+    fn pop_from<'a>(&'a self, entries: impl Iterator<Item = Entry<'a, T, AtomicU64>>) -> Option<T> {
+        for entry in entries {
+            let (taken, died) = take_from(&entry, 1);
+            if taken == 1 {
+                self.counters.sub(1, u64::from(died));
+                return Some(entry.key().clone());
+            }
+        }
+        None
+    }
+
+    /// Every occurrence in ascending order, duplicates repeated (weakly consistent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([2, 1, 2]);
+    /// assert_eq!(set.iter().collect::<Vec<_>>(), [1, 2, 2]);
+    /// ```
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter {
+            cursor: Cursor::All(self.map.iter()),
+            run: None,
+        }
+    }
+
+    /// Sorted `(value, count)` pairs, one per distinct value (weakly consistent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([2, 1, 2]);
+    /// assert_eq!(set.runs().collect::<Vec<_>>(), [(1, 1), (2, 2)]);
+    /// ```
+    pub fn runs(&self) -> Runs<'_, T> {
+        Runs {
+            cursor: Cursor::All(self.map.iter()),
+        }
+    }
+
+    /// Occurrences of the values within `range`, ascending (weakly consistent).
+    ///
+    /// An empty or inverted range yields nothing; it never panics.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 2, 2, 3]);
+    /// assert_eq!(set.range(2..).collect::<Vec<_>>(), [2, 2, 3]);
+    /// assert_eq!(set.range(3..1).count(), 0);
+    /// ```
+    pub fn range<R: RangeBounds<T>>(&self, range: R) -> Iter<'_, T> {
+        Iter {
+            cursor: self.range_cursor(range),
+            run: None,
+        }
+    }
+
+    /// `(value, count)` runs of the values within `range` (weakly consistent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 2, 2, 3]);
+    /// assert_eq!(set.range_runs(..=2).collect::<Vec<_>>(), [(1, 1), (2, 2)]);
+    /// ```
+    pub fn range_runs<R: RangeBounds<T>>(&self, range: R) -> Runs<'_, T> {
+        Runs {
+            cursor: self.range_cursor(range),
+        }
+    }
+
+    fn range_cursor<R: RangeBounds<T>>(&self, range: R) -> Cursor<'_, T> {
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        if is_empty_range(&bounds) {
+            return Cursor::Done;
+        }
+        Cursor::Range(self.map.range(bounds))
+    }
+
+    /// Every occurrence, ascending, collected (weakly consistent).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([3, 1, 3]);
+    /// assert_eq!(set.to_vec(), [1, 3, 3]);
+    /// ```
+    pub fn to_vec(&self) -> Vec<T> {
+        self.iter().collect()
+    }
+}
+
+/// Whether `bounds` can hold no value (start above end, or equal with an exclusive side).
+fn is_empty_range<T: Ord>((start, end): &(Bound<T>, Bound<T>)) -> bool {
+    use Bound::{Excluded, Included, Unbounded};
+    match (start, end) {
+        (Unbounded, _) | (_, Unbounded) => false,
+        (Included(s), Included(e)) => s > e,
+        (Included(s), Excluded(e)) | (Excluded(s), Included(e)) | (Excluded(s), Excluded(e)) => {
+            s >= e
+        }
+    }
+}
+
+impl<T: Ord + Clone + Send + 'static> Default for SortedMultiset<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T: Ord + Clone + Send + 'static> FromIterator<T> for SortedMultiset<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let set = Self::new();
+        SortedMultiset::extend(&set, iter);
+        set
+    }
+}
+
+impl<T: Ord + Clone + Send + 'static> Extend<T> for SortedMultiset<T> {
+    fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
+        SortedMultiset::extend(self, iter);
+    }
+}
+
+impl<T> fmt::Debug for SortedMultiset<T>
+where
+    T: Ord + Clone + Send + 'static,
+{
+    /// Prints the counters only: walking a large, changing set is not a debug print.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SortedMultiset")
+            .field("len", &self.len())
+            .field("distinct_len", &self.distinct_len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,132 @@
+//! Model check: random operation sequences against `BTreeMap<value, count>`.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+use sortd::SortedMultiset;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Insert(i8),
+    InsertN(i8, u64),
+    Batch(Vec<i8>),
+    Remove(i8),
+    RemoveN(i8, u64),
+    RemoveAll(i8),
+    Count(i8),
+    Clear,
+    Drain,
+    PopFirst,
+    PopLast,
+    Range(i8, i8),
+}
+
+fn value() -> impl Strategy<Value = i8> {
+    // A narrow domain so values repeat and entries die and come back often.
+    -8i8..8
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => value().prop_map(Op::Insert),
+        2 => (value(), 0u64..4).prop_map(|(v, n)| Op::InsertN(v, n)),
+        2 => prop::collection::vec(value(), 0..20).prop_map(Op::Batch),
+        3 => value().prop_map(Op::Remove),
+        1 => (value(), 0u64..4).prop_map(|(v, n)| Op::RemoveN(v, n)),
+        1 => value().prop_map(Op::RemoveAll),
+        1 => value().prop_map(Op::Count),
+        1 => Just(Op::Clear),
+        1 => Just(Op::Drain),
+        1 => Just(Op::PopFirst),
+        1 => Just(Op::PopLast),
+        1 => (value(), value()).prop_map(|(a, b)| Op::Range(a, b)),
+    ]
+}
+
+fn remove_model(model: &mut BTreeMap<i8, u64>, v: i8, n: u64) -> u64 {
+    let Some(c) = model.get_mut(&v) else { return 0 };
+    let taken = (*c).min(n);
+    *c -= taken;
+    if *c == 0 {
+        model.remove(&v);
+    }
+    taken
+}
+
+fn expand(runs: impl IntoIterator<Item = (i8, u64)>) -> Vec<i8> {
+    runs.into_iter()
+        .flat_map(|(v, n)| std::iter::repeat_n(v, n as usize))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// After every operation the set agrees with the model: return values, contents,
+    /// runs, `len`, `distinct_len`, `first` and `last`.
+    #[test]
+    fn agrees_with_btreemap(ops in prop::collection::vec(op(), 1..80)) {
+        let set = SortedMultiset::new();
+        let mut model: BTreeMap<i8, u64> = BTreeMap::new();
+        for op in ops {
+            match op {
+                Op::Insert(v) => {
+                    let c = model.entry(v).or_default();
+                    *c += 1;
+                    prop_assert_eq!(set.insert(v), *c);
+                }
+                Op::InsertN(v, n) => {
+                    let expect = model.get(&v).copied().unwrap_or(0) + n;
+                    if n > 0 {
+                        model.insert(v, expect);
+                    }
+                    prop_assert_eq!(set.insert_n(v, n), expect);
+                }
+                Op::Batch(mut vs) => {
+                    for &v in &vs {
+                        *model.entry(v).or_default() += 1;
+                    }
+                    prop_assert_eq!(set.insert_batch(&mut vs), vs.len() as u64);
+                    prop_assert!(vs.is_sorted());
+                }
+                Op::Remove(v) => prop_assert_eq!(set.remove(&v), remove_model(&mut model, v, 1) == 1),
+                Op::RemoveN(v, n) => prop_assert_eq!(set.remove_n(&v, n), remove_model(&mut model, v, n)),
+                Op::RemoveAll(v) => prop_assert_eq!(set.remove_all(&v), remove_model(&mut model, v, u64::MAX)),
+                Op::Count(v) => prop_assert_eq!(set.count(&v), model.get(&v).copied().unwrap_or(0)),
+                Op::Clear => {
+                    prop_assert_eq!(set.clear(), model.values().sum::<u64>());
+                    model.clear();
+                }
+                Op::Drain => {
+                    prop_assert_eq!(set.drain_runs(), model.iter().map(|(&v, &c)| (v, c)).collect::<Vec<_>>());
+                    model.clear();
+                }
+                Op::PopFirst => {
+                    let expect = model.keys().next().copied();
+                    if let Some(v) = expect { remove_model(&mut model, v, 1); }
+                    prop_assert_eq!(set.pop_first(), expect);
+                }
+                Op::PopLast => {
+                    let expect = model.keys().next_back().copied();
+                    if let Some(v) = expect { remove_model(&mut model, v, 1); }
+                    prop_assert_eq!(set.pop_last(), expect);
+                }
+                Op::Range(a, b) => {
+                    let want: Vec<(i8, u64)> = if a <= b {
+                        model.range(a..=b).map(|(&v, &c)| (v, c)).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    prop_assert_eq!(set.range_runs(a..=b).collect::<Vec<_>>(), want.clone());
+                    prop_assert_eq!(set.range(a..=b).collect::<Vec<_>>(), expand(want));
+                }
+            }
+            prop_assert_eq!(set.len(), model.values().sum::<u64>());
+            prop_assert_eq!(set.distinct_len(), model.len() as u64);
+            prop_assert_eq!(set.runs().collect::<Vec<_>>(), model.iter().map(|(&v, &c)| (v, c)).collect::<Vec<_>>());
+            prop_assert_eq!(set.first(), model.keys().next().copied());
+            prop_assert_eq!(set.last(), model.keys().next_back().copied());
+        }
+        prop_assert_eq!(set.to_vec(), expand(model.into_iter()));
+    }
+}

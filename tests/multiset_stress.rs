@@ -1,0 +1,229 @@
+//! Concurrency stress tests: every insert is accounted for at the end.
+//!
+//! Each thread records what its own calls reported (inserted, removed); after joining, the
+//! set must hold exactly the sum. A lost insert, a double count, a revived dead entry or a
+//! count below zero all break that equality.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use sortd::SortedMultiset;
+
+const THREADS: usize = 4;
+
+/// Per-thread net effect: value -> (occurrences added) - (occurrences removed).
+type Ledger = BTreeMap<i64, i64>;
+
+/// Runs `ops` random operations per thread on values drawn by `pick`, then checks every
+/// count, `len` and `distinct_len` against the merged ledgers.
+fn mixed_workload(ops: usize, pick: fn(&mut SmallRng) -> i64) {
+    let set = SortedMultiset::new();
+    let barrier = Barrier::new(THREADS);
+    let ledgers: Vec<Ledger> = thread::scope(|s| {
+        let handles: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (set, barrier) = (&set, &barrier);
+                s.spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(t as u64);
+                    let mut ledger = Ledger::new();
+                    barrier.wait();
+                    for _ in 0..ops {
+                        let v = pick(&mut rng);
+                        let delta = match rng.random_range(0..10) {
+                            0..=3 => {
+                                set.insert(v);
+                                1
+                            }
+                            4 => {
+                                let mut batch: Vec<i64> = (0..rng.random_range(1..20))
+                                    .map(|_| pick(&mut rng))
+                                    .collect();
+                                set.insert_batch(&mut batch);
+                                for b in batch {
+                                    *ledger.entry(b).or_default() += 1;
+                                }
+                                0
+                            }
+                            5..=7 => -i64::from(set.remove(&v)),
+                            8 => -(set.remove_n(&v, 3) as i64),
+                            _ => match set.pop_first() {
+                                Some(p) => {
+                                    *ledger.entry(p).or_default() -= 1;
+                                    0
+                                }
+                                None => 0,
+                            },
+                        };
+                        *ledger.entry(v).or_default() += delta;
+                    }
+                    ledger
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
+    for ledger in ledgers {
+        for (v, d) in ledger {
+            *expected.entry(v).or_default() += d;
+        }
+    }
+    expected.retain(|_, c| *c != 0);
+    assert!(
+        expected.values().all(|&c| c > 0),
+        "a count went negative: {expected:?}"
+    );
+    let got: BTreeMap<i64, i64> = set.runs().map(|(v, c)| (v, c as i64)).collect();
+    assert_eq!(got, expected);
+    for (v, c) in &expected {
+        assert_eq!(set.count(v) as i64, *c);
+    }
+    assert_eq!(set.len() as i64, expected.values().sum::<i64>());
+    assert_eq!(set.distinct_len(), expected.len() as u64);
+}
+
+/// Heavy contention: eight values, so inserts constantly race removals of the last occurrence.
+#[test]
+fn small_range_nothing_lost() {
+    mixed_workload(40_000, |rng| rng.random_range(0..8));
+}
+
+/// The service's own distribution.
+#[test]
+fn service_range_nothing_lost() {
+    mixed_workload(40_000, |rng| rng.random_range(0..=100));
+}
+
+/// Wide range: mostly distinct values, so the skip list itself grows and shrinks.
+#[test]
+fn wide_range_nothing_lost() {
+    mixed_workload(40_000, |rng| rng.random_range(-5_000..5_000));
+}
+
+/// The exact race the count protocol exists for, repeated: one occurrence present, one thread
+/// removes it while another inserts. Whatever the interleaving, exactly one remains.
+#[test]
+fn insert_races_removal_of_last_occurrence() {
+    let set = SortedMultiset::new();
+    let barrier = Barrier::new(2);
+    for round in 0..2_000 {
+        set.insert(round);
+        thread::scope(|s| {
+            s.spawn(|| {
+                barrier.wait();
+                assert!(
+                    set.remove(&round),
+                    "the pre-inserted occurrence must be removable"
+                );
+            });
+            s.spawn(|| {
+                barrier.wait();
+                set.insert(round);
+            });
+        });
+        assert_eq!(set.count(&round), 1, "round {round}");
+        assert_eq!(set.remove_all(&round), 1);
+    }
+    assert!(set.is_empty());
+    assert_eq!(set.distinct_len(), 0);
+}
+
+/// Two inserters of a brand-new value race on linking its entry: both increments count.
+#[test]
+fn racing_first_inserts_both_count() {
+    let set = SortedMultiset::new();
+    let barrier = Barrier::new(3);
+    for round in 0..2_000i64 {
+        thread::scope(|s| {
+            for _ in 0..3 {
+                s.spawn(|| {
+                    barrier.wait();
+                    set.insert(round);
+                });
+            }
+        });
+        assert_eq!(set.count(&round), 3, "round {round}");
+    }
+    assert_eq!(set.len(), 6_000);
+    assert_eq!(set.distinct_len(), 2_000);
+}
+
+/// `clear` racing inserters: what the clears report removed plus what is left equals
+/// what was inserted.
+#[test]
+fn clear_racing_inserts_accounts_for_everything() {
+    let set = SortedMultiset::new();
+    let done = AtomicBool::new(false);
+    const PER_THREAD: u64 = 50_000;
+    let cleared = thread::scope(|s| {
+        let clearer = s.spawn(|| {
+            let mut removed = 0;
+            while !done.load(Ordering::Acquire) {
+                removed += set.drain_runs().iter().map(|(_, n)| n).sum::<u64>();
+            }
+            removed
+        });
+        let writers: Vec<_> = (0..3)
+            .map(|t| {
+                let set = &set;
+                s.spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(t);
+                    for _ in 0..PER_THREAD {
+                        set.insert(rng.random_range(0..=100i64));
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Release);
+        clearer.join().unwrap()
+    });
+    let left: u64 = set.runs().map(|(_, n)| n).sum();
+    assert_eq!(cleared + left, 3 * PER_THREAD);
+    assert_eq!(set.len(), left);
+}
+
+/// Readers iterating during writes always see strictly ascending values with positive counts,
+/// and occurrences in order.
+#[test]
+fn iteration_during_writes_is_sorted() {
+    let set = Arc::new(SortedMultiset::new());
+    let done = AtomicBool::new(false);
+    thread::scope(|s| {
+        for t in 0..2u64 {
+            let (set, done) = (&set, &done);
+            s.spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(t);
+                for _ in 0..30_000 {
+                    let v = rng.random_range(0..200i64);
+                    if rng.random_bool(0.6) {
+                        set.insert(v);
+                    } else {
+                        set.remove(&v);
+                    }
+                }
+                done.store(true, Ordering::Release);
+            });
+        }
+        let mut walks = 0;
+        while !done.load(Ordering::Acquire) || walks < 10 {
+            let runs: Vec<(i64, u64)> = set.runs().collect();
+            assert!(
+                runs.windows(2).all(|w| w[0].0 < w[1].0),
+                "runs out of order"
+            );
+            assert!(runs.iter().all(|&(_, c)| c > 0));
+            let all = set.range(50..150).collect::<Vec<_>>();
+            assert!(all.is_sorted());
+            assert!(all.iter().all(|v| (50..150).contains(v)));
+            walks += 1;
+        }
+    });
+}
