@@ -17,6 +17,7 @@
 //! # Layout
 //!
 //! - [`multiset`]: [`SortedMultiset`], its count protocol and its consistency guarantees.
+//! - [`frame`]: the binary wire protocol's types and its pure, incremental codec.
 //!
 //! # Consistency
 //!
@@ -27,6 +28,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod multiset;
 
 pub use multiset::SortedMultiset;

@@ -1,0 +1,312 @@
+//! `SortedMultiset` against the obvious locked alternatives, on the service's own workload.
+//!
+//! Every contender starts from the same prefilled state (not timed), then `threads` threads
+//! each apply the same pre-generated batches; one criterion iteration is one batch per thread.
+//! Throughput is reported in values inserted per second, so thread counts compare directly.
+//!
+//! Run with `cargo bench --bench multiset`, then `python3 scripts/bench_table.py multiset`
+//! for the ratio table against `Mutex<BTreeMap>` that README.md quotes.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Barrier, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use crossbeam_skiplist::SkipSet;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use sortd::SortedMultiset;
+
+/// Values present before each measurement, so that the contenders are compared at a size
+/// where their costs show (the original's sorted list pays O(n) per insert).
+const PREFILL: usize = 50_000;
+/// Distinct batches per thread, replayed round-robin.
+const POOL: usize = 512;
+/// Width of the value window a range read covers.
+const RANGE_WIDTH: i64 = 10;
+
+/// What one benchmark thread does with a batch.
+trait Contender: Send + Sync + 'static {
+    const NAME: &'static str;
+    fn new() -> Self;
+    /// Brings a fresh contender to the starting state (not timed).
+    fn prefill(&self, mut values: Vec<i64>) {
+        let mut seq = 0;
+        for chunk in values.chunks_mut(1024) {
+            self.insert_batch(chunk, u64::MAX >> 16, &mut seq);
+        }
+    }
+    /// Inserts every value of `batch`; `thread` and `seq` make per-occurrence keys unique where a
+    /// contender needs them.
+    fn insert_batch(&self, batch: &mut [i64], thread: u64, seq: &mut u64);
+    /// Reads the `(value, count)` runs in `lo..lo + RANGE_WIDTH`, as a service reply would;
+    /// returns how many occurrences it saw.
+    fn range_read(&self, lo: i64) -> u64;
+}
+
+impl Contender for SortedMultiset<i64> {
+    const NAME: &'static str = "SortedMultiset";
+    fn new() -> Self {
+        SortedMultiset::new()
+    }
+    fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
+        SortedMultiset::insert_batch(self, batch);
+    }
+    fn range_read(&self, lo: i64) -> u64 {
+        let runs: Vec<(i64, u64)> = self
+            .range_runs(lo..lo.saturating_add(RANGE_WIDTH))
+            .collect();
+        runs.iter().map(|&(_, c)| c).sum()
+    }
+}
+
+struct MutexMap(Mutex<BTreeMap<i64, u64>>);
+
+impl Contender for MutexMap {
+    const NAME: &'static str = "Mutex<BTreeMap>";
+    fn new() -> Self {
+        MutexMap(Mutex::default())
+    }
+    fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
+        let mut map = self.0.lock().unwrap();
+        for &v in batch.iter() {
+            *map.entry(v).or_insert(0) += 1;
+        }
+    }
+    fn range_read(&self, lo: i64) -> u64 {
+        let map = self.0.lock().unwrap();
+        let runs: Vec<(i64, u64)> = map
+            .range(lo..lo.saturating_add(RANGE_WIDTH))
+            .map(|(&v, &c)| (v, c))
+            .collect();
+        runs.iter().map(|&(_, c)| c).sum()
+    }
+}
+
+struct RwLockMap(RwLock<BTreeMap<i64, u64>>);
+
+impl Contender for RwLockMap {
+    const NAME: &'static str = "RwLock<BTreeMap>";
+    fn new() -> Self {
+        RwLockMap(RwLock::default())
+    }
+    fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
+        let mut map = self.0.write().unwrap();
+        for &v in batch.iter() {
+            *map.entry(v).or_insert(0) += 1;
+        }
+    }
+    fn range_read(&self, lo: i64) -> u64 {
+        let map = self.0.read().unwrap();
+        let runs: Vec<(i64, u64)> = map
+            .range(lo..lo.saturating_add(RANGE_WIDTH))
+            .map(|(&v, &c)| (v, c))
+            .collect();
+        runs.iter().map(|&(_, c)| c).sum()
+    }
+}
+
+/// What the original Python server did: one sorted list (a `SortedList`) under one lock.
+struct MutexVec(Mutex<Vec<i64>>);
+
+impl Contender for MutexVec {
+    const NAME: &'static str = "Mutex<Vec>";
+    fn new() -> Self {
+        MutexVec(Mutex::default())
+    }
+    fn prefill(&self, mut values: Vec<i64>) {
+        values.sort_unstable();
+        *self.0.lock().unwrap() = values;
+    }
+    fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
+        let mut vec = self.0.lock().unwrap();
+        for &v in batch.iter() {
+            let at = vec.partition_point(|&x| x <= v);
+            vec.insert(at, v);
+        }
+    }
+    fn range_read(&self, lo: i64) -> u64 {
+        let vec = self.0.lock().unwrap();
+        let hi = lo.saturating_add(RANGE_WIDTH);
+        let start = vec.partition_point(|&x| x < lo);
+        let end = vec.partition_point(|&x| x < hi);
+        let copy: Vec<i64> = vec[start..end].to_vec();
+        copy.len() as u64
+    }
+}
+
+/// One skip-list node per occurrence: `(value, unique id)`.
+struct NodePerOccurrence(SkipSet<(i64, u64)>);
+
+impl Contender for NodePerOccurrence {
+    const NAME: &'static str = "SkipSet<(i64,u64)>";
+    fn new() -> Self {
+        NodePerOccurrence(SkipSet::new())
+    }
+    fn insert_batch(&self, batch: &mut [i64], thread: u64, seq: &mut u64) {
+        for &v in batch.iter() {
+            *seq += 1;
+            self.0.insert((v, thread << 48 | *seq));
+        }
+    }
+    fn range_read(&self, lo: i64) -> u64 {
+        let hi = lo.saturating_add(RANGE_WIDTH);
+        let mut runs: Vec<(i64, u64)> = Vec::new();
+        for e in self.0.range((lo, 0)..(hi, 0)) {
+            match runs.last_mut() {
+                Some((v, c)) if *v == e.value().0 => *c += 1,
+                _ => runs.push((e.value().0, 1)),
+            }
+        }
+        runs.iter().map(|&(_, c)| c).sum()
+    }
+}
+
+/// Where batch values come from.
+#[derive(Clone, Copy)]
+enum Dist {
+    /// The service's own: batches of 10..=20 values in 0..=100.
+    Service,
+    /// Batches of 10..=20 uniform `i64`s: almost every value distinct.
+    Uniform,
+}
+
+impl Dist {
+    fn name(self) -> &'static str {
+        match self {
+            Dist::Service => "service",
+            Dist::Uniform => "uniform_i64",
+        }
+    }
+
+    fn value(self, rng: &mut SmallRng) -> i64 {
+        match self {
+            Dist::Service => rng.random_range(0..=100),
+            Dist::Uniform => rng.random(),
+        }
+    }
+
+    fn batches(self, seed: u64) -> Vec<Vec<i64>> {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        (0..POOL)
+            .map(|_| {
+                let len = rng.random_range(10..=20);
+                (0..len).map(|_| self.value(&mut rng)).collect()
+            })
+            .collect()
+    }
+}
+
+/// The operations one thread runs: each batch is an insert, or (in the mixed workload) every
+/// tenth is a range read instead.
+struct Workload {
+    dist: Dist,
+    mixed: bool,
+}
+
+impl Workload {
+    fn name(&self) -> String {
+        if self.mixed {
+            format!("{}_mixed_90_10", self.dist.name())
+        } else {
+            format!("{}_insert", self.dist.name())
+        }
+    }
+}
+
+/// Runs `iters` batches on each of `threads` threads against a fresh, prefilled contender;
+/// returns the wall time from the start barrier to the last thread's finish.
+fn run<C: Contender>(workload: &Workload, pools: &[Arc<Vec<Vec<i64>>>], iters: u64) -> Duration {
+    let set = Arc::new(C::new());
+    let mut rng = SmallRng::seed_from_u64(7);
+    set.prefill(
+        (0..PREFILL)
+            .map(|_| workload.dist.value(&mut rng))
+            .collect(),
+    );
+
+    let threads = pools.len();
+    let start = Arc::new(Barrier::new(threads + 1));
+    let workers: Vec<_> = pools
+        .iter()
+        .enumerate()
+        .map(|(t, pool)| {
+            let (set, start, pool) = (Arc::clone(&set), Arc::clone(&start), Arc::clone(pool));
+            let mixed = workload.mixed;
+            std::thread::spawn(move || {
+                let mut scratch = Vec::with_capacity(32);
+                let mut seq = 0;
+                let seen = AtomicU64::new(0);
+                start.wait();
+                for i in 0..iters as usize {
+                    let batch = &pool[i % POOL];
+                    if mixed && i % 10 == 9 {
+                        let lo = batch[0].min(i64::MAX - RANGE_WIDTH);
+                        seen.fetch_add(set.range_read(lo), Relaxed);
+                    } else {
+                        scratch.clear();
+                        scratch.extend_from_slice(batch);
+                        set.insert_batch(&mut scratch, t as u64, &mut seq);
+                    }
+                }
+                black_box(seen.load(Relaxed));
+            })
+        })
+        .collect();
+    start.wait();
+    let began = Instant::now();
+    for w in workers {
+        w.join().expect("benchmark thread panicked");
+    }
+    began.elapsed()
+}
+
+fn bench_workload(c: &mut Criterion, workload: Workload) {
+    let mut group = c.benchmark_group(workload.name());
+    group
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(20);
+    for threads in [1usize, 2, 4] {
+        let pools: Vec<Arc<Vec<Vec<i64>>>> = (0..threads)
+            .map(|t| Arc::new(workload.dist.batches(1000 + t as u64)))
+            .collect();
+        let values: usize = pools
+            .iter()
+            .map(|p| p.iter().map(Vec::len).sum::<usize>())
+            .sum();
+        // Per iteration, each thread handles one batch of the mean length.
+        group.throughput(Throughput::Elements((values / POOL) as u64));
+
+        macro_rules! contender {
+            ($c:ty) => {
+                group.bench_with_input(
+                    BenchmarkId::new(<$c as Contender>::NAME, threads),
+                    &pools,
+                    |b, pools| b.iter_custom(|iters| run::<$c>(&workload, pools, iters)),
+                );
+            };
+        }
+        contender!(SortedMultiset<i64>);
+        contender!(MutexMap);
+        contender!(RwLockMap);
+        contender!(MutexVec);
+        contender!(NodePerOccurrence);
+    }
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    for (dist, mixed) in [
+        (Dist::Service, false),
+        (Dist::Uniform, false),
+        (Dist::Service, true),
+    ] {
+        bench_workload(c, Workload { dist, mixed });
+    }
+}
+
+criterion_group!(multiset, benches);
+criterion_main!(multiset);

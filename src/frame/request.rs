@@ -1,0 +1,287 @@
+//! Requests: what a client asks, how it is laid out, how it is parsed.
+
+use std::fmt;
+
+use super::{Error, ErrorCode, RawFrame, Reader, check_flags, flags, opcode, write_frame};
+
+/// A batch of values, either borrowed from a frame's payload (as decoded, no copy made) or
+/// from a slice (to encode). Two `Values` are equal when they hold the same sequence.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::frame::Values;
+///
+/// let wire = [2u8, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+/// let values = Values::Wire(&wire);
+/// assert_eq!(values.len(), 2);
+/// assert_eq!(values.iter().collect::<Vec<_>>(), [2, -1]);
+/// assert_eq!(values, Values::Slice(&[2, -1]));
+/// ```
+#[derive(Clone, Copy)]
+pub enum Values<'a> {
+    /// Little-endian `i64`s as they sit in a payload; the length is a multiple of 8.
+    Wire(&'a [u8]),
+    /// Values in memory.
+    Slice(&'a [i64]),
+}
+
+impl<'a> Values<'a> {
+    /// How many values there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Wire(bytes) => bytes.len() / 8,
+            Values::Slice(values) => values.len(),
+        }
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The values in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = i64> + 'a {
+        let (wire, slice): (&'a [u8], &'a [i64]) = match *self {
+            Values::Wire(bytes) => (bytes, &[]),
+            Values::Slice(values) => (&[], values),
+        };
+        let from_wire = wire
+            .chunks_exact(8)
+            .map(|c| i64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes")));
+        ValuesIter {
+            wire: from_wire,
+            slice: slice.iter(),
+        }
+    }
+
+    /// Appends the values to `out` (which the caller can reuse between requests).
+    pub fn copy_into(&self, out: &mut Vec<i64>) {
+        out.reserve(self.len());
+        out.extend(self.iter());
+    }
+}
+
+/// Iterates either representation of [`Values`] (one side is always empty).
+struct ValuesIter<W, S> {
+    wire: W,
+    slice: S,
+}
+
+impl<'a, W, S> Iterator for ValuesIter<W, S>
+where
+    W: Iterator<Item = i64>,
+    S: Iterator<Item = &'a i64>,
+{
+    type Item = i64;
+
+    fn next(&mut self) -> Option<i64> {
+        self.wire.next().or_else(|| self.slice.next().copied())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let (w, s) = (self.wire.size_hint().0, self.slice.size_hint().0);
+        (w + s, Some(w + s))
+    }
+}
+
+impl<'a, W, S> ExactSizeIterator for ValuesIter<W, S>
+where
+    W: Iterator<Item = i64>,
+    S: Iterator<Item = &'a i64>,
+{
+}
+
+impl PartialEq for Values<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Values<'_> {}
+
+impl fmt::Debug for Values<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// A request frame's meaning. README.md ("Wire protocol") gives each layout.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::frame::{Decoder, Request};
+///
+/// let mut wire = Vec::new();
+/// Request::Remove { value: 42, n: 2 }.encode(5, &mut wire);
+/// let (_, frame) = Decoder::new(1024).decode(&wire);
+/// let frame = frame.unwrap().unwrap();
+/// assert_eq!(Request::parse(&frame, 100), Ok(Request::Remove { value: 42, n: 2 }));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Insert every value. Reply: RUNS of the whole multiset, or ACK if `ack_only`.
+    Insert {
+        /// The batch.
+        values: Values<'a>,
+        /// Reply with the new length only, not the contents.
+        ack_only: bool,
+    },
+    /// Read runs with `min <= value <= max`, at most `limit` of them (0: the server's
+    /// maximum). Reply: RUNS.
+    Get {
+        /// Smallest value included.
+        min: i64,
+        /// Largest value included.
+        max: i64,
+        /// Most runs wanted; 0 means as many as the server allows.
+        limit: u32,
+    },
+    /// Add one random value in `1000..=10000`. Reply: VALUE.
+    AddRandom,
+    /// Remove up to `n` occurrences of `value`. Reply: COUNT (how many were removed).
+    Remove {
+        /// The value.
+        value: i64,
+        /// Most occurrences to remove.
+        n: u64,
+    },
+    /// How many occurrences of `value` there are. Reply: COUNT.
+    Count {
+        /// The value.
+        value: i64,
+    },
+    /// Remove everything. Reply: COUNT (how many occurrences were removed).
+    Clear,
+    /// Reply: STATS.
+    Stats,
+    /// Reply: PONG with the same payload.
+    Ping(&'a [u8]),
+}
+
+impl<'a> Request<'a> {
+    /// Interprets a complete frame as a request.
+    ///
+    /// `max_values` bounds an INSERT's batch; it is checked against the declared count
+    /// before anything is read.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::UNKNOWN_OPCODE`] for an opcode that is not a request,
+    /// [`ErrorCode::MALFORMED`] when the payload does not fit the opcode's layout or
+    /// undefined flags are set, [`ErrorCode::LIMIT_EXCEEDED`] for a batch over `max_values`.
+    pub fn parse(frame: &RawFrame<'a>, max_values: u32) -> Result<Self, Error> {
+        let header = &frame.header;
+        let mut r = Reader::new(frame.payload);
+        let allowed_flags = if header.opcode == opcode::INSERT {
+            flags::ACK_ONLY
+        } else {
+            0
+        };
+        let request = match header.opcode {
+            opcode::INSERT => {
+                let count = r.u32("value count")?;
+                if count > max_values {
+                    return Err(Error::new(
+                        ErrorCode::LIMIT_EXCEEDED,
+                        format!("{count} values in one request; the limit is {max_values}"),
+                    ));
+                }
+                Request::Insert {
+                    values: Values::Wire(r.items(count, 8, "values")?),
+                    ack_only: header.flags & flags::ACK_ONLY != 0,
+                }
+            }
+            opcode::GET => Request::Get {
+                min: r.i64("min")?,
+                max: r.i64("max")?,
+                limit: r.u32("limit")?,
+            },
+            opcode::ADD_RANDOM => Request::AddRandom,
+            opcode::REMOVE => Request::Remove {
+                value: r.i64("value")?,
+                n: r.u64("n")?,
+            },
+            opcode::COUNT => Request::Count {
+                value: r.i64("value")?,
+            },
+            opcode::CLEAR => Request::Clear,
+            opcode::STATS => Request::Stats,
+            opcode::PING => Request::Ping(r.rest()),
+            other => {
+                return Err(Error::new(
+                    ErrorCode::UNKNOWN_OPCODE,
+                    format!("opcode {other:#04x} is not a request"),
+                ));
+            }
+        };
+        check_flags(header, allowed_flags)?;
+        r.finish()?;
+        Ok(request)
+    }
+
+    /// The request's opcode.
+    #[must_use]
+    pub fn opcode(&self) -> u8 {
+        match self {
+            Request::Insert { .. } => opcode::INSERT,
+            Request::Get { .. } => opcode::GET,
+            Request::AddRandom => opcode::ADD_RANDOM,
+            Request::Remove { .. } => opcode::REMOVE,
+            Request::Count { .. } => opcode::COUNT,
+            Request::Clear => opcode::CLEAR,
+            Request::Stats => opcode::STATS,
+            Request::Ping(_) => opcode::PING,
+        }
+    }
+
+    /// Whether the request changes the multiset.
+    #[must_use]
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Request::Insert { .. } | Request::AddRandom | Request::Remove { .. } | Request::Clear
+        )
+    }
+
+    /// Appends the request as one frame to `out`.
+    ///
+    /// # Panics
+    ///
+    /// If the payload would exceed `u32::MAX` bytes (an INSERT of over 500 million values).
+    pub fn encode(&self, request_id: u32, out: &mut Vec<u8>) {
+        let flags = match self {
+            Request::Insert { ack_only: true, .. } => flags::ACK_ONLY,
+            _ => 0,
+        };
+        write_frame(out, self.opcode(), flags, request_id, |out| match self {
+            Request::Insert { values, .. } => {
+                let count = u32::try_from(values.len()).expect("over u32::MAX values in one frame");
+                out.extend_from_slice(&count.to_le_bytes());
+                match values {
+                    Values::Wire(bytes) => out.extend_from_slice(bytes),
+                    Values::Slice(values) => {
+                        for v in *values {
+                            out.extend_from_slice(&v.to_le_bytes());
+                        }
+                    }
+                }
+            }
+            Request::Get { min, max, limit } => {
+                out.extend_from_slice(&min.to_le_bytes());
+                out.extend_from_slice(&max.to_le_bytes());
+                out.extend_from_slice(&limit.to_le_bytes());
+            }
+            Request::Remove { value, n } => {
+                out.extend_from_slice(&value.to_le_bytes());
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Request::Count { value } => out.extend_from_slice(&value.to_le_bytes()),
+            Request::Ping(payload) => out.extend_from_slice(payload),
+            Request::AddRandom | Request::Clear | Request::Stats => {}
+        });
+    }
+}

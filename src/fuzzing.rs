@@ -1,0 +1,121 @@
+//! Checks shared by the cargo-fuzz targets in `fuzz/` and the test that replays their seed
+//! corpus (`tests/fuzz_corpus.rs`), so CI exercises the same properties without cargo-fuzz.
+//!
+//! Not part of the stable API.
+
+use crate::frame::{Decoder, FrameError, Header, Request, Response};
+
+/// Largest payload the fuzzed decoder accepts: small, so oversize skipping is exercised.
+const FUZZ_MAX_PAYLOAD: u32 = 4096;
+
+/// What the decoder produced, owned so that two decodings can be compared.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    Frame(Header, Vec<u8>),
+    Refused(FrameError),
+}
+
+/// Decodes `stream` fed in the pieces given by `splits` (each a piece length; the rest of the
+/// stream arrives at the end), stopping after a fatal error as a server would.
+fn decode_in_pieces(stream: &[u8], splits: impl Iterator<Item = usize>) -> Vec<Event> {
+    let mut decoder = Decoder::new(FUZZ_MAX_PAYLOAD);
+    let mut buf = Vec::new();
+    let mut events = Vec::new();
+    let mut fed = 0;
+    let mut splits = splits.peekable();
+    while fed < stream.len() || !buf.is_empty() {
+        let piece = splits
+            .next()
+            .unwrap_or(stream.len() - fed)
+            .min(stream.len() - fed);
+        buf.extend_from_slice(&stream[fed..fed + piece]);
+        fed += piece;
+        loop {
+            let (used, item) = decoder.decode(&buf);
+            let fatal = match item {
+                Some(Ok(frame)) => {
+                    events.push(Event::Frame(frame.header, frame.payload.to_vec()));
+                    false
+                }
+                Some(Err(e)) => {
+                    let fatal = e.is_fatal();
+                    events.push(Event::Refused(e));
+                    fatal
+                }
+                None => false,
+            };
+            assert!(
+                used <= buf.len(),
+                "decoder used more bytes than it was given"
+            );
+            buf.drain(..used);
+            if fatal {
+                return events;
+            }
+            if used == 0 {
+                break;
+            }
+        }
+        if fed == stream.len() && piece == 0 {
+            break;
+        }
+    }
+    events
+}
+
+/// Parses one decoded frame both ways; whatever parses must re-encode to something that
+/// parses to the same value (and, for requests, to the very same bytes).
+fn check_round_trip(header: Header, payload: &[u8]) {
+    let frame = crate::frame::RawFrame { header, payload };
+    if let Ok(request) = Request::parse(&frame, u32::MAX) {
+        let mut again = Vec::new();
+        request.encode(header.request_id, &mut again);
+        let mut original = header.to_bytes().to_vec();
+        original.extend_from_slice(payload);
+        assert_eq!(
+            again, original,
+            "request did not re-encode to its own bytes"
+        );
+    }
+    if let Ok(response) = Response::parse(&frame) {
+        let mut again = Vec::new();
+        response.encode(header.request_id, &mut again);
+        let (used, decoded) = Decoder::new(u32::MAX).decode(&again);
+        assert_eq!(used, again.len());
+        let decoded = decoded
+            .expect("a complete frame")
+            .expect("an encoded frame's header is valid");
+        assert_eq!(Response::parse(&decoded).as_ref(), Ok(&response));
+    }
+}
+
+/// The frame fuzz target: `data[0]` seeds the piece sizes, the rest is the byte stream.
+///
+/// Decoding must never panic, must give the same frames however the stream is split, and
+/// every frame that parses must round-trip.
+pub fn frame(data: &[u8]) {
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
+    let whole = decode_in_pieces(stream, std::iter::empty());
+    // Piece sizes from a tiny LCG over the seed: 1-byte feeds, small pieces, and larger ones.
+    let mut state = u32::from(seed) | 1;
+    let pieces = std::iter::from_fn(move || {
+        state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        Some(match seed % 3 {
+            0 => 1,
+            1 => (state >> 16) as usize % 16,
+            _ => (state >> 16) as usize % 300,
+        })
+    });
+    let split = decode_in_pieces(stream, pieces);
+    assert_eq!(
+        whole, split,
+        "splitting the stream changed what was decoded"
+    );
+    for event in &whole {
+        if let Event::Frame(header, payload) = event {
+            check_round_trip(*header, payload);
+        }
+    }
+}

@@ -1,0 +1,447 @@
+//! The frame codec: round trips under any split of the stream, and every error path.
+
+use proptest::prelude::*;
+use sortd::frame::{
+    Decoder, Error, ErrorCode, HEADER_LEN, Header, RawFrame, Request, Response, Stats, Values,
+    flags, opcode,
+};
+
+/// Decodes everything in `stream`, feeding it in pieces of the given sizes (cycled), and
+/// returns each frame's header and payload, or the refused header's error code.
+fn decode_pieces(
+    decoder: &mut Decoder,
+    stream: &[u8],
+    pieces: &[usize],
+) -> Vec<Result<(Header, Vec<u8>), ErrorCode>> {
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut fed = 0;
+    let mut sizes = pieces.iter().copied().cycle();
+    while fed < stream.len() {
+        let n = sizes
+            .next()
+            .unwrap_or(stream.len())
+            .clamp(1, stream.len() - fed);
+        buf.extend_from_slice(&stream[fed..fed + n]);
+        fed += n;
+        loop {
+            let (used, item) = decoder.decode(&buf);
+            match item {
+                Some(Ok(f)) => out.push(Ok((f.header, f.payload.to_vec()))),
+                Some(Err(e)) => out.push(Err(e.error.code)),
+                None => {}
+            }
+            buf.drain(..used);
+            if used == 0 {
+                break;
+            }
+        }
+    }
+    assert!(buf.is_empty(), "{} bytes left undecoded", buf.len());
+    out
+}
+
+fn one_frame(wire: &[u8]) -> RawFrame<'_> {
+    let (used, frame) = Decoder::new(u32::MAX).decode(wire);
+    assert_eq!(used, wire.len());
+    frame.expect("complete").expect("valid header")
+}
+
+fn header(opcode: u8, flags: u16, len: u32) -> Vec<u8> {
+    Header {
+        version: 1,
+        opcode,
+        flags,
+        request_id: 77,
+        len,
+    }
+    .to_bytes()
+    .to_vec()
+}
+
+/// An owned request, for proptest to generate (`Request` borrows its payloads).
+#[derive(Clone, Debug)]
+enum OwnedRequest {
+    Insert(Vec<i64>, bool),
+    Get(i64, i64, u32),
+    AddRandom,
+    Remove(i64, u64),
+    Count(i64),
+    Clear,
+    Stats,
+    Ping(Vec<u8>),
+}
+
+impl OwnedRequest {
+    fn borrow(&self) -> Request<'_> {
+        match self {
+            OwnedRequest::Insert(v, ack_only) => Request::Insert {
+                values: Values::Slice(v),
+                ack_only: *ack_only,
+            },
+            OwnedRequest::Get(min, max, limit) => Request::Get {
+                min: *min,
+                max: *max,
+                limit: *limit,
+            },
+            OwnedRequest::AddRandom => Request::AddRandom,
+            OwnedRequest::Remove(value, n) => Request::Remove {
+                value: *value,
+                n: *n,
+            },
+            OwnedRequest::Count(value) => Request::Count { value: *value },
+            OwnedRequest::Clear => Request::Clear,
+            OwnedRequest::Stats => Request::Stats,
+            OwnedRequest::Ping(p) => Request::Ping(p),
+        }
+    }
+}
+
+fn request() -> impl Strategy<Value = OwnedRequest> {
+    prop_oneof![
+        (prop::collection::vec(any::<i64>(), 0..40), any::<bool>())
+            .prop_map(|(v, a)| OwnedRequest::Insert(v, a)),
+        (any::<i64>(), any::<i64>(), any::<u32>()).prop_map(|(a, b, c)| OwnedRequest::Get(a, b, c)),
+        Just(OwnedRequest::AddRandom),
+        (any::<i64>(), any::<u64>()).prop_map(|(v, n)| OwnedRequest::Remove(v, n)),
+        any::<i64>().prop_map(OwnedRequest::Count),
+        Just(OwnedRequest::Clear),
+        Just(OwnedRequest::Stats),
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(OwnedRequest::Ping),
+    ]
+}
+
+fn response() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        (
+            any::<u64>(),
+            prop::collection::vec((any::<i64>(), 1..u64::MAX), 0..40),
+            any::<bool>()
+        )
+            .prop_map(|(total, runs, truncated)| Response::Runs {
+                total,
+                runs,
+                truncated
+            }),
+        any::<u64>().prop_map(|len| Response::Ack { len }),
+        (any::<i64>(), any::<u64>()).prop_map(|(value, len)| Response::Value { value, len }),
+        any::<u64>().prop_map(Response::Count),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            proptest::option::of((any::<i64>(), any::<i64>()))
+        )
+            .prop_map(|(len, distinct, min_max)| Response::Stats(Stats {
+                len,
+                distinct,
+                min_max
+            })),
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(Response::Pong),
+        (any::<u16>(), ".{0,40}")
+            .prop_map(|(code, msg)| Response::Error(Error::new(ErrorCode(code), msg))),
+    ]
+}
+
+proptest! {
+    /// A stream of requests, fed in any pieces (one byte at a time included), decodes and
+    /// parses back to the same requests with the same ids.
+    #[test]
+    fn requests_round_trip_under_any_split(
+        reqs in prop::collection::vec((request(), any::<u32>()), 1..12),
+        pieces in prop::collection::vec(1usize..40, 1..8),
+        one_byte in any::<bool>(),
+    ) {
+        let mut wire = Vec::new();
+        for (r, id) in &reqs {
+            r.borrow().encode(*id, &mut wire);
+        }
+        let pieces = if one_byte { vec![1] } else { pieces };
+        let frames = decode_pieces(&mut Decoder::new(1 << 20), &wire, &pieces);
+        prop_assert_eq!(frames.len(), reqs.len());
+        for (frame, (r, id)) in frames.iter().zip(&reqs) {
+            let (header, payload) = frame.as_ref().expect("valid frame");
+            prop_assert_eq!(header.request_id, *id);
+            let raw = RawFrame { header: *header, payload };
+            prop_assert_eq!(Request::parse(&raw, u32::MAX), Ok(r.borrow()));
+        }
+    }
+
+    /// The same for responses.
+    #[test]
+    fn responses_round_trip_under_any_split(
+        resps in prop::collection::vec((response(), any::<u32>()), 1..12),
+        pieces in prop::collection::vec(1usize..40, 1..8),
+    ) {
+        let mut wire = Vec::new();
+        for (r, id) in &resps {
+            r.encode(*id, &mut wire);
+        }
+        let frames = decode_pieces(&mut Decoder::new(1 << 20), &wire, &pieces);
+        prop_assert_eq!(frames.len(), resps.len());
+        for (frame, (r, id)) in frames.iter().zip(&resps) {
+            let (header, payload) = frame.as_ref().expect("valid frame");
+            prop_assert_eq!(header.request_id, *id);
+            let raw = RawFrame { header: *header, payload };
+            let parsed = Response::parse(&raw);
+            prop_assert_eq!(parsed.as_ref(), Ok(r));
+        }
+    }
+
+    /// The fuzz target's property holds on arbitrary bytes too.
+    #[test]
+    fn arbitrary_bytes_never_panic(data in prop::collection::vec(any::<u8>(), 0..200)) {
+        sortd::fuzzing::frame(&data);
+    }
+}
+
+/// The byte layout of a small INSERT, as README.md's example gives it.
+#[test]
+fn insert_layout_is_as_specified() {
+    let mut wire = Vec::new();
+    Request::Insert {
+        values: Values::Slice(&[5, -1]),
+        ack_only: true,
+    }
+    .encode(0x0102_0304, &mut wire);
+    let expected: Vec<u8> = [
+        &[1, 0x01, 0x01, 0x00, 0x04, 0x03, 0x02, 0x01, 20, 0, 0, 0][..],
+        &[2, 0, 0, 0],
+        &[5, 0, 0, 0, 0, 0, 0, 0],
+        &[0xff; 8],
+    ]
+    .concat();
+    assert_eq!(wire, expected);
+}
+
+/// A header declaring more than the limit is refused as soon as the header is in, without
+/// waiting for (or buffering) the payload; its payload is then discarded in whatever pieces
+/// it arrives, and the next frame decodes normally.
+#[test]
+fn oversize_frame_is_refused_from_its_header_and_skipped() {
+    let mut decoder = Decoder::new(64);
+    let mut wire = header(opcode::PING, 0, 1000);
+    let (used, item) = decoder.decode(&wire);
+    assert_eq!(used, HEADER_LEN);
+    let err = item.expect("decided from the header alone").unwrap_err();
+    assert_eq!(err.error.code, ErrorCode::FRAME_TOO_LARGE);
+    assert_eq!(err.header.request_id, 77);
+    assert!(!err.is_fatal());
+    assert!(decoder.is_skipping());
+
+    // The payload, then a valid PING, arriving 7 bytes at a time.
+    wire.clear();
+    wire.extend(std::iter::repeat_n(0xAB, 1000));
+    Request::Ping(b"ok").encode(9, &mut wire);
+    let frames = decode_pieces(&mut decoder, &wire, &[7]);
+    assert_eq!(frames.len(), 1);
+    let (h, payload) = frames[0].as_ref().unwrap();
+    assert_eq!((h.request_id, payload.as_slice()), (9, &b"ok"[..]));
+}
+
+/// A 4 GiB declaration is refused at once too: nothing is sized from it.
+#[test]
+fn maximal_length_is_refused() {
+    let mut decoder = Decoder::new(16 << 20);
+    let wire = header(opcode::INSERT, 0, u32::MAX);
+    let (used, item) = decoder.decode(&wire);
+    assert_eq!(used, HEADER_LEN);
+    assert_eq!(
+        item.unwrap().unwrap_err().error.code,
+        ErrorCode::FRAME_TOO_LARGE
+    );
+}
+
+/// A bad version is fatal: the length cannot be trusted.
+#[test]
+fn bad_version_is_fatal() {
+    let mut wire = header(opcode::PING, 0, 0);
+    wire[0] = 2;
+    let (used, item) = Decoder::new(64).decode(&wire);
+    assert_eq!(used, HEADER_LEN);
+    let err = item.unwrap().unwrap_err();
+    assert_eq!(err.error.code, ErrorCode::BAD_VERSION);
+    assert!(err.is_fatal());
+}
+
+/// Fewer than 12 bytes, or a payload not yet complete: nothing is used.
+#[test]
+fn incomplete_input_uses_nothing() {
+    let mut wire = Vec::new();
+    Request::Count { value: 3 }.encode(1, &mut wire);
+    let mut decoder = Decoder::new(64);
+    for cut in 0..wire.len() {
+        assert_eq!(decoder.decode(&wire[..cut]), (0, None), "cut at {cut}");
+    }
+}
+
+fn parse_request(wire: &[u8]) -> Result<Request<'_>, Error> {
+    Request::parse(&one_frame(wire), 1000)
+}
+
+/// Every request parse error, with its code. The decoder has already framed these, so
+/// the connection carries on after each.
+#[test]
+fn request_parse_errors() {
+    let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+        (
+            "unknown opcode",
+            header(0x42, 0, 0),
+            ErrorCode::UNKNOWN_OPCODE,
+        ),
+        (
+            "response opcode sent as a request",
+            header(opcode::RUNS, 0, 0),
+            ErrorCode::UNKNOWN_OPCODE,
+        ),
+        (
+            "insert without count",
+            header(opcode::INSERT, 0, 0),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "insert count larger than payload",
+            [header(opcode::INSERT, 0, 12), vec![2, 0, 0, 0], vec![0; 8]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "insert with trailing bytes",
+            [header(opcode::INSERT, 0, 13), vec![1, 0, 0, 0], vec![0; 9]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "insert count over the limit, checked before reading values",
+            [
+                header(opcode::INSERT, 0, 4),
+                4_000_000_000u32.to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            ErrorCode::LIMIT_EXCEEDED,
+        ),
+        (
+            "undefined insert flag",
+            [header(opcode::INSERT, 0x8000, 4), vec![0; 4]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "flags on clear",
+            header(opcode::CLEAR, 1, 0),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "get too short",
+            [header(opcode::GET, 0, 16), vec![0; 16]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "remove too short",
+            [header(opcode::REMOVE, 0, 8), vec![0; 8]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "count too long",
+            [header(opcode::COUNT, 0, 9), vec![0; 9]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "stats with payload",
+            [header(opcode::STATS, 0, 1), vec![0]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "add_random with payload",
+            [header(opcode::ADD_RANDOM, 0, 1), vec![0]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+    ];
+    for (what, wire, code) in cases {
+        let err = parse_request(&wire).expect_err(what);
+        assert_eq!(err.code, code, "{what}: {err}");
+        assert!(!err.message.is_empty(), "{what}: empty message");
+    }
+}
+
+/// Response parse errors: what a client sees from a broken server.
+#[test]
+fn response_parse_errors() {
+    let cases: Vec<(&str, Vec<u8>, ErrorCode)> = vec![
+        (
+            "request opcode as a response",
+            header(opcode::PING, 0, 0),
+            ErrorCode::UNKNOWN_OPCODE,
+        ),
+        (
+            "runs count beyond payload",
+            [
+                header(opcode::RUNS, 0, 12),
+                vec![0; 8],
+                1u32.to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "error message not utf-8",
+            [header(opcode::ERROR, 0, 3), vec![1, 0, 0xff]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "error without code",
+            [header(opcode::ERROR, 0, 1), vec![1]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "undefined runs flag",
+            [header(opcode::RUNS, 2, 12), vec![0; 12]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "ack too short",
+            [header(opcode::ACK, 0, 4), vec![0; 4]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+    ];
+    for (what, wire, code) in cases {
+        let err = Response::parse(&one_frame(&wire)).expect_err(what);
+        assert_eq!(err.code, code, "{what}: {err}");
+    }
+}
+
+/// Flags that are defined for one opcode are honoured there.
+#[test]
+fn defined_flags_parse() {
+    let wire = [header(opcode::INSERT, flags::ACK_ONLY, 4), vec![0; 4]].concat();
+    assert_eq!(
+        parse_request(&wire),
+        Ok(Request::Insert {
+            values: Values::Slice(&[]),
+            ack_only: true
+        })
+    );
+    let wire = [header(opcode::RUNS, flags::TRUNCATED, 12), vec![0; 12]].concat();
+    assert_eq!(
+        Response::parse(&one_frame(&wire)),
+        Ok(Response::Runs {
+            total: 0,
+            runs: vec![],
+            truncated: true
+        })
+    );
+}
+
+/// Several frames in one buffer (pipelining) come out in order.
+#[test]
+fn pipelined_frames_decode_in_order() {
+    let mut wire = Vec::new();
+    for id in 0..100 {
+        Request::Count {
+            value: i64::from(id),
+        }
+        .encode(id, &mut wire);
+    }
+    let frames = decode_pieces(&mut Decoder::new(64), &wire, &[wire.len()]);
+    let ids: Vec<u32> = frames
+        .iter()
+        .map(|f| f.as_ref().unwrap().0.request_id)
+        .collect();
+    assert_eq!(ids, (0..100).collect::<Vec<_>>());
+}
