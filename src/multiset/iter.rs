@@ -4,34 +4,54 @@ use std::iter::FusedIterator;
 use std::ops::Bound;
 use std::sync::atomic::AtomicU64;
 
-use crossbeam_skiplist::map;
+use crossbeam_epoch as epoch;
+use crossbeam_skiplist::base;
 
 use super::live_count;
 
 /// The skip-list walk shared by every iterator, fused: crossbeam's `Range` can rewind to
 /// the head once exhausted (crossbeam#1142), so we stop for good at the first `None`.
+///
+/// The walk holds a reference count on its current node and pins the epoch only inside
+/// each step, as `SkipMap`'s own iterators do, so a slow consumer never holds back memory
+/// reclamation. Every entry it hands out is released before the step returns.
 pub(super) enum Cursor<'a, T: Ord> {
-    All(map::Iter<'a, T, AtomicU64>),
-    Range(map::Range<'a, T, (Bound<T>, Bound<T>), T, AtomicU64>),
+    All(base::RefIter<'a, T, AtomicU64>),
+    Range(base::RefRange<'a, T, (Bound<T>, Bound<T>), T, AtomicU64>),
     Done,
 }
 
 impl<T: Ord + Clone> Cursor<'_, T> {
     /// The next entry with a live count, as `(value, count)`.
     fn next_live(&mut self) -> Option<(T, u64)> {
+        let guard = &epoch::pin();
         loop {
             let entry = match self {
-                Cursor::All(it) => it.next(),
-                Cursor::Range(it) => it.next(),
+                Cursor::All(it) => it.next(guard),
+                Cursor::Range(it) => it.next(guard),
                 Cursor::Done => None,
             };
             let Some(entry) = entry else {
+                // Replacing the walk drops it, which releases the node it holds.
                 *self = Cursor::Done;
                 return None;
             };
-            if let Some(n) = live_count(entry.value()) {
-                return Some((entry.key().clone(), n));
+            let live = live_count(entry.value()).map(|n| (entry.key().clone(), n));
+            entry.release(guard);
+            if live.is_some() {
+                return live;
             }
+        }
+    }
+}
+
+impl<T: Ord> Drop for Cursor<'_, T> {
+    /// Releases the node the walk holds; without this it would never be freed.
+    fn drop(&mut self) {
+        match self {
+            Cursor::All(it) => it.drop_impl(&epoch::pin()),
+            Cursor::Range(it) => it.drop_impl(&epoch::pin()),
+            Cursor::Done => {}
         }
     }
 }

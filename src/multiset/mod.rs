@@ -1,4 +1,10 @@
-//! [`SortedMultiset`]: a lock-free sorted multiset on `crossbeam_skiplist::SkipMap`.
+//! [`SortedMultiset`]: a lock-free sorted multiset on crossbeam's skip list.
+//!
+//! It uses `crossbeam_skiplist::base::SkipList`, the list `SkipMap` wraps, rather than
+//! `SkipMap` itself: `SkipMap` pins the epoch and takes a node reference count (two contended
+//! atomic read-modify-writes) on every lookup, while the base list lets one pin cover a whole
+//! batch and borrow entries under it. On the service's batches that was the difference
+//! between losing to `Mutex<BTreeMap>` and beating it (README.md, "Benchmarks").
 
 mod iter;
 mod striped;
@@ -7,7 +13,8 @@ use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering::AcqRel, Ordering::Acquire};
 
-use crossbeam_skiplist::{SkipMap, map::Entry};
+use crossbeam_epoch::{self as epoch, Guard};
+use crossbeam_skiplist::base::{self, SkipList};
 
 use iter::Cursor;
 pub use iter::{Iter, Runs};
@@ -70,9 +77,9 @@ pub const MAX_COUNT: u64 = DEAD - 1;
 ///    increment; readers treat `0` as absent.
 /// 2. `DEAD` (`u64::MAX`) is terminal: once a remover swaps it in, no thread changes that
 ///    entry's count again. Inserters that find a dead entry replace it with a fresh one
-///    (`SkipMap::compare_insert` with "is dead" as the condition) instead of reviving it,
+///    (`compare_insert` with "is dead" as the condition) instead of reviving it,
 ///    so a removal that took the last occurrence can never be undone by a late increment.
-/// 3. An entry is unlinked only through its own [`Entry`] handle after it is dead, never by
+/// 3. An entry is unlinked only through its own entry handle after it is dead, never by
 ///    key, so a remover cannot unlink a newer, live entry of the same value.
 /// 4. An insert that returned has added its occurrences exactly once: the CAS that succeeds
 ///    on a non-dead count is the only place a count grows. Whether the inserter's own node
@@ -119,7 +126,7 @@ pub const MAX_COUNT: u64 = DEAD - 1;
 /// [`len`]: SortedMultiset::len
 /// [`distinct_len`]: SortedMultiset::distinct_len
 pub struct SortedMultiset<T> {
-    map: SkipMap<T, AtomicU64>,
+    map: SkipList<T, AtomicU64>,
     counters: Striped,
 }
 
@@ -155,8 +162,8 @@ fn add_to(count: &AtomicU64, n: u64) -> Option<u64> {
 
 /// Takes up to `n` occurrences from an entry, marking it dead if that takes the last.
 /// Returns how many were taken and whether the entry died.
-fn take_from<T: Ord + Send + 'static>(entry: &Entry<'_, T, AtomicU64>, n: u64) -> (u64, bool) {
-    let count = entry.value();
+/// `unlink` removes exactly the entry `count` belongs to (invariant 3).
+fn take_from(count: &AtomicU64, n: u64, unlink: impl FnOnce()) -> (u64, bool) {
     let mut cur = count.load(Acquire);
     loop {
         if cur == 0 || cur == DEAD || n == 0 {
@@ -168,7 +175,7 @@ fn take_from<T: Ord + Send + 'static>(entry: &Entry<'_, T, AtomicU64>, n: u64) -
             Ok(_) if new == DEAD => {
                 // Invariant 3: unlink this entry only. If an inserter already replaced it,
                 // this returns false and does nothing.
-                entry.remove();
+                unlink();
                 return (taken, true);
             }
             Ok(_) => return (taken, false),
@@ -192,7 +199,7 @@ where
     #[must_use]
     pub fn new() -> Self {
         SortedMultiset {
-            map: SkipMap::new(),
+            map: SkipList::new(epoch::default_collector().clone()),
             counters: Striped::new(),
         }
     }
@@ -229,15 +236,16 @@ where
         if n == 0 {
             return self.count(&value);
         }
-        let after = self.add_raw(value, n);
+        let after = self.add_raw(&value, n, &epoch::pin());
         self.counters.add(n, u64::from(after == n));
         after
     }
 
     /// Adds `n` occurrences without touching the length counters; returns the new count.
-    fn add_raw(&self, value: T, n: u64) -> u64 {
-        // Fast path: a live entry exists, so no node is allocated and nothing is cloned.
-        if let Some(entry) = self.map.get(&value)
+    fn add_raw(&self, value: &T, n: u64, guard: &Guard) -> u64 {
+        // Fast path: a live entry exists, so no node is allocated, nothing is cloned, and
+        // the entry is borrowed under `guard` without touching its reference count.
+        if let Some(entry) = self.map.get(value, guard)
             && let Some(after) = add_to(entry.value(), n)
         {
             return after;
@@ -245,12 +253,15 @@ where
         loop {
             // Invariant 2: link a fresh entry (count 0), replacing a dead one if present.
             // The returned entry may be someone else's; that is fine (invariant 4).
-            let entry = self
-                .map
-                .compare_insert(value.clone(), AtomicU64::new(0), |c| {
-                    c.load(Acquire) == DEAD
-                });
-            if let Some(after) = add_to(entry.value(), n) {
+            let entry = self.map.compare_insert(
+                value.clone(),
+                AtomicU64::new(0),
+                |c| c.load(Acquire) == DEAD,
+                guard,
+            );
+            let after = add_to(entry.value(), n);
+            entry.release(guard);
+            if let Some(after) = after {
                 return after;
             }
             // The entry died between linking and our increment: go round and replace it.
@@ -274,10 +285,13 @@ where
     /// ```
     pub fn insert_batch(&self, batch: &mut [T]) -> u64 {
         batch.sort_unstable();
+        // One pin for the whole batch: each pin costs a fence. Batches are bounded by the
+        // caller's memory, and a pin only delays reclamation while it is held.
+        let guard = &epoch::pin();
         let (mut added, mut distinct) = (0u64, 0u64);
         for run in batch.chunk_by(|a, b| a == b) {
             let n = run.len() as u64;
-            if self.add_raw(run[0].clone(), n) == n {
+            if self.add_raw(&run[0], n, guard) == n {
                 distinct += 1;
             }
             added += n;
@@ -328,10 +342,13 @@ where
     /// assert_eq!(set.remove_n(&4, 5), 0);
     /// ```
     pub fn remove_n(&self, value: &T, n: u64) -> u64 {
-        let Some(entry) = self.map.get(value) else {
+        let guard = &epoch::pin();
+        let Some(entry) = self.map.get(value, guard) else {
             return 0;
         };
-        let (taken, died) = take_from(&entry, n);
+        let (taken, died) = take_from(entry.value(), n, || {
+            entry.remove();
+        });
         if taken > 0 {
             self.counters.sub(taken, u64::from(died));
         }
@@ -362,7 +379,7 @@ where
     /// ```
     pub fn count(&self, value: &T) -> u64 {
         self.map
-            .get(value)
+            .get(value, &epoch::pin())
             .and_then(|e| live_count(e.value()))
             .unwrap_or(0)
     }
@@ -452,13 +469,24 @@ where
 
     fn drain_with(&self, mut taken: impl FnMut(&T, u64)) {
         let (mut occurrences, mut distinct) = (0, 0);
-        for entry in self.map.iter() {
-            let (n, _) = take_from(&entry, u64::MAX);
+        // A reference-counted walk pinned one step at a time, so that clearing a large set
+        // never holds back memory reclamation for the whole walk.
+        let mut walk = self.map.ref_iter();
+        loop {
+            let guard = &epoch::pin();
+            let Some(entry) = walk.next(guard) else {
+                walk.drop_impl(guard);
+                break;
+            };
+            let (n, _) = take_from(entry.value(), u64::MAX, || {
+                entry.remove(guard);
+            });
             if n > 0 {
                 taken(entry.key(), n);
                 occurrences += n;
                 distinct += 1;
             }
+            entry.release(guard);
         }
         self.counters.sub(occurrences, distinct);
     }
@@ -485,7 +513,7 @@ where
     /// ```
     pub fn last(&self) -> Option<T> {
         self.map
-            .iter()
+            .iter(&epoch::pin())
             .rev()
             .find_map(|e| live_count(e.value()).map(|_| e.key().clone()))
     }
@@ -505,7 +533,7 @@ where
     /// assert_eq!(set.pop_first(), None);
     /// ```
     pub fn pop_first(&self) -> Option<T> {
-        self.pop_from(self.map.iter())
+        self.pop_from(self.map.iter(&epoch::pin()))
     }
 
     /// Removes one occurrence of the largest value and returns it (weakly consistent, as
@@ -519,12 +547,17 @@ where
     /// assert_eq!(set.len(), 2);
     /// ```
     pub fn pop_last(&self) -> Option<T> {
-        self.pop_from(self.map.iter().rev())
+        self.pop_from(self.map.iter(&epoch::pin()).rev())
     }
 
-    fn pop_from<'a>(&'a self, entries: impl Iterator<Item = Entry<'a, T, AtomicU64>>) -> Option<T> {
+    fn pop_from<'a: 'g, 'g>(
+        &'a self,
+        entries: impl Iterator<Item = base::Entry<'a, 'g, T, AtomicU64>>,
+    ) -> Option<T> {
         for entry in entries {
-            let (taken, died) = take_from(&entry, 1);
+            let (taken, died) = take_from(entry.value(), 1, || {
+                entry.remove();
+            });
             if taken == 1 {
                 self.counters.sub(1, u64::from(died));
                 return Some(entry.key().clone());
@@ -543,7 +576,7 @@ where
     /// ```
     pub fn iter(&self) -> Iter<'_, T> {
         Iter {
-            cursor: Cursor::All(self.map.iter()),
+            cursor: Cursor::All(self.map.ref_iter()),
             run: None,
         }
     }
@@ -558,7 +591,7 @@ where
     /// ```
     pub fn runs(&self) -> Runs<'_, T> {
         Runs {
-            cursor: Cursor::All(self.map.iter()),
+            cursor: Cursor::All(self.map.ref_iter()),
         }
     }
 
@@ -599,7 +632,7 @@ where
         if is_empty_range(&bounds) {
             return Cursor::Done;
         }
-        Cursor::Range(self.map.range(bounds))
+        Cursor::Range(self.map.ref_range(bounds))
     }
 
     /// Every occurrence, ascending, collected (weakly consistent).
