@@ -445,3 +445,59 @@ fn pipelined_frames_decode_in_order() {
         .collect();
     assert_eq!(ids, (0..100).collect::<Vec<_>>());
 }
+
+/// Hex from a line of README.md's example, with the annotation cut off.
+fn readme_hex(lines: &[&str]) -> Vec<u8> {
+    lines
+        .iter()
+        .flat_map(|l| l.split_whitespace().take_while(|w| w.len() == 2))
+        .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
+        .collect()
+}
+
+/// README.md's example exchange is what the codec really produces.
+#[test]
+fn readme_example_exchange_matches_the_codec() {
+    let mut request = Vec::new();
+    Request::Insert {
+        values: Values::Slice(&[5, 1, 5]),
+        ack_only: false,
+    }
+    .encode(7, &mut request);
+    assert_eq!(
+        request,
+        readme_hex(&[
+            "01 01 00 00 07 00 00 00 1c 00 00 00",
+            "03 00 00 00",
+            "05 00 00 00 00 00 00 00",
+            "01 00 00 00 00 00 00 00",
+            "05 00 00 00 00 00 00 00",
+        ])
+    );
+    let mut reply = Vec::new();
+    Response::Runs {
+        total: 3,
+        runs: vec![(1, 1), (5, 2)],
+        truncated: false,
+    }
+    .encode(7, &mut reply);
+    assert_eq!(
+        reply,
+        readme_hex(&[
+            "01 81 00 00 07 00 00 00 2c 00 00 00",
+            "03 00 00 00 00 00 00 00 02 00 00 00",
+            "01 00 00 00 00 00 00 00 01 00 00 00 00 00 00 00",
+            "05 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00",
+        ])
+    );
+    let readme = include_str!("../README.md");
+    assert!(readme.contains("03 00 00 00 00 00 00 00 02 00 00 00     total 3, n 2"));
+
+    let unknown = readme_hex(&["01 42 00 00 08 00 00 00 00 00 00 00"]);
+    let err = Request::parse(&one_frame(&unknown), 10).unwrap_err();
+    let mut reply = Vec::new();
+    Response::Error(err).encode(8, &mut reply);
+    let mut expected = readme_hex(&["01 ff 00 00 08 00 00 00 1e 00 00 00 01 00"]);
+    expected.extend_from_slice(b"opcode 0x42 is not a request");
+    assert_eq!(reply, expected);
+}

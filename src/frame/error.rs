@@ -37,9 +37,6 @@ impl ErrorCode {
     pub const SERVER_BUSY: ErrorCode = ErrorCode(6);
     /// The server cannot accept writes now (its log failed); reads still work.
     pub const UNAVAILABLE: ErrorCode = ErrorCode(7);
-    /// A value's count would exceed [`MAX_COUNT`](crate::multiset::MAX_COUNT); nothing
-    /// of that request was applied.
-    pub const COUNT_OVERFLOW: ErrorCode = ErrorCode(8);
 
     /// A short lowercase description of the code.
     #[must_use]
@@ -52,7 +49,6 @@ impl ErrorCode {
             ErrorCode::LIMIT_EXCEEDED => "limit exceeded",
             ErrorCode::SERVER_BUSY => "server busy",
             ErrorCode::UNAVAILABLE => "writes unavailable",
-            ErrorCode::COUNT_OVERFLOW => "count overflow",
             _ => "unknown error",
         }
     }
