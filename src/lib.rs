@@ -18,6 +18,8 @@
 //!
 //! - [`multiset`]: [`SortedMultiset`], its count protocol and its consistency guarantees.
 //! - [`frame`]: the binary wire protocol's types and its pure, incremental codec.
+//! - [`service`]: applies requests to the shared multiset and encodes the replies (no I/O).
+//! - [`server`]: the mio event loops that serve the frame protocol over TCP.
 //!
 //! # Consistency
 //!
@@ -32,5 +34,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod multiset;
+pub mod server;
+pub mod service;
 
 pub use multiset::SortedMultiset;

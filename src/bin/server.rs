@@ -1,5 +1,108 @@
-//! Placeholder until its issue lands.
-fn main() {
-    eprintln!("usage: server (not implemented yet)");
-    std::process::exit(2);
+//! `server`: serves one shared sorted multiset over the frame protocol.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use sortd::server::{Config, Server};
+use sortd::service::Limits;
+
+/// A concurrent sorted-multiset server. Clients send batches of integers over the frame
+/// protocol (see README.md, "Wire protocol"); the server adds them to one shared multiset
+/// and answers with its sorted contents. SIGINT or SIGTERM shuts it down gracefully.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Address for the frame protocol; port 0 picks a free port (printed on start).
+    #[arg(long, default_value = "127.0.0.1:6000")]
+    frame_addr: SocketAddr,
+
+    /// Worker threads, each running one event loop [default: available cores].
+    #[arg(long)]
+    threads: Option<usize>,
+
+    /// Open connections allowed; more are refused with a "server busy" error.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+
+    /// Largest frame payload accepted, in bytes; larger frames get a "frame too large" error.
+    #[arg(long, default_value_t = 16 << 20)]
+    max_frame: u32,
+
+    /// Most values one INSERT may carry.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_values: u32,
+
+    /// Most (value, count) runs in one reply; longer replies are truncated and flagged.
+    #[arg(long, default_value_t = 1_000_000)]
+    max_reply_runs: u32,
+
+    /// Seconds a connection may go without completing a request or taking reply bytes.
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+
+    /// Most reply bytes queued for one connection before it is dropped (reading from it
+    /// pauses at half this).
+    #[arg(long, default_value_t = 64 << 20)]
+    max_output: usize,
+
+    /// Seconds shutdown waits for replies still being written.
+    #[arg(long, default_value_t = 5)]
+    shutdown_grace: u64,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let config = Config {
+        frame_addr: args.frame_addr,
+        threads: args.threads.unwrap_or(Config::default().threads),
+        max_connections: args.max_connections,
+        max_frame: args.max_frame,
+        limits: Limits {
+            max_values: args.max_values,
+            max_reply_runs: args.max_reply_runs,
+        },
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        max_output: args.max_output,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    let server = match Server::bind(config.clone()) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("server: cannot listen on {}: {e}", config.frame_addr);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = match Signals::new([SIGINT, SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            eprintln!("server: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shutdown = server.shutdown_handle();
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            eprintln!("server: signal {signal}, shutting down");
+            shutdown.shutdown();
+        }
+    });
+    println!(
+        "sortd server: frame protocol on {} ({} threads)",
+        server.frame_addr(),
+        config.threads
+    );
+    match server.run() {
+        Ok(()) => {
+            eprintln!("server: stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("server: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,191 @@
+//! One client connection: its socket, its buffers, and moving bytes between them.
+//!
+//! Protocol logic stays out of here: complete frames go to [`Service`], which writes the
+//! replies into the output buffer.
+
+use std::io::{self, Read, Write};
+use std::time::Instant;
+
+use mio::net::TcpStream;
+
+use crate::frame::{Decoder, Response};
+use crate::service::Service;
+
+/// Bytes asked of the kernel per `read` call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// A frame-protocol connection.
+pub(super) struct Connection {
+    pub(super) stream: TcpStream,
+    /// Finds frame boundaries; remembers an oversize payload still being skipped.
+    decoder: Decoder,
+    /// Read buffer; `input[..filled]` holds bytes read and not yet decoded, never more
+    /// than one incomplete frame plus one read chunk. The rest is zeroed spare room, kept
+    /// so reads need not re-initialise it.
+    input: Vec<u8>,
+    filled: usize,
+    /// Encoded replies not yet written; `written` bytes of it already went out.
+    output: Vec<u8>,
+    written: usize,
+    /// Values of the INSERT being applied, reused between requests.
+    scratch: Vec<i64>,
+    /// When the peer last completed a request or took reply bytes; for the idle timeout.
+    /// Bytes that do not complete a frame do not count, so a slowloris sender that
+    /// trickles a frame one byte at a time still times out.
+    pub(super) last_active: Instant,
+    /// Set after a fatal protocol error or EOF: flush what is queued, then close.
+    closing: bool,
+    /// Reading stopped because too much output is queued; resume once it drains.
+    paused: bool,
+}
+
+/// What the event loop should do with a connection after it ran.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Keep it; `wants_write` says whether to add WRITABLE interest.
+    Keep { wants_write: bool },
+    /// Deregister and drop it.
+    Close,
+}
+
+impl Connection {
+    pub(super) fn new(stream: TcpStream, max_payload: u32) -> Self {
+        Connection {
+            stream,
+            decoder: Decoder::new(max_payload),
+            input: Vec::new(),
+            filled: 0,
+            output: Vec::new(),
+            written: 0,
+            scratch: Vec::new(),
+            last_active: Instant::now(),
+            closing: false,
+            paused: false,
+        }
+    }
+
+    /// Marks the connection to close once its output is flushed.
+    pub(super) fn close_after_flush(&mut self) {
+        self.closing = true;
+    }
+
+    /// Handles readiness: reads what is available (unless too much output is queued:
+    /// backpressure), answers every complete frame in order, and writes what it can.
+    pub(super) fn ready(
+        &mut self,
+        readable: bool,
+        service: &Service,
+        max_output: usize,
+    ) -> io::Result<Next> {
+        let mut read = readable || self.paused;
+        loop {
+            if read && !self.closing && self.read_available(service, max_output)? {
+                // The peer finished sending: flush what we owe, then close.
+                self.closing = true;
+            }
+            self.flush()?;
+            // Readiness is edge-triggered: no new event will come for bytes already waiting,
+            // so once the peer has taken enough output, go back and read them now.
+            read = self.paused && self.pending_output() < max_output / 2;
+            if !read {
+                break;
+            }
+        }
+        if self.pending_output() > max_output {
+            // A client that never reads: disconnect rather than grow without bound.
+            return Ok(Next::Close);
+        }
+        if self.closing && self.pending_output() == 0 {
+            return Ok(Next::Close);
+        }
+        Ok(Next::Keep {
+            wants_write: self.pending_output() > 0,
+        })
+    }
+
+    /// Bytes queued and not yet written.
+    pub(super) fn pending_output(&self) -> usize {
+        self.output.len() - self.written
+    }
+
+    /// Reads until `WouldBlock`, EOF, or enough output is queued that the peer must drain
+    /// it first. Returns whether the peer closed its side.
+    fn read_available(&mut self, service: &Service, max_output: usize) -> io::Result<bool> {
+        self.paused = false;
+        loop {
+            if self.pending_output() >= max_output / 2 {
+                self.paused = true;
+                return Ok(false);
+            }
+            if self.closing {
+                return Ok(false);
+            }
+            if self.input.len() - self.filled < READ_CHUNK {
+                self.input.resize(self.filled + READ_CHUNK, 0);
+            }
+            match self.stream.read(&mut self.input[self.filled..]) {
+                Ok(0) => return Ok(true),
+                Ok(n) => {
+                    self.filled += n;
+                    // Answer as we go, so the input buffer never holds more than one
+                    // incomplete frame plus one read.
+                    self.process(service);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Answers every complete frame in the input buffer, in order.
+    fn process(&mut self, service: &Service) {
+        let mut pos = 0;
+        while !self.closing {
+            let (used, item) = self.decoder.decode(&self.input[pos..self.filled]);
+            pos += used;
+            match item {
+                Some(Ok(frame)) => {
+                    service.handle_frame(&frame, &mut self.output, &mut self.scratch);
+                    self.last_active = Instant::now();
+                }
+                Some(Err(refused)) => {
+                    Response::Error(refused.error.clone())
+                        .encode(refused.header.request_id, &mut self.output);
+                    if refused.is_fatal() {
+                        self.closing = true;
+                    }
+                }
+                None if used == 0 => break,
+                None => {}
+            }
+        }
+        self.input.copy_within(pos..self.filled, 0);
+        self.filled -= pos;
+        if self.filled == 0 && self.input.len() > 4 * READ_CHUNK {
+            // A large frame has gone through: give its room back.
+            self.input = Vec::new();
+        }
+    }
+
+    /// Writes queued output until done or `WouldBlock`.
+    fn flush(&mut self) -> io::Result<()> {
+        while self.written < self.output.len() {
+            match self.stream.write(&self.output[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    self.last_active = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if self.written == self.output.len() {
+            self.output.clear();
+            self.written = 0;
+        }
+        Ok(())
+    }
+}

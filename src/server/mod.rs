@@ -1,0 +1,275 @@
+//! The server: an acceptor hands connections to worker threads, each running its own mio
+//! event loop over the frame protocol. All workers share one [`Service`] (one multiset).
+//!
+//! ```no_run
+//! use sortd::server::{Config, Server};
+//!
+//! let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, ..Config::default() })?;
+//! println!("frame protocol on {}", server.frame_addr());
+//! let shutdown = server.shutdown_handle();
+//! let running = std::thread::spawn(move || server.run());
+//! // ... serve clients ...
+//! shutdown.shutdown();
+//! running.join().unwrap()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! # Shutdown
+//!
+//! [`ShutdownHandle::shutdown`] closes the listening socket at once, stops reading from
+//! connections, lets every reply already owed be written (within
+//! [`Config::shutdown_grace`]), then returns from [`Server::run`].
+
+mod connection;
+mod worker;
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token, Waker};
+
+use crate::SortedMultiset;
+use crate::frame::{Error, ErrorCode, Response};
+use crate::service::{Limits, Service};
+use worker::Worker;
+
+/// Everything the server can be told; every limit has a default fit for a small machine.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where the frame protocol listens; port 0 picks a free port.
+    pub frame_addr: SocketAddr,
+    /// Worker threads, each with its own event loop.
+    pub threads: usize,
+    /// Open connections beyond this are refused with a SERVER_BUSY error frame.
+    pub max_connections: usize,
+    /// Largest frame payload accepted, in bytes.
+    pub max_frame: u32,
+    /// Per-request limits (values per INSERT, runs per reply).
+    pub limits: Limits,
+    /// A connection that completes no request and takes no reply for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Most reply bytes queued for one connection; reading from it pauses at half this, and
+    /// it is dropped beyond it.
+    pub max_output: usize,
+    /// How long shutdown waits for replies still being written.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            frame_addr: SocketAddr::from(([127, 0, 0, 1], 6000)),
+            threads: thread::available_parallelism().map_or(2, usize::from),
+            max_connections: 10_000,
+            max_frame: 16 << 20,
+            limits: Limits::default(),
+            idle_timeout: Duration::from_secs(300),
+            max_output: 64 << 20,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// State the acceptor and every worker share.
+struct Shared {
+    /// Set once by [`ShutdownHandle::shutdown`]; never cleared.
+    shutdown: AtomicBool,
+    /// Connections accepted and not yet closed, for the connection limit.
+    open: AtomicUsize,
+}
+
+const LISTENER: Token = Token(0);
+const ACCEPTOR_WAKER: Token = Token(1);
+
+/// A bound, not yet running server.
+pub struct Server {
+    config: Config,
+    listener: TcpListener,
+    service: Service,
+    shared: Arc<Shared>,
+    poll: Poll,
+    waker: Arc<Waker>,
+}
+
+/// Stops a running [`Server`] from any thread. Cloneable; calling it twice is harmless.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    shared: Arc<Shared>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    /// Asks the server to shut down gracefully (see the module docs) and returns at once.
+    pub fn shutdown(&self) {
+        self.shared.shutdown.store(true, Release);
+        // If the wake fails the acceptor still sees the flag on its next poll timeout.
+        let _ = self.waker.wake();
+    }
+}
+
+impl Server {
+    /// Binds the listening socket with a new, empty multiset.
+    ///
+    /// # Errors
+    ///
+    /// If the address cannot be bound (in use, not local) or the OS refuses a poll instance.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        Server::with_set(config, Arc::new(SortedMultiset::new()))
+    }
+
+    /// Binds the listening socket, serving an existing multiset.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::bind`].
+    pub fn with_set(config: Config, set: Arc<SortedMultiset<i64>>) -> io::Result<Server> {
+        let mut listener = TcpListener::bind(config.frame_addr)?;
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let waker = Arc::new(Waker::new(poll.registry(), ACCEPTOR_WAKER)?);
+        Ok(Server {
+            service: Service::new(set, config.limits),
+            config,
+            listener,
+            shared: Arc::new(Shared {
+                shutdown: AtomicBool::new(false),
+                open: AtomicUsize::new(0),
+            }),
+            poll,
+            waker,
+        })
+    }
+
+    /// The address the frame protocol is bound to (with the real port if 0 was asked).
+    ///
+    /// # Panics
+    ///
+    /// Never in practice: a bound socket always has a local address.
+    #[must_use]
+    pub fn frame_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// A handle that stops this server once it runs.
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// The multiset this server serves.
+    #[must_use]
+    pub fn set(&self) -> &Arc<SortedMultiset<i64>> {
+        self.service.set()
+    }
+
+    /// Runs until shut down: starts the workers, accepts connections on this thread.
+    ///
+    /// # Errors
+    ///
+    /// If a poll instance or thread cannot be created, or polling fails.
+    pub fn run(mut self) -> io::Result<()> {
+        let mut workers = Vec::new();
+        let mut lanes: Vec<(Sender<TcpStream>, Waker)> = Vec::new();
+        for i in 0..self.config.threads.max(1) {
+            let poll = Poll::new()?;
+            let waker = Waker::new(poll.registry(), worker::WAKER)?;
+            let (tx, rx) = crossbeam_channel::unbounded();
+            let worker = Worker {
+                poll,
+                incoming: rx,
+                shared: Arc::clone(&self.shared),
+                service: self.service.clone(),
+                config: self.config.clone(),
+            };
+            workers.push(
+                thread::Builder::new()
+                    .name(format!("sortd-worker-{i}"))
+                    .spawn(move || worker.run())?,
+            );
+            lanes.push((tx, waker));
+        }
+
+        let accepted = self.accept_until_shutdown(&lanes);
+
+        // Closing the listener refuses new connections at once; then every worker drains.
+        drop(self.listener);
+        self.shared.shutdown.store(true, Release);
+        for (_, waker) in &lanes {
+            let _ = waker.wake();
+        }
+        let mut result = accepted;
+        for w in workers {
+            let joined = w
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
+            result = result.and(joined);
+        }
+        result
+    }
+
+    fn accept_until_shutdown(&mut self, lanes: &[(Sender<TcpStream>, Waker)]) -> io::Result<()> {
+        let mut events = Events::with_capacity(128);
+        let mut next = 0;
+        while !self.shared.shutdown.load(Relaxed) {
+            if let Err(e) = self
+                .poll
+                .poll(&mut events, Some(Duration::from_millis(500)))
+            {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            loop {
+                let (stream, _) = match self.listener.accept() {
+                    Ok(accepted) => accepted,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // Out of descriptors, or the peer gave up before we accepted: keep
+                    // serving the connections we have.
+                    Err(_) => break,
+                };
+                if self.shared.open.fetch_add(1, AcqRel) >= self.config.max_connections {
+                    self.shared.open.fetch_sub(1, Relaxed);
+                    refuse_busy(stream, self.config.max_connections);
+                    continue;
+                }
+                let _ = stream.set_nodelay(true);
+                let (tx, waker) = &lanes[next % lanes.len()];
+                next += 1;
+                if tx.send(stream).is_err() {
+                    // The worker is gone; its join reports why.
+                    self.shared.open.fetch_sub(1, Relaxed);
+                    continue;
+                }
+                waker.wake()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Tells a client over the connection limit why it is being closed, if its socket takes the
+/// bytes at once; never blocks.
+fn refuse_busy(mut stream: TcpStream, max: usize) {
+    let mut reply = Vec::new();
+    Response::Error(Error::new(
+        ErrorCode::SERVER_BUSY,
+        format!("the server is at its limit of {max} connections"),
+    ))
+    .encode(0, &mut reply);
+    let _ = stream.write(&reply);
+}

@@ -1,0 +1,410 @@
+//! The server end to end, in-process on port 0, over real sockets.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use sortd::frame::{Decoder, ErrorCode, Request, Response, Values};
+use sortd::server::{Config, Server, ShutdownHandle};
+
+/// A server running on its own thread; shut down and joined on drop.
+struct Running {
+    addr: SocketAddr,
+    shutdown: ShutdownHandle,
+    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
+    set: Arc<sortd::SortedMultiset<i64>>,
+}
+
+impl Running {
+    fn start(config: Config) -> Running {
+        let server = Server::bind(Config {
+            frame_addr: "127.0.0.1:0".parse().unwrap(),
+            ..config
+        })
+        .expect("bind");
+        Running {
+            addr: server.frame_addr(),
+            shutdown: server.shutdown_handle(),
+            set: Arc::clone(server.set()),
+            thread: Some(thread::spawn(move || server.run())),
+        }
+    }
+
+    fn stop(&mut self) -> std::io::Result<()> {
+        self.shutdown.shutdown();
+        self.thread
+            .take()
+            .map_or(Ok(()), |t| t.join().expect("server thread"))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// A minimal blocking frame client for tests.
+struct Conn {
+    stream: TcpStream,
+    decoder: Decoder,
+    buf: Vec<u8>,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr) -> Conn {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        Conn {
+            stream,
+            decoder: Decoder::new(u32::MAX),
+            buf: Vec::new(),
+        }
+    }
+
+    fn send(&mut self, request: &Request<'_>, id: u32) {
+        let mut wire = Vec::new();
+        request.encode(id, &mut wire);
+        self.stream.write_all(&wire).expect("write");
+    }
+
+    /// The next reply and its id; `None` at EOF.
+    fn recv(&mut self) -> Option<(u32, Response)> {
+        loop {
+            let (used, item) = self.decoder.decode(&self.buf);
+            if let Some(frame) = item {
+                let frame = frame.expect("server sends valid headers");
+                let reply = (
+                    frame.header.request_id,
+                    Response::parse(&frame).expect("valid reply"),
+                );
+                self.buf.drain(..used);
+                return Some(reply);
+            }
+            let mut chunk = [0; 65536];
+            let n = self.stream.read(&mut chunk).expect("read");
+            if n == 0 {
+                return None;
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    fn call(&mut self, request: &Request<'_>) -> Response {
+        self.send(request, 1);
+        self.recv().expect("a reply").1
+    }
+}
+
+fn runs_of(reply: Response) -> Vec<(i64, u64)> {
+    match reply {
+        Response::Runs { runs, .. } => runs,
+        other => panic!("expected RUNS, got {other:?}"),
+    }
+}
+
+fn small_config() -> Config {
+    Config {
+        threads: 2,
+        ..Config::default()
+    }
+}
+
+/// Many clients insert batches at once; every reply is sorted, and at the end the server
+/// holds exactly what was sent, value by value.
+#[test]
+fn concurrent_clients_lose_nothing() {
+    let server = Running::start(small_config());
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let addr = server.addr;
+            thread::spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(c);
+                let mut conn = Conn::open(addr);
+                let mut sent = BTreeMap::new();
+                for _ in 0..150 {
+                    let batch: Vec<i64> = (0..rng.random_range(10..=20))
+                        .map(|_| rng.random_range(0..=100))
+                        .collect();
+                    for &v in &batch {
+                        *sent.entry(v).or_insert(0u64) += 1;
+                    }
+                    let runs = runs_of(conn.call(&Request::Insert {
+                        values: Values::Slice(&batch),
+                        ack_only: false,
+                    }));
+                    assert!(runs.windows(2).all(|w| w[0].0 < w[1].0), "reply not sorted");
+                    for (v, n) in &sent {
+                        let seen = runs.iter().find(|r| r.0 == *v).map_or(0, |r| r.1);
+                        assert!(
+                            seen >= *n,
+                            "value {v}: reply shows {seen}, this client alone sent {n}"
+                        );
+                    }
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut expected: BTreeMap<i64, u64> = BTreeMap::new();
+    for c in clients {
+        for (v, n) in c.join().expect("client") {
+            *expected.entry(v).or_insert(0) += n;
+        }
+    }
+    let mut conn = Conn::open(server.addr);
+    let all = runs_of(conn.call(&Request::Get {
+        min: i64::MIN,
+        max: i64::MAX,
+        limit: 0,
+    }));
+    assert_eq!(all, expected.into_iter().collect::<Vec<_>>());
+}
+
+/// A hundred requests in one write are answered in order, one reply each.
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let server = Running::start(small_config());
+    let mut conn = Conn::open(server.addr);
+    let mut wire = Vec::new();
+    for id in 0..100u32 {
+        Request::Insert {
+            values: Values::Slice(&[i64::from(id)]),
+            ack_only: true,
+        }
+        .encode(id, &mut wire);
+    }
+    conn.stream.write_all(&wire).unwrap();
+    for id in 0..100u32 {
+        let (got, reply) = conn.recv().expect("reply");
+        assert_eq!(got, id);
+        assert!(matches!(reply, Response::Ack { .. }), "{reply:?}");
+    }
+    assert_eq!(server.set.len(), 100);
+}
+
+/// Every operation over the wire.
+#[test]
+fn every_operation() {
+    let server = Running::start(small_config());
+    let mut c = Conn::open(server.addr);
+    assert_eq!(
+        runs_of(c.call(&Request::Insert {
+            values: Values::Slice(&[5, 1, 5]),
+            ack_only: false
+        })),
+        [(1, 1), (5, 2)]
+    );
+    assert_eq!(c.call(&Request::Count { value: 5 }), Response::Count(2));
+    let Response::Value { value, len } = c.call(&Request::AddRandom) else {
+        panic!("expected VALUE");
+    };
+    assert!((1000..=10000).contains(&value));
+    assert_eq!(len, 4);
+    assert_eq!(
+        runs_of(c.call(&Request::Get {
+            min: 2,
+            max: 10_000,
+            limit: 1
+        })),
+        [(5, 2)]
+    );
+    assert_eq!(
+        c.call(&Request::Remove { value: 5, n: 9 }),
+        Response::Count(2)
+    );
+    let Response::Stats(stats) = c.call(&Request::Stats) else {
+        panic!("expected STATS");
+    };
+    assert_eq!(
+        (stats.len, stats.distinct, stats.min_max),
+        (2, 2, Some((1, value)))
+    );
+    assert_eq!(
+        c.call(&Request::Ping(b"abc")),
+        Response::Pong(b"abc".to_vec())
+    );
+    assert_eq!(c.call(&Request::Clear), Response::Count(2));
+    assert!(server.set.is_empty());
+}
+
+/// Hostile clients run beside a well-behaved one; each gets its error, and the good client
+/// sees every reply and loses nothing.
+#[test]
+fn bad_input_does_not_hurt_other_clients() {
+    let server = Running::start(Config {
+        max_frame: 1 << 16,
+        ..small_config()
+    });
+    let addr = server.addr;
+    let good = thread::spawn(move || {
+        let mut conn = Conn::open(addr);
+        for i in 0..300 {
+            let reply = conn.call(&Request::Insert {
+                values: Values::Slice(&[7, 1000 + i]),
+                ack_only: true,
+            });
+            assert!(matches!(reply, Response::Ack { .. }), "{reply:?}");
+        }
+    });
+
+    // A header declaring 4 GiB: refused at once, payload skipped, connection still usable.
+    let mut c = Conn::open(addr);
+    let mut huge = vec![1, 0x08, 0, 0, 42, 0, 0, 0];
+    huge.extend_from_slice(&u32::MAX.to_le_bytes());
+    c.stream.write_all(&huge).unwrap();
+    match c.recv() {
+        Some((42, Response::Error(e))) => assert_eq!(e.code, ErrorCode::FRAME_TOO_LARGE),
+        other => panic!("{other:?}"),
+    }
+
+    // Bad version: an error, then the server closes.
+    let mut c = Conn::open(addr);
+    c.stream.write_all(&[9; 12]).unwrap();
+    match c.recv() {
+        Some((_, Response::Error(e))) => assert_eq!(e.code, ErrorCode::BAD_VERSION),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        c.recv().is_none(),
+        "connection should close after a bad version"
+    );
+
+    // Malformed payload and unknown opcode: errors, and the connection carries on.
+    let mut c = Conn::open(addr);
+    c.stream
+        .write_all(&[1, 0x05, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0xAA])
+        .unwrap();
+    match c.recv() {
+        Some((3, Response::Error(e))) => assert_eq!(e.code, ErrorCode::MALFORMED),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        c.call(&Request::Ping(b"still here")),
+        Response::Pong(b"still here".to_vec())
+    );
+
+    // Random bytes, frames cut mid-way, many connections opened and dropped.
+    let mut rng = SmallRng::seed_from_u64(99);
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let junk: Vec<u8> = (0..rng.random_range(0..200))
+            .map(|_| rng.random())
+            .collect();
+        let _ = s.write_all(&junk);
+    }
+    for _ in 0..200 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let mut wire = Vec::new();
+        Request::Insert {
+            values: Values::Slice(&[1, 2, 3]),
+            ack_only: false,
+        }
+        .encode(1, &mut wire);
+        let _ = s.write_all(&wire[..wire.len() / 2]);
+    }
+    for _ in 0..500 {
+        drop(TcpStream::connect(addr).unwrap());
+    }
+
+    good.join().expect("the good client saw a failure");
+    // Only the good client's inserts landed: cut frames were never applied.
+    assert_eq!(server.set.count(&7), 300);
+    assert_eq!(server.set.len(), 600);
+    assert_eq!(server.set.count(&1), 0);
+}
+
+/// A client trickling a frame one byte at a time, never completing it, is dropped after
+/// the idle timeout.
+#[test]
+fn slowloris_is_dropped() {
+    let server = Running::start(Config {
+        idle_timeout: Duration::from_millis(300),
+        ..small_config()
+    });
+    let mut s = TcpStream::connect(server.addr).unwrap();
+    // The read timeout paces the trickle (one byte per 100 ms, the behaviour under test)
+    // and is also how we notice the server closing.
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut wire = Vec::new();
+    Request::Ping(&[0; 64]).encode(1, &mut wire);
+    let mut closed = false;
+    for &byte in wire.iter().take(60) {
+        if s.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut b = [0; 1];
+        match s.read(&mut b) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => panic!("no reply is owed to an incomplete frame"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "a slowloris client should be disconnected");
+}
+
+/// Over the connection limit, a client gets SERVER_BUSY and is closed; the others go on.
+#[test]
+fn connection_limit_refuses_with_an_error() {
+    let server = Running::start(Config {
+        max_connections: 2,
+        ..small_config()
+    });
+    let mut a = Conn::open(server.addr);
+    let mut b = Conn::open(server.addr);
+    // Replies prove both were accepted and counted.
+    assert_eq!(a.call(&Request::Ping(b"a")), Response::Pong(b"a".to_vec()));
+    assert_eq!(b.call(&Request::Ping(b"b")), Response::Pong(b"b".to_vec()));
+    let mut c = Conn::open(server.addr);
+    match c.recv() {
+        Some((_, Response::Error(e))) => assert_eq!(e.code, ErrorCode::SERVER_BUSY),
+        other => panic!("{other:?}"),
+    }
+    assert!(c.recv().is_none());
+    assert_eq!(a.call(&Request::Ping(b"a")), Response::Pong(b"a".to_vec()));
+}
+
+/// Shutdown: replies to requests already read still arrive, then the port is closed.
+#[test]
+fn graceful_shutdown_flushes_then_closes() {
+    let mut server = Running::start(small_config());
+    let mut conn = Conn::open(server.addr);
+    let mut wire = Vec::new();
+    for id in 0..50u32 {
+        Request::Insert {
+            values: Values::Slice(&[1; 20]),
+            ack_only: false,
+        }
+        .encode(id, &mut wire);
+    }
+    conn.stream.write_all(&wire).unwrap();
+    let (first, _) = conn.recv().expect("first reply");
+    assert_eq!(first, 0);
+    server.stop().expect("clean shutdown");
+    let mut ids = vec![first];
+    while let Some((id, _)) = conn.recv() {
+        ids.push(id);
+    }
+    assert_eq!(ids, (0..50).collect::<Vec<_>>());
+    assert!(TcpStream::connect(server.addr).is_err(), "port still open");
+}
