@@ -20,6 +20,7 @@
 //! - [`frame`]: the binary wire protocol's types and its pure, incremental codec.
 //! - [`service`]: applies requests to the shared multiset and encodes the replies (no I/O).
 //! - [`server`]: the mio event loops that serve the frame protocol over TCP.
+//! - [`client`]: a blocking client for the frame protocol, with pipelining.
 //!
 //! # Consistency
 //!
@@ -30,6 +31,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod client;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;

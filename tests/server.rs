@@ -3,51 +3,16 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use sortd::frame::{Decoder, ErrorCode, Request, Response, Values};
-use sortd::server::{Config, Server, ShutdownHandle};
+use sortd::server::Config;
 
-/// A server running on its own thread; shut down and joined on drop.
-struct Running {
-    addr: SocketAddr,
-    shutdown: ShutdownHandle,
-    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
-    set: Arc<sortd::SortedMultiset<i64>>,
-}
-
-impl Running {
-    fn start(config: Config) -> Running {
-        let server = Server::bind(Config {
-            frame_addr: "127.0.0.1:0".parse().unwrap(),
-            ..config
-        })
-        .expect("bind");
-        Running {
-            addr: server.frame_addr(),
-            shutdown: server.shutdown_handle(),
-            set: Arc::clone(server.set()),
-            thread: Some(thread::spawn(move || server.run())),
-        }
-    }
-
-    fn stop(&mut self) -> std::io::Result<()> {
-        self.shutdown.shutdown();
-        self.thread
-            .take()
-            .map_or(Ok(()), |t| t.join().expect("server thread"))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
+mod common;
+use common::{Running, small_config};
 
 /// A minimal blocking frame client for tests.
 struct Conn {
@@ -107,13 +72,6 @@ fn runs_of(reply: Response) -> Vec<(i64, u64)> {
     match reply {
         Response::Runs { runs, .. } => runs,
         other => panic!("expected RUNS, got {other:?}"),
-    }
-}
-
-fn small_config() -> Config {
-    Config {
-        threads: 2,
-        ..Config::default()
     }
 }
 

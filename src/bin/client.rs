@@ -1,5 +1,215 @@
-//! Placeholder until its issue lands.
-fn main() {
-    eprintln!("usage: client (not implemented yet)");
-    std::process::exit(2);
+//! `client`: talks to a sortd server over the frame protocol.
+//!
+//! With no subcommand it does what the original client did: send a random batch of 10–20
+//! values in 0..=100 and print the sorted array the server returns.
+
+use std::io::{self, BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use rand::RngExt;
+use serde_json::json;
+use sortd::client::{Client, Error};
+
+/// Client for the sortd sorted-multiset server.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Server address (frame protocol).
+    #[arg(long, global = true, default_value = "127.0.0.1:6000")]
+    addr: String,
+
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+
+    /// Without a subcommand: send this many random batches, without asking.
+    #[arg(long)]
+    repeat: Option<u32>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Insert values; print the server's sorted contents.
+    Insert {
+        /// The values to insert.
+        #[arg(required = true, allow_negative_numbers = true)]
+        values: Vec<i64>,
+    },
+    /// Print the contents, or a value range, as sorted values or runs.
+    Get {
+        /// Smallest value included.
+        #[arg(long, allow_negative_numbers = true, default_value_t = i64::MIN)]
+        min: i64,
+        /// Largest value included.
+        #[arg(long, allow_negative_numbers = true, default_value_t = i64::MAX)]
+        max: i64,
+        /// Most distinct values returned (0: the server's maximum).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        /// Print (value, count) runs instead of every occurrence.
+        #[arg(long)]
+        runs: bool,
+    },
+    /// Add one random value in 1000..=10000 (the original's add_value).
+    Add,
+    /// Remove occurrences of a value.
+    Remove {
+        /// The value.
+        #[arg(allow_negative_numbers = true)]
+        value: i64,
+        /// How many occurrences to remove at most.
+        #[arg(short, default_value_t = 1)]
+        n: u64,
+    },
+    /// Count the occurrences of a value.
+    Count {
+        /// The value.
+        #[arg(allow_negative_numbers = true)]
+        value: i64,
+    },
+    /// Remove everything.
+    Clear,
+    /// Print total, distinct, min and max.
+    Stats,
+    /// Check the server answers.
+    Ping,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut client = match Client::connect(&args.addr) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!(
+                "client: cannot connect to {}: {e}\n(is the server running? start it with `cargo run --release --bin server`)",
+                args.addr
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(&args, &mut client) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
+    let Some(command) = &args.command else {
+        return original(args, client);
+    };
+    match command {
+        Command::Insert { values } => print_values(args, &client.insert(values)?),
+        Command::Get {
+            min,
+            max,
+            limit,
+            runs,
+        } => {
+            let (got, truncated) = client.get(*min, *max, *limit)?;
+            if *runs {
+                if args.json {
+                    println!("{}", json!({ "runs": got, "truncated": truncated }));
+                } else {
+                    for (v, n) in &got {
+                        println!("{v}\t{n}");
+                    }
+                }
+            } else {
+                print_values(args, &sortd::client::expand(&got)?);
+            }
+            if truncated && !args.json {
+                eprintln!("(truncated: more values matched; raise --limit or page with --min)");
+            }
+        }
+        Command::Add => {
+            let (value, len) = client.add_random()?;
+            if args.json {
+                println!("{}", json!({ "value": value, "len": len }));
+            } else {
+                println!("{value}");
+            }
+        }
+        Command::Remove { value, n } => print_count(args, "removed", client.remove(*value, *n)?),
+        Command::Count { value } => print_count(args, "count", client.count(*value)?),
+        Command::Clear => print_count(args, "removed", client.clear()?),
+        Command::Stats => {
+            let s = client.stats()?;
+            let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+            if args.json {
+                println!(
+                    "{}",
+                    json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max })
+                );
+            } else {
+                let show = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+                println!(
+                    "len {}\ndistinct {}\nmin {}\nmax {}",
+                    s.len,
+                    s.distinct,
+                    show(min),
+                    show(max)
+                );
+            }
+        }
+        Command::Ping => {
+            let started = std::time::Instant::now();
+            client.ping(b"sortd")?;
+            let micros = started.elapsed().as_micros();
+            if args.json {
+                println!("{}", json!({ "pong": true, "micros": micros }));
+            } else {
+                println!("PONG in {micros} µs");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The original client: one random batch, the sorted array printed; asks to go again when
+/// stdin is a terminal, or repeats `--repeat` times.
+fn original(args: &Args, client: &mut Client) -> Result<(), Error> {
+    let mut rng = rand::rng();
+    let interactive = args.repeat.is_none() && io::stdin().is_terminal();
+    let mut left = args.repeat.unwrap_or(1);
+    while left > 0 {
+        let batch: Vec<i64> = (0..rng.random_range(10..=20))
+            .map(|_| rng.random_range(0..=100))
+            .collect();
+        print_values(args, &client.insert(&batch)?);
+        left -= 1;
+        if interactive && left == 0 {
+            print!("Send more? [y/N] ");
+            io::stdout().flush()?;
+            let mut answer = String::new();
+            io::stdin().lock().read_line(&mut answer)?;
+            if answer.trim().eq_ignore_ascii_case("y") {
+                left = 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_values(args: &Args, values: &[i64]) {
+    if args.json {
+        println!("{}", json!(values));
+    } else {
+        let text: Vec<String> = values.iter().map(i64::to_string).collect();
+        println!("[{}]", text.join(", "));
+    }
+}
+
+fn print_count(args: &Args, key: &str, n: u64) {
+    if args.json {
+        println!("{}", json!({ key: n }));
+    } else {
+        println!("{n}");
+    }
 }

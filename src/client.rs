@@ -1,0 +1,341 @@
+//! A blocking client for the frame protocol, over `std::net::TcpStream`.
+//!
+//! ```no_run
+//! use sortd::client::Client;
+//!
+//! let mut client = Client::connect("127.0.0.1:6000")?;
+//! let sorted = client.insert(&[5, 1, 5])?;
+//! assert!(sorted.windows(2).all(|w| w[0] <= w[1]));
+//! # Ok::<(), sortd::client::Error>(())
+//! ```
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::frame::{self, Decoder, Request, Response, Stats, Values};
+
+/// Largest reply payload the client accepts by default: 256 MiB.
+pub const DEFAULT_MAX_REPLY: u32 = 256 << 20;
+
+/// Most occurrences [`Client::insert`] expands runs into (800 MB of `i64`s).
+pub const MAX_EXPANDED: u64 = 100_000_000;
+
+/// What can go wrong talking to the server.
+#[derive(Debug)]
+pub enum Error {
+    /// Connecting, reading or writing failed.
+    Io(io::Error),
+    /// The server answered with an ERROR frame.
+    Server(frame::Error),
+    /// The server sent something this client cannot read.
+    Protocol(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "{e}"),
+            Error::Server(e) => write!(f, "server error: {e}"),
+            Error::Protocol(m) => write!(f, "protocol error: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            Error::Server(e) => Some(e),
+            Error::Protocol(_) => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// A connection to a sortd server. Requests can be sent one at a time (the typed methods)
+/// or pipelined ([`send`](Client::send) many, then [`recv`](Client::recv) each reply).
+pub struct Client {
+    stream: TcpStream,
+    decoder: Decoder,
+    /// Bytes read and not yet decoded.
+    input: Vec<u8>,
+    /// Encoded requests not yet written (pipelining batches them into one write).
+    output: Vec<u8>,
+    next_id: u32,
+}
+
+impl Client {
+    /// Connects with a 5-second timeout per address.
+    ///
+    /// # Errors
+    ///
+    /// If no address resolves or none accepts the connection.
+    pub fn connect(addr: impl ToSocketAddrs) -> Result<Client, Error> {
+        Client::connect_timeout(addr, Duration::from_secs(5))
+    }
+
+    /// Connects, trying each resolved address for at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](Client::connect).
+    pub fn connect_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client, Error> {
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+        for a in addr.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&a, timeout) {
+                Ok(stream) => {
+                    stream.set_nodelay(true)?;
+                    return Ok(Client {
+                        stream,
+                        decoder: Decoder::new(DEFAULT_MAX_REPLY),
+                        input: Vec::new(),
+                        output: Vec::new(),
+                        next_id: 0,
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(Error::Io(last))
+    }
+
+    /// The server's address.
+    ///
+    /// # Errors
+    ///
+    /// If the socket is no longer connected.
+    pub fn peer_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.stream.peer_addr()?)
+    }
+
+    /// Queues a request without waiting for its reply; returns its request id. Queued
+    /// requests are written together on the next [`flush`](Client::flush) or `recv`.
+    pub fn send(&mut self, request: &Request<'_>) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        request.encode(id, &mut self.output);
+        id
+    }
+
+    /// Writes every queued request.
+    ///
+    /// # Errors
+    ///
+    /// If the write fails.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.stream.write_all(&self.output)?;
+        self.output.clear();
+        Ok(())
+    }
+
+    /// The next reply (after flushing queued requests) and its request id. A server ERROR
+    /// frame is returned as `Ok(Response::Error(..))` here, so pipelined replies stay paired.
+    ///
+    /// # Errors
+    ///
+    /// On I/O failure, if the server closes the connection, or sends a bad frame.
+    pub fn recv(&mut self) -> Result<(u32, Response), Error> {
+        if !self.output.is_empty() {
+            self.flush()?;
+        }
+        loop {
+            let (used, item) = self.decoder.decode(&self.input);
+            match item {
+                Some(Ok(frame)) => {
+                    let reply =
+                        Response::parse(&frame).map_err(|e| Error::Protocol(e.to_string()))?;
+                    let id = frame.header.request_id;
+                    self.input.drain(..used);
+                    return Ok((id, reply));
+                }
+                Some(Err(e)) => return Err(Error::Protocol(e.error.to_string())),
+                None if used > 0 => {
+                    self.input.drain(..used);
+                    continue;
+                }
+                None => {}
+            }
+            let mut chunk = [0; 64 * 1024];
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                return Err(Error::Io(io::ErrorKind::UnexpectedEof.into()));
+            }
+            self.input.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends one request and waits for its reply; an ERROR reply becomes [`Error::Server`].
+    fn call(&mut self, request: &Request<'_>) -> Result<Response, Error> {
+        let id = self.send(request);
+        let (got, reply) = self.recv()?;
+        if got != id {
+            return Err(Error::Protocol(format!(
+                "reply to request {got}, expected {id}"
+            )));
+        }
+        match reply {
+            Response::Error(e) => Err(Error::Server(e)),
+            reply => Ok(reply),
+        }
+    }
+
+    /// Inserts `values` and returns the server's whole sorted contents, duplicates repeated
+    /// (the original's reply).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv), or a server error (limits).
+    pub fn insert(&mut self, values: &[i64]) -> Result<Vec<i64>, Error> {
+        expand(&self.insert_runs(values)?)
+    }
+
+    /// Inserts `values` and returns the server's contents as sorted `(value, count)` runs.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Client::insert).
+    pub fn insert_runs(&mut self, values: &[i64]) -> Result<Vec<(i64, u64)>, Error> {
+        match self.call(&Request::Insert {
+            values: Values::Slice(values),
+            ack_only: false,
+        })? {
+            Response::Runs { runs, .. } => Ok(runs),
+            other => Err(unexpected("RUNS", &other)),
+        }
+    }
+
+    /// Inserts `values` and returns only the server's new length.
+    ///
+    /// # Errors
+    ///
+    /// As [`insert`](Client::insert).
+    pub fn insert_ack(&mut self, values: &[i64]) -> Result<u64, Error> {
+        match self.call(&Request::Insert {
+            values: Values::Slice(values),
+            ack_only: true,
+        })? {
+            Response::Ack { len } => Ok(len),
+            other => Err(unexpected("ACK", &other)),
+        }
+    }
+
+    /// Runs of the values in `min..=max`, at most `limit` (0: the server's maximum), and
+    /// whether more matched.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    pub fn get(
+        &mut self,
+        min: i64,
+        max: i64,
+        limit: u32,
+    ) -> Result<(Vec<(i64, u64)>, bool), Error> {
+        match self.call(&Request::Get { min, max, limit })? {
+            Response::Runs {
+                runs, truncated, ..
+            } => Ok((runs, truncated)),
+            other => Err(unexpected("RUNS", &other)),
+        }
+    }
+
+    /// Adds one random value in 1000..=10000; returns it and the new length.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    pub fn add_random(&mut self) -> Result<(i64, u64), Error> {
+        match self.call(&Request::AddRandom)? {
+            Response::Value { value, len } => Ok((value, len)),
+            other => Err(unexpected("VALUE", &other)),
+        }
+    }
+
+    /// Removes up to `n` occurrences of `value`; returns how many were removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    pub fn remove(&mut self, value: i64, n: u64) -> Result<u64, Error> {
+        self.count_reply(&Request::Remove { value, n })
+    }
+
+    /// Occurrences of `value`.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    pub fn count(&mut self, value: i64) -> Result<u64, Error> {
+        self.count_reply(&Request::Count { value })
+    }
+
+    /// Removes everything; returns how many occurrences were removed.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    pub fn clear(&mut self) -> Result<u64, Error> {
+        self.count_reply(&Request::Clear)
+    }
+
+    /// Total, distinct, min and max.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    pub fn stats(&mut self) -> Result<Stats, Error> {
+        match self.call(&Request::Stats)? {
+            Response::Stats(s) => Ok(s),
+            other => Err(unexpected("STATS", &other)),
+        }
+    }
+
+    /// Round trip with an echoed payload.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv), or if the echo differs.
+    pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
+        match self.call(&Request::Ping(payload))? {
+            Response::Pong(echo) if echo == payload => Ok(()),
+            other => Err(unexpected("PONG with the same payload", &other)),
+        }
+    }
+
+    fn count_reply(&mut self, request: &Request<'_>) -> Result<u64, Error> {
+        match self.call(request)? {
+            Response::Count(n) => Ok(n),
+            other => Err(unexpected("COUNT", &other)),
+        }
+    }
+}
+
+/// Runs expanded into every occurrence.
+///
+/// # Errors
+///
+/// If they hold more than [`MAX_EXPANDED`] occurrences (checked before allocating).
+pub fn expand(runs: &[(i64, u64)]) -> Result<Vec<i64>, Error> {
+    let total = runs.iter().fold(0u64, |t, &(_, n)| t.saturating_add(n));
+    if total > MAX_EXPANDED {
+        return Err(Error::Protocol(format!(
+            "{total} values are too many to list one by one; ask for runs instead"
+        )));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+    for &(v, n) in runs {
+        out.extend(std::iter::repeat_n(v, usize::try_from(n).unwrap_or(0)));
+    }
+    Ok(out)
+}
+
+fn unexpected(wanted: &str, got: &Response) -> Error {
+    Error::Protocol(format!("expected a {wanted} reply, got {got:?}"))
+}

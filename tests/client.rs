@@ -1,0 +1,172 @@
+//! The client library and the `client` binary against an in-process server on port 0.
+
+use std::net::TcpListener;
+use std::process::{Command, Output};
+
+use sortd::client::{Client, Error};
+use sortd::frame::{ErrorCode, Request, Response, Values};
+use sortd::server::Config;
+use sortd::service::Limits;
+
+mod common;
+use common::{Running, small_config};
+
+/// Every typed operation of the library client.
+#[test]
+fn library_client_every_operation() {
+    let server = Running::start(small_config());
+    let mut c = Client::connect(server.addr).unwrap();
+    assert_eq!(c.insert(&[5, 1, 5]).unwrap(), [1, 5, 5]);
+    assert_eq!(c.insert_ack(&[2]).unwrap(), 4);
+    assert_eq!(c.insert_runs(&[]).unwrap(), [(1, 1), (2, 1), (5, 2)]);
+    assert_eq!(c.get(2, 5, 0).unwrap(), (vec![(2, 1), (5, 2)], false));
+    assert_eq!(c.get(i64::MIN, i64::MAX, 1).unwrap(), (vec![(1, 1)], true));
+    let (v, len) = c.add_random().unwrap();
+    assert!((1000..=10000).contains(&v));
+    assert_eq!(len, 5);
+    assert_eq!(c.count(5).unwrap(), 2);
+    assert_eq!(c.remove(5, 1).unwrap(), 1);
+    let stats = c.stats().unwrap();
+    assert_eq!(
+        (stats.len, stats.distinct, stats.min_max),
+        (4, 4, Some((1, v)))
+    );
+    c.ping(b"x").unwrap();
+    assert_eq!(c.clear().unwrap(), 4);
+    assert!(server.set.is_empty());
+}
+
+/// A server error frame becomes `Error::Server` with its code, and the connection goes on.
+#[test]
+fn library_client_server_errors_are_typed() {
+    let server = Running::start(Config {
+        limits: Limits {
+            max_values: 3,
+            ..Limits::default()
+        },
+        ..small_config()
+    });
+    let mut c = Client::connect(server.addr).unwrap();
+    match c.insert(&[1, 2, 3, 4]) {
+        Err(Error::Server(e)) => assert_eq!(e.code, ErrorCode::LIMIT_EXCEEDED),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(c.insert(&[3, 2, 1]).unwrap(), [1, 2, 3]);
+}
+
+/// Many requests sent before any reply is read come back in order.
+#[test]
+fn library_client_pipelines() {
+    let server = Running::start(small_config());
+    let mut c = Client::connect(server.addr).unwrap();
+    let ids: Vec<u32> = (0..500)
+        .map(|i| {
+            c.send(&Request::Insert {
+                values: Values::Slice(&[i % 10]),
+                ack_only: true,
+            })
+        })
+        .collect();
+    for id in ids {
+        let (got, reply) = c.recv().unwrap();
+        assert_eq!(got, id);
+        assert!(matches!(reply, Response::Ack { .. }));
+    }
+    assert_eq!(server.set.len(), 500);
+    assert_eq!(server.set.count(&3), 50);
+}
+
+fn client(addr: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_client"))
+        .arg("--addr")
+        .arg(addr)
+        .args(args)
+        .output()
+        .expect("run client")
+}
+
+fn stdout(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).expect("utf-8")
+}
+
+fn parse_array(line: &str) -> Vec<i64> {
+    let inner = line.trim().trim_start_matches('[').trim_end_matches(']');
+    inner
+        .split(", ")
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("an integer"))
+        .collect()
+}
+
+/// The default run (the original's behaviour) prints a sorted array of 10–20 values in
+/// 0..=100, and `--repeat` sends more batches on the same connection.
+#[test]
+fn binary_default_run_prints_a_sorted_array() {
+    let server = Running::start(small_config());
+    let addr = server.addr.to_string();
+    let out = stdout(&client(&addr, &["--repeat", "2"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 2);
+    let first = parse_array(lines[0]);
+    let second = parse_array(lines[1]);
+    assert!((10..=20).contains(&first.len()), "{first:?}");
+    assert!(second.len() >= first.len() + 10);
+    for arr in [&first, &second] {
+        assert!(arr.windows(2).all(|w| w[0] <= w[1]), "{arr:?}");
+        assert!(arr.iter().all(|v| (0..=100).contains(v)));
+    }
+    assert_eq!(server.set.len() as usize, second.len());
+}
+
+/// Each subcommand, in text and JSON.
+#[test]
+fn binary_subcommands() {
+    let server = Running::start(small_config());
+    let addr = server.addr.to_string();
+    assert_eq!(
+        stdout(&client(&addr, &["insert", "5", "-3", "5"])),
+        "[-3, 5, 5]\n"
+    );
+    assert_eq!(stdout(&client(&addr, &["count", "5"])), "2\n");
+    assert_eq!(stdout(&client(&addr, &["get", "--runs"])), "-3\t1\n5\t2\n");
+    assert_eq!(stdout(&client(&addr, &["get", "--min", "0"])), "[5, 5]\n");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&client(&addr, &["--json", "get", "--runs"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"runs": [[-3, 1], [5, 2]], "truncated": false})
+    );
+    let added: i64 = stdout(&client(&addr, &["add"])).trim().parse().unwrap();
+    assert!((1000..=10000).contains(&added));
+    assert_eq!(stdout(&client(&addr, &["remove", "5", "-n", "9"])), "2\n");
+    let stats: serde_json::Value =
+        serde_json::from_str(&stdout(&client(&addr, &["stats", "--json"]))).unwrap();
+    assert_eq!(
+        stats,
+        serde_json::json!({"len": 2, "distinct": 2, "min": -3, "max": added})
+    );
+    assert!(stdout(&client(&addr, &["ping"])).starts_with("PONG"));
+    assert_eq!(stdout(&client(&addr, &["clear"])), "2\n");
+    assert!(server.set.is_empty());
+}
+
+/// A refused connection names the address, suggests starting the server, exits non-zero.
+#[test]
+fn binary_refused_connection() {
+    // Bind then drop a listener to get a port nothing listens on.
+    let addr = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let out = client(&addr, &["ping"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&addr), "{err}");
+    assert!(err.contains("server"), "{err}");
+}
