@@ -21,6 +21,7 @@
 //! - [`service`]: applies requests to the shared multiset and encodes the replies (no I/O).
 //! - [`server`]: the mio event loops that serve the frame protocol over TCP.
 //! - [`client`]: a blocking client for the frame protocol, with pipelining.
+//! - [`bench`]: the load generator behind `client bench`.
 //!
 //! # Consistency
 //!
@@ -31,6 +32,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod client;
 pub mod frame;
 #[doc(hidden)]

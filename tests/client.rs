@@ -170,3 +170,41 @@ fn binary_refused_connection() {
     assert!(err.contains(&addr), "{err}");
     assert!(err.contains("server"), "{err}");
 }
+
+/// `client bench -n` with `--json` and `--verify` against an empty server: the report
+/// parses, counts every request, and the server holds exactly what was inserted.
+#[test]
+fn binary_bench_reports_and_verifies() {
+    let server = Running::start(small_config());
+    let addr = server.addr.to_string();
+    let args = [
+        "--json",
+        "bench",
+        "-n",
+        "300",
+        "-c",
+        "4",
+        "-p",
+        "4",
+        "--mix",
+        "insert=2,ack=1,get=1",
+        "--seed",
+        "7",
+        "--verify",
+    ];
+    let report: serde_json::Value = serde_json::from_str(&stdout(&client(&addr, &args))).unwrap();
+    assert_eq!(report["requests"], 300);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["verified"], true);
+    let values = report["values"].as_u64().unwrap();
+    assert_eq!(values, server.set.len());
+    assert!((10 * 150..=20 * 300).contains(&values), "{values}");
+    let latency = &report["latency_us"];
+    assert!(latency["p50"].as_u64().unwrap() <= latency["p99"].as_u64().unwrap());
+    assert!(latency["p99"].as_u64().unwrap() <= latency["max"].as_u64().unwrap());
+
+    // --verify refuses a server that is not empty.
+    let out = client(&addr, &["bench", "-n", "10", "--verify"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("empty server"));
+}

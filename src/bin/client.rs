@@ -4,11 +4,14 @@
 //! values in 0..=100 and print the sorted array the server returns.
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::ops::RangeInclusive;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rand::RngExt;
 use serde_json::json;
+use sortd::bench::{self, Distribution, Mix};
 use sortd::client::{Client, Error};
 
 /// Client for the sortd sorted-multiset server.
@@ -77,10 +80,64 @@ enum Command {
     Stats,
     /// Check the server answers.
     Ping,
+    /// Load-test the server and report throughput and latency percentiles.
+    Bench {
+        /// Concurrent connections.
+        #[arg(short = 'c', long, default_value_t = 8)]
+        connections: usize,
+        /// Run for this many seconds (default 10 unless -n is given).
+        #[arg(short = 'd', long)]
+        duration: Option<f64>,
+        /// Stop after this many requests in total.
+        #[arg(short = 'n', long)]
+        requests: Option<u64>,
+        /// Requests in flight per connection.
+        #[arg(short = 'p', long, default_value_t = 1)]
+        pipeline: usize,
+        /// Values per INSERT: N or MIN-MAX.
+        #[arg(long, default_value = "10-20", value_parser = parse_batch)]
+        batch: RangeInclusive<usize>,
+        /// Value distribution: original (0..=100), uniform, skewed.
+        #[arg(long, default_value = "original")]
+        dist: Distribution,
+        /// Operation weights, e.g. insert=70,ack=20,get=10 (insert: full sorted reply;
+        /// ack: ack-only insert; get: read everything).
+        #[arg(long, default_value = "insert=1")]
+        mix: Mix,
+        /// Random seed, for reproducible runs.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Require an empty server, then check it holds exactly what was inserted.
+        #[arg(long)]
+        verify: bool,
+    },
+}
+
+fn parse_batch(s: &str) -> Result<RangeInclusive<usize>, String> {
+    let (lo, hi) = s.split_once('-').unwrap_or((s, s));
+    let lo: usize = lo
+        .parse()
+        .map_err(|_| format!("{s:?}: expected N or MIN-MAX"))?;
+    let hi: usize = hi
+        .parse()
+        .map_err(|_| format!("{s:?}: expected N or MIN-MAX"))?;
+    if lo > hi {
+        return Err(format!("{s:?}: MIN is above MAX"));
+    }
+    Ok(lo..=hi)
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Bench { .. }) = &args.command {
+        return match run_bench(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("client: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut client = match Client::connect(&args.addr) {
         Ok(client) => client,
         Err(e) => {
@@ -158,6 +215,7 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
                 );
             }
         }
+        Command::Bench { .. } => unreachable!("handled before connecting"),
         Command::Ping => {
             let started = std::time::Instant::now();
             client.ping(b"sortd")?;
@@ -212,4 +270,58 @@ fn print_count(args: &Args, key: &str, n: u64) {
     } else {
         println!("{n}");
     }
+}
+
+fn run_bench(args: &Args) -> Result<(), Error> {
+    let Some(Command::Bench {
+        connections,
+        duration,
+        requests,
+        pipeline,
+        batch,
+        dist,
+        mix,
+        seed,
+        verify,
+    }) = &args.command
+    else {
+        unreachable!("called for bench only");
+    };
+    let duration = match (duration, requests) {
+        (Some(secs), _) => Some(
+            Duration::try_from_secs_f64(*secs)
+                .map_err(|e| Error::Protocol(format!("bad duration {secs}: {e}")))?,
+        ),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let config = bench::Config {
+        addr: args.addr.clone(),
+        connections: *connections,
+        duration,
+        requests: *requests,
+        pipeline: *pipeline,
+        batch: batch.clone(),
+        distribution: *dist,
+        mix: *mix,
+        seed: *seed,
+        verify: *verify,
+        progress: !args.json && io::stdout().is_terminal(),
+    };
+    let report = bench::run(&config).map_err(|e| match e {
+        Error::Io(io) => Error::Protocol(format!(
+            "cannot reach {}: {io} (is the server running? start it with `cargo run --release --bin server`)",
+            args.addr
+        )),
+        other => other,
+    })?;
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        println!("{report}");
+    }
+    if report.verified == Some(false) {
+        return Err(Error::Protocol("verification failed".into()));
+    }
+    Ok(())
 }

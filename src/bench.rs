@@ -1,0 +1,404 @@
+//! The load generator behind `client bench`: many connections, optional pipelining, a
+//! reproducible mix of operations, latency percentiles, and an end-of-run check that the
+//! server holds exactly what was inserted.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt;
+use std::io::Write;
+use std::ops::RangeInclusive;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+use crate::client::{Client, Error};
+use crate::frame::{Request, Response, Values};
+
+/// Where inserted values come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distribution {
+    /// The original client's: uniform in 0..=100.
+    Original,
+    /// Uniform over 0..=1_000_000_000: almost every value distinct.
+    Uniform,
+    /// Skewed toward small values over 0..=10_000 (cube of a uniform draw): a few hot values,
+    /// a long tail.
+    Skewed,
+}
+
+impl Distribution {
+    fn sample(self, rng: &mut SmallRng) -> i64 {
+        match self {
+            Distribution::Original => rng.random_range(0..=100),
+            Distribution::Uniform => rng.random_range(0..=1_000_000_000),
+            Distribution::Skewed => {
+                let u: f64 = rng.random();
+                (u * u * u * 10_000.0) as i64
+            }
+        }
+    }
+}
+
+impl FromStr for Distribution {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "original" => Ok(Distribution::Original),
+            "uniform" => Ok(Distribution::Uniform),
+            "skewed" => Ok(Distribution::Skewed),
+            _ => Err(format!(
+                "unknown distribution {s:?}: original, uniform or skewed"
+            )),
+        }
+    }
+}
+
+/// Relative weights of the operations each connection sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mix {
+    /// INSERT answered with the sorted runs.
+    pub insert: u32,
+    /// INSERT answered with an ACK.
+    pub ack: u32,
+    /// GET of the whole multiset.
+    pub get: u32,
+}
+
+impl FromStr for Mix {
+    type Err = String;
+    /// Parses `insert=70,ack=20,get=10` (missing names weigh 0).
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut mix = Mix {
+            insert: 0,
+            ack: 0,
+            get: 0,
+        };
+        for part in s.split(',') {
+            let (name, weight) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected name=weight"))?;
+            let weight: u32 = weight
+                .parse()
+                .map_err(|_| format!("{part:?}: the weight must be a whole number"))?;
+            match name {
+                "insert" => mix.insert = weight,
+                "ack" => mix.ack = weight,
+                "get" => mix.get = weight,
+                _ => return Err(format!("unknown operation {name:?}: insert, ack or get")),
+            }
+        }
+        if mix.insert + mix.ack + mix.get == 0 {
+            return Err("the mix needs at least one operation with a weight above 0".into());
+        }
+        Ok(mix)
+    }
+}
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Server address.
+    pub addr: String,
+    /// Concurrent connections, one thread each.
+    pub connections: usize,
+    /// Stop after this long...
+    pub duration: Option<Duration>,
+    /// ...or after this many requests in total (whichever comes first).
+    pub requests: Option<u64>,
+    /// Requests in flight per connection.
+    pub pipeline: usize,
+    /// Values per INSERT.
+    pub batch: RangeInclusive<usize>,
+    /// Where values come from.
+    pub distribution: Distribution,
+    /// Operation weights.
+    pub mix: Mix,
+    /// Seed; connection `i` uses `seed + i`, so a run is reproducible.
+    pub seed: u64,
+    /// Require an empty server at the start and check its contents at the end.
+    pub verify: bool,
+    /// Print a progress line to stderr while running (from the first second on).
+    pub progress: bool,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Replies received (errors included).
+    pub requests: u64,
+    /// Values inserted by acknowledged INSERTs.
+    pub values: u64,
+    /// ERROR replies and failed connections.
+    pub errors: u64,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+    /// Latency percentiles in microseconds: p50, p90, p99, p99.9, max.
+    pub latency_us: [u64; 5],
+    /// `Some(true)` if `verify` was asked and the server held exactly what was inserted.
+    pub verified: Option<bool>,
+}
+
+impl Report {
+    /// Replies per second.
+    #[must_use]
+    pub fn requests_per_sec(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Inserted values per second.
+    #[must_use]
+    pub fn values_per_sec(&self) -> f64 {
+        self.values as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The report as a JSON object.
+    #[must_use]
+    pub fn to_json(&self) -> serde_json::Value {
+        let [p50, p90, p99, p999, max] = self.latency_us;
+        serde_json::json!({
+            "requests": self.requests,
+            "values": self.values,
+            "errors": self.errors,
+            "elapsed_s": self.elapsed.as_secs_f64(),
+            "requests_per_s": self.requests_per_sec(),
+            "values_per_s": self.values_per_sec(),
+            "latency_us": { "p50": p50, "p90": p90, "p99": p99, "p99_9": p999, "max": max },
+            "verified": self.verified,
+        })
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let [p50, p90, p99, p999, max] = self.latency_us;
+        writeln!(
+            f,
+            "{} requests in {:.2} s: {:.0} requests/s, {:.0} values/s, {} errors",
+            self.requests,
+            self.elapsed.as_secs_f64(),
+            self.requests_per_sec(),
+            self.values_per_sec(),
+            self.errors
+        )?;
+        write!(
+            f,
+            "latency µs: p50 {p50}  p90 {p90}  p99 {p99}  p99.9 {p999}  max {max}"
+        )?;
+        match self.verified {
+            Some(true) => write!(f, "\nverify: the server holds exactly what was inserted"),
+            Some(false) => write!(
+                f,
+                "\nverify: MISMATCH between the server and what was inserted"
+            ),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One connection's results.
+struct Tally {
+    latency: Histogram<u64>,
+    requests: u64,
+    values: u64,
+    errors: u64,
+    inserted: BTreeMap<i64, u64>,
+}
+
+/// Runs the load and returns what it measured.
+///
+/// # Errors
+///
+/// If the server cannot be reached, or `verify` finds it not empty at the start.
+pub fn run(config: &Config) -> Result<Report, Error> {
+    if config.verify {
+        let stats = Client::connect(&config.addr)?.stats()?;
+        if stats.len != 0 {
+            return Err(Error::Protocol(format!(
+                "--verify needs an empty server; it holds {} values (run `client clear`)",
+                stats.len
+            )));
+        }
+    }
+    // Connect everyone first so connection errors surface before the clock starts.
+    let clients = (0..config.connections.max(1))
+        .map(|_| Client::connect(&config.addr))
+        .collect::<Result<Vec<_>, _>>()?;
+    let budget = Arc::new(AtomicU64::new(config.requests.unwrap_or(u64::MAX)));
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let deadline = config.duration.map(|d| started + d);
+    let workers: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, client)| {
+            let config = config.clone();
+            let (budget, done) = (Arc::clone(&budget), Arc::clone(&done));
+            thread::spawn(move || {
+                let tally = drive(client, &config, i as u64, deadline, &budget);
+                done.fetch_add(1, Relaxed);
+                tally
+            })
+        })
+        .collect();
+
+    if config.progress {
+        let total = config.connections.max(1) as u64;
+        // A display refresh, not synchronisation: the joins below wait for the workers.
+        while done.load(Relaxed) < total {
+            thread::sleep(Duration::from_millis(200));
+            if started.elapsed() < Duration::from_secs(1) {
+                continue;
+            }
+            let sent = config.requests.map(|n| n - budget.load(Relaxed).min(n));
+            let mut err = std::io::stderr();
+            let _ = match sent {
+                Some(sent) => write!(
+                    err,
+                    "\r{:.1} s, {sent} requests sent",
+                    started.elapsed().as_secs_f64()
+                ),
+                None => write!(err, "\r{:.1} s", started.elapsed().as_secs_f64()),
+            };
+        }
+        if started.elapsed() >= Duration::from_secs(1) {
+            eprintln!();
+        }
+    }
+
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)
+        .map_err(|e| Error::Protocol(e.to_string()))?;
+    let (mut requests, mut values, mut errors) = (0, 0, 0);
+    let mut inserted: BTreeMap<i64, u64> = BTreeMap::new();
+    for w in workers {
+        let t = w
+            .join()
+            .map_err(|_| Error::Protocol("a load thread panicked".into()))?;
+        latency
+            .add(&t.latency)
+            .map_err(|e| Error::Protocol(e.to_string()))?;
+        requests += t.requests;
+        values += t.values;
+        errors += t.errors;
+        for (v, n) in t.inserted {
+            *inserted.entry(v).or_insert(0) += n;
+        }
+    }
+    let elapsed = started.elapsed();
+
+    let verified = if config.verify {
+        Some(server_runs(&config.addr)? == inserted.into_iter().collect::<Vec<_>>())
+    } else {
+        None
+    };
+    Ok(Report {
+        requests,
+        values,
+        errors,
+        elapsed,
+        latency_us: [50.0, 90.0, 99.0, 99.9, 100.0].map(|q| latency.value_at_quantile(q / 100.0)),
+        verified,
+    })
+}
+
+/// Every run the server holds, paging through truncated replies.
+fn server_runs(addr: &str) -> Result<Vec<(i64, u64)>, Error> {
+    let mut client = Client::connect(addr)?;
+    let mut all = Vec::new();
+    let mut min = i64::MIN;
+    loop {
+        let (runs, truncated) = client.get(min, i64::MAX, 0)?;
+        let last = runs.last().map(|r| r.0);
+        all.extend(runs);
+        match last {
+            Some(last) if truncated && last < i64::MAX => min = last + 1,
+            _ => return Ok(all),
+        }
+    }
+}
+
+/// One connection's loop: keep `pipeline` requests in flight until the budget or the
+/// deadline runs out, timing each reply against its send.
+fn drive(
+    mut client: Client,
+    config: &Config,
+    index: u64,
+    deadline: Option<Instant>,
+    budget: &AtomicU64,
+) -> Tally {
+    let mut rng = SmallRng::seed_from_u64(config.seed.wrapping_add(index));
+    let mut tally = Tally {
+        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+        requests: 0,
+        values: 0,
+        errors: 0,
+        inserted: BTreeMap::new(),
+    };
+    // Per request in flight: when it was sent and the batch it inserts (if any).
+    let mut in_flight: VecDeque<(Instant, Option<Vec<i64>>)> = VecDeque::new();
+    let weights = config.mix;
+    let total_weight = weights.insert + weights.ack + weights.get;
+    let mut batch = Vec::new();
+    loop {
+        let time_left = deadline.is_none_or(|d| Instant::now() < d);
+        while time_left && in_flight.len() < config.pipeline.max(1) {
+            // Take one request from the shared budget; none left means finish what is in flight.
+            if budget
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_err()
+            {
+                break;
+            }
+            let pick = rng.random_range(0..total_weight);
+            let request = if pick < weights.insert + weights.ack {
+                batch.clear();
+                let len = rng.random_range(config.batch.clone());
+                batch.extend((0..len).map(|_| config.distribution.sample(&mut rng)));
+                client.send(&Request::Insert {
+                    values: Values::Slice(&batch),
+                    ack_only: pick >= weights.insert,
+                });
+                Some(batch.clone())
+            } else {
+                client.send(&Request::Get {
+                    min: i64::MIN,
+                    max: i64::MAX,
+                    limit: 0,
+                });
+                None
+            };
+            in_flight.push_back((Instant::now(), request));
+        }
+        let Some((sent, inserted)) = in_flight.pop_front() else {
+            return tally;
+        };
+        match client.recv() {
+            Ok((_, reply)) => {
+                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                tally.latency.saturating_record(micros.max(1));
+                tally.requests += 1;
+                match (reply, inserted) {
+                    (Response::Error(_), _) => tally.errors += 1,
+                    (_, Some(values)) => {
+                        tally.values += values.len() as u64;
+                        if config.verify {
+                            for v in values {
+                                *tally.inserted.entry(v).or_insert(0) += 1;
+                            }
+                        }
+                    }
+                    (_, None) => {}
+                }
+            }
+            Err(_) => {
+                // The connection is gone: what is in flight is lost with it.
+                tally.errors += 1 + in_flight.len() as u64;
+                return tally;
+            }
+        }
+    }
+}
