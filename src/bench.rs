@@ -122,7 +122,7 @@ pub struct Config {
     pub seed: u64,
     /// Require an empty server at the start and check its contents at the end.
     pub verify: bool,
-    /// Print a progress line to stderr while running (from the first second on).
+    /// Draw a progress bar on stderr while running (from the first second on).
     pub progress: bool,
 }
 
@@ -254,16 +254,23 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             if started.elapsed() < Duration::from_secs(1) {
                 continue;
             }
-            let sent = config.requests.map(|n| n - budget.load(Relaxed).min(n));
-            let mut err = std::io::stderr();
-            let _ = match sent {
-                Some(sent) => write!(
-                    err,
-                    "\r{:.1} s, {sent} requests sent",
-                    started.elapsed().as_secs_f64()
-                ),
-                None => write!(err, "\r{:.1} s", started.elapsed().as_secs_f64()),
-            };
+            // Progress is whichever bound is nearer: time against -d, requests against -n.
+            let by_time = config
+                .duration
+                .map_or(0.0, |d| started.elapsed().as_secs_f64() / d.as_secs_f64());
+            let by_count = config.requests.map_or(0.0, |n| {
+                (n - budget.load(Relaxed).min(n)) as f64 / n.max(1) as f64
+            });
+            let fraction = by_time.max(by_count).min(1.0);
+            let filled = (fraction * 30.0) as usize;
+            let _ = write!(
+                std::io::stderr(),
+                "\r[{}{}] {:3.0}%  {:.1} s",
+                "#".repeat(filled),
+                "-".repeat(30 - filled),
+                fraction * 100.0,
+                started.elapsed().as_secs_f64()
+            );
         }
         if started.elapsed() >= Duration::from_secs(1) {
             eprintln!();
