@@ -119,3 +119,48 @@ pub fn frame(data: &[u8]) {
         }
     }
 }
+
+/// The HTTP fuzz target: parse requests from arbitrary bytes and answer each one, as a
+/// connection would, against a fresh multiset.
+///
+/// Must never panic; every reply must be a complete HTTP/1.1 response; parsing must consume
+/// no more than it was given.
+pub fn http(data: &[u8]) {
+    use crate::http::{self, Parse};
+    use crate::service::{Limits, Service};
+
+    let service = Service::new(
+        std::sync::Arc::new(crate::SortedMultiset::new()),
+        Limits {
+            max_values: 64,
+            max_reply_runs: 64,
+        },
+    );
+    let limits = http::Limits {
+        max_header: 2048,
+        max_body: 4096,
+    };
+    let mut pos = 0;
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        match http::parse(&data[pos..], &limits) {
+            Parse::Incomplete => return,
+            Parse::Invalid(status, message) => {
+                assert!((400..600).contains(&status));
+                http::write_error(&mut out, status, &message, false);
+                assert!(out.starts_with(b"HTTP/1.1 "));
+                return;
+            }
+            Parse::Complete(request, used) => {
+                assert!(used > 0 && used <= data.len() - pos);
+                let keep_alive = http::respond(&request, &service, &mut out);
+                assert!(out.starts_with(b"HTTP/1.1 "), "not a response");
+                pos += used;
+                if !keep_alive {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -24,3 +24,9 @@ fn replay(target: &str, check: fn(&[u8])) {
 fn frame_seeds() {
     replay("frame", sortd::fuzzing::frame);
 }
+
+/// Every HTTP seed parses and is answered without panicking.
+#[test]
+fn http_seeds() {
+    replay("http", sortd::fuzzing::http);
+}

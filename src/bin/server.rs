@@ -11,14 +11,27 @@ use sortd::server::{Config, Server};
 use sortd::service::Limits;
 
 /// A concurrent sorted-multiset server. Clients send batches of integers over the frame
-/// protocol (see README.md, "Wire protocol"); the server adds them to one shared multiset
-/// and answers with its sorted contents. SIGINT or SIGTERM shuts it down gracefully.
+/// protocol (see README.md, "Wire protocol") or JSON over HTTP; the server adds them to one
+/// shared multiset and answers with its sorted contents. SIGINT or SIGTERM shuts it down
+/// gracefully.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
     /// Address for the frame protocol; port 0 picks a free port (printed on start).
     #[arg(long, default_value = "127.0.0.1:6000")]
     frame_addr: SocketAddr,
+
+    /// Address for the HTTP API; port 0 picks a free port (printed on start).
+    #[arg(long, default_value = "127.0.0.1:12345")]
+    http_addr: SocketAddr,
+
+    /// Largest HTTP request line plus headers, in bytes (431 beyond).
+    #[arg(long, default_value_t = 16 * 1024)]
+    max_header: usize,
+
+    /// Largest HTTP body, in bytes (413 beyond).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_body: usize,
 
     /// Worker threads, each running one event loop [default: available cores].
     #[arg(long)]
@@ -58,6 +71,11 @@ fn main() -> ExitCode {
     let args = Args::parse();
     let config = Config {
         frame_addr: args.frame_addr,
+        http_addr: Some(args.http_addr),
+        http_limits: sortd::http::Limits {
+            max_header: args.max_header,
+            max_body: args.max_body,
+        },
         threads: args.threads.unwrap_or(Config::default().threads),
         max_connections: args.max_connections,
         max_frame: args.max_frame,
@@ -72,7 +90,10 @@ fn main() -> ExitCode {
     let server = match Server::bind(config.clone()) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!("server: cannot listen on {}: {e}", config.frame_addr);
+            eprintln!(
+                "server: cannot listen on {} and {}: {e}",
+                config.frame_addr, args.http_addr
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -91,8 +112,9 @@ fn main() -> ExitCode {
         }
     });
     println!(
-        "sortd server: frame protocol on {} ({} threads)",
+        "sortd server: frame protocol on {}, HTTP on http://{} ({} threads)",
         server.frame_addr(),
+        server.http_addr().unwrap_or(args.http_addr),
         config.threads
     );
     match server.run() {

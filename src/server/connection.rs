@@ -9,16 +9,27 @@ use std::time::Instant;
 use mio::net::TcpStream;
 
 use crate::frame::{Decoder, Response};
+use crate::http;
 use crate::service::Service;
 
 /// Bytes asked of the kernel per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// A frame-protocol connection.
+/// Which protocol a connection speaks (decided by the port it came in on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Protocol {
+    Frame,
+    Http,
+}
+
+/// One client connection, either protocol.
 pub(super) struct Connection {
     pub(super) stream: TcpStream,
+    protocol: Protocol,
     /// Finds frame boundaries; remembers an oversize payload still being skipped.
     decoder: Decoder,
+    /// Header and body bounds for HTTP requests.
+    http_limits: http::Limits,
     /// Read buffer; `input[..filled]` holds bytes read and not yet decoded, never more
     /// than one incomplete frame plus one read chunk. The rest is zeroed spare room, kept
     /// so reads need not re-initialise it.
@@ -49,10 +60,17 @@ pub(super) enum Next {
 }
 
 impl Connection {
-    pub(super) fn new(stream: TcpStream, max_payload: u32) -> Self {
+    pub(super) fn new(
+        stream: TcpStream,
+        protocol: Protocol,
+        max_payload: u32,
+        http_limits: http::Limits,
+    ) -> Self {
         Connection {
             stream,
+            protocol,
             decoder: Decoder::new(max_payload),
+            http_limits,
             input: Vec::new(),
             filled: 0,
             output: Vec::new(),
@@ -138,8 +156,42 @@ impl Connection {
         }
     }
 
-    /// Answers every complete frame in the input buffer, in order.
+    /// Answers every complete request in the input buffer, in order.
     fn process(&mut self, service: &Service) {
+        let pos = match self.protocol {
+            Protocol::Frame => self.process_frames(service),
+            Protocol::Http => self.process_http(service),
+        };
+        self.input.copy_within(pos..self.filled, 0);
+        self.filled -= pos;
+        if self.filled == 0 && self.input.len() > 4 * READ_CHUNK {
+            // A large request has gone through: give its room back.
+            self.input = Vec::new();
+        }
+    }
+
+    /// Answers HTTP requests; returns how many input bytes they used.
+    fn process_http(&mut self, service: &Service) -> usize {
+        let mut pos = 0;
+        while !self.closing {
+            match http::parse(&self.input[pos..self.filled], &self.http_limits) {
+                http::Parse::Incomplete => break,
+                http::Parse::Complete(request, used) => {
+                    pos += used;
+                    self.closing = !http::respond(&request, service, &mut self.output);
+                    self.last_active = Instant::now();
+                }
+                http::Parse::Invalid(status, message) => {
+                    http::write_error(&mut self.output, status, &message, false);
+                    self.closing = true;
+                }
+            }
+        }
+        pos
+    }
+
+    /// Answers frames; returns how many input bytes they used.
+    fn process_frames(&mut self, service: &Service) -> usize {
         let mut pos = 0;
         while !self.closing {
             let (used, item) = self.decoder.decode(&self.input[pos..self.filled]);
@@ -160,12 +212,7 @@ impl Connection {
                 None => {}
             }
         }
-        self.input.copy_within(pos..self.filled, 0);
-        self.filled -= pos;
-        if self.filled == 0 && self.input.len() > 4 * READ_CHUNK {
-            // A large frame has gone through: give its room back.
-            self.input = Vec::new();
-        }
+        pos
     }
 
     /// Writes queued output until done or `WouldBlock`.

@@ -1,10 +1,15 @@
 //! The server: an acceptor hands connections to worker threads, each running its own mio
-//! event loop over the frame protocol. All workers share one [`Service`] (one multiset).
+//! event loop that serves both the frame protocol and HTTP. All workers share one
+//! [`Service`] (one multiset).
 //!
 //! ```no_run
 //! use sortd::server::{Config, Server};
 //!
-//! let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, ..Config::default() })?;
+//! let server = Server::bind(Config {
+//!     frame_addr: "127.0.0.1:0".parse()?,
+//!     http_addr: Some("127.0.0.1:0".parse()?),
+//!     ..Config::default()
+//! })?;
 //! println!("frame protocol on {}", server.frame_addr());
 //! let shutdown = server.shutdown_handle();
 //! let running = std::thread::spawn(move || server.run());
@@ -37,7 +42,9 @@ use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::SortedMultiset;
 use crate::frame::{Error, ErrorCode, Response};
+use crate::http;
 use crate::service::{Limits, Service};
+use connection::Protocol;
 use worker::Worker;
 
 /// Everything the server can be told; every limit has a default fit for a small machine.
@@ -45,6 +52,10 @@ use worker::Worker;
 pub struct Config {
     /// Where the frame protocol listens; port 0 picks a free port.
     pub frame_addr: SocketAddr,
+    /// Where HTTP listens, if at all; port 0 picks a free port.
+    pub http_addr: Option<SocketAddr>,
+    /// Header and body bounds for HTTP requests.
+    pub http_limits: http::Limits,
     /// Worker threads, each with its own event loop.
     pub threads: usize,
     /// Open connections beyond this are refused with a SERVER_BUSY error frame.
@@ -66,6 +77,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             frame_addr: SocketAddr::from(([127, 0, 0, 1], 6000)),
+            http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 12345))),
+            http_limits: http::Limits::default(),
             threads: thread::available_parallelism().map_or(2, usize::from),
             max_connections: 10_000,
             max_frame: 16 << 20,
@@ -85,13 +98,15 @@ struct Shared {
     open: AtomicUsize,
 }
 
-const LISTENER: Token = Token(0);
-const ACCEPTOR_WAKER: Token = Token(1);
+const FRAME_LISTENER: Token = Token(0);
+const HTTP_LISTENER: Token = Token(1);
+const ACCEPTOR_WAKER: Token = Token(2);
 
 /// A bound, not yet running server.
 pub struct Server {
     config: Config,
     listener: TcpListener,
+    http_listener: Option<TcpListener>,
     service: Service,
     shared: Arc<Shared>,
     poll: Poll,
@@ -131,14 +146,20 @@ impl Server {
     /// As [`Server::bind`].
     pub fn with_set(config: Config, set: Arc<SortedMultiset<i64>>) -> io::Result<Server> {
         let mut listener = TcpListener::bind(config.frame_addr)?;
+        let mut http_listener = config.http_addr.map(TcpListener::bind).transpose()?;
         let poll = Poll::new()?;
         poll.registry()
-            .register(&mut listener, LISTENER, Interest::READABLE)?;
+            .register(&mut listener, FRAME_LISTENER, Interest::READABLE)?;
+        if let Some(l) = &mut http_listener {
+            poll.registry()
+                .register(l, HTTP_LISTENER, Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), ACCEPTOR_WAKER)?);
         Ok(Server {
             service: Service::new(set, config.limits),
             config,
             listener,
+            http_listener,
             shared: Arc::new(Shared {
                 shutdown: AtomicBool::new(false),
                 open: AtomicUsize::new(0),
@@ -158,6 +179,14 @@ impl Server {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// The address HTTP is bound to, if it is enabled.
+    #[must_use]
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// A handle that stops this server once it runs.
@@ -182,7 +211,7 @@ impl Server {
     /// If a poll instance or thread cannot be created, or polling fails.
     pub fn run(mut self) -> io::Result<()> {
         let mut workers = Vec::new();
-        let mut lanes: Vec<(Sender<TcpStream>, Waker)> = Vec::new();
+        let mut lanes: Vec<(Sender<(TcpStream, Protocol)>, Waker)> = Vec::new();
         for i in 0..self.config.threads.max(1) {
             let poll = Poll::new()?;
             let waker = Waker::new(poll.registry(), worker::WAKER)?;
@@ -206,6 +235,7 @@ impl Server {
 
         // Closing the listener refuses new connections at once; then every worker drains.
         drop(self.listener);
+        drop(self.http_listener);
         self.shared.shutdown.store(true, Release);
         for (_, waker) in &lanes {
             let _ = waker.wake();
@@ -220,7 +250,10 @@ impl Server {
         result
     }
 
-    fn accept_until_shutdown(&mut self, lanes: &[(Sender<TcpStream>, Waker)]) -> io::Result<()> {
+    fn accept_until_shutdown(
+        &mut self,
+        lanes: &[(Sender<(TcpStream, Protocol)>, Waker)],
+    ) -> io::Result<()> {
         let mut events = Events::with_capacity(128);
         let mut next = 0;
         while !self.shared.shutdown.load(Relaxed) {
@@ -233,30 +266,52 @@ impl Server {
                 }
                 return Err(e);
             }
-            loop {
-                let (stream, _) = match self.listener.accept() {
-                    Ok(accepted) => accepted,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    // Out of descriptors, or the peer gave up before we accepted: keep
-                    // serving the connections we have.
-                    Err(_) => break,
+            for event in &events {
+                let (listener, protocol) = match event.token() {
+                    FRAME_LISTENER => (&self.listener, Protocol::Frame),
+                    HTTP_LISTENER => match &self.http_listener {
+                        Some(l) => (l, Protocol::Http),
+                        None => continue,
+                    },
+                    _ => continue,
                 };
-                if self.shared.open.fetch_add(1, AcqRel) >= self.config.max_connections {
-                    self.shared.open.fetch_sub(1, Relaxed);
-                    refuse_busy(stream, self.config.max_connections);
-                    continue;
-                }
-                let _ = stream.set_nodelay(true);
-                let (tx, waker) = &lanes[next % lanes.len()];
-                next += 1;
-                if tx.send(stream).is_err() {
-                    // The worker is gone; its join reports why.
-                    self.shared.open.fetch_sub(1, Relaxed);
-                    continue;
-                }
-                waker.wake()?;
+                self.accept_from(listener, protocol, lanes, &mut next)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Accepts everything pending on one listener.
+    fn accept_from(
+        &self,
+        listener: &TcpListener,
+        protocol: Protocol,
+        lanes: &[(Sender<(TcpStream, Protocol)>, Waker)],
+        next: &mut usize,
+    ) -> io::Result<()> {
+        loop {
+            let (stream, _) = match listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // Out of descriptors, or the peer gave up before we accepted: keep
+                // serving the connections we have.
+                Err(_) => break,
+            };
+            if self.shared.open.fetch_add(1, AcqRel) >= self.config.max_connections {
+                self.shared.open.fetch_sub(1, Relaxed);
+                refuse_busy(stream, protocol, self.config.max_connections);
+                continue;
+            }
+            let _ = stream.set_nodelay(true);
+            let (tx, waker) = &lanes[*next % lanes.len()];
+            *next += 1;
+            if tx.send((stream, protocol)).is_err() {
+                // The worker is gone; its join reports why.
+                self.shared.open.fetch_sub(1, Relaxed);
+                continue;
+            }
+            waker.wake()?;
         }
         Ok(())
     }
@@ -264,12 +319,14 @@ impl Server {
 
 /// Tells a client over the connection limit why it is being closed, if its socket takes the
 /// bytes at once; never blocks.
-fn refuse_busy(mut stream: TcpStream, max: usize) {
+fn refuse_busy(mut stream: TcpStream, protocol: Protocol, max: usize) {
+    let message = format!("the server is at its limit of {max} connections");
     let mut reply = Vec::new();
-    Response::Error(Error::new(
-        ErrorCode::SERVER_BUSY,
-        format!("the server is at its limit of {max} connections"),
-    ))
-    .encode(0, &mut reply);
+    match protocol {
+        Protocol::Frame => {
+            Response::Error(Error::new(ErrorCode::SERVER_BUSY, message)).encode(0, &mut reply);
+        }
+        Protocol::Http => http::write_error(&mut reply, 503, &message, false),
+    }
     let _ = stream.write(&reply);
 }

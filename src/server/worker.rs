@@ -10,7 +10,7 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use super::connection::{Connection, Next};
+use super::connection::{Connection, Next, Protocol};
 use super::{Config, Shared};
 use crate::service::Service;
 
@@ -22,7 +22,7 @@ const IDLE_SWEEP: Duration = Duration::from_millis(250);
 
 pub(super) struct Worker {
     pub(super) poll: Poll,
-    pub(super) incoming: Receiver<TcpStream>,
+    pub(super) incoming: Receiver<(TcpStream, Protocol)>,
     pub(super) shared: Arc<Shared>,
     pub(super) service: Service,
     pub(super) config: Config,
@@ -93,12 +93,17 @@ impl Worker {
 
     /// Registers the connections the acceptor sent.
     fn adopt(&mut self, conns: &mut Slab<Connection>) -> io::Result<()> {
-        while let Ok(mut stream) = self.incoming.try_recv() {
+        while let Ok((mut stream, protocol)) = self.incoming.try_recv() {
             let entry = conns.vacant_entry();
             self.poll
                 .registry()
                 .register(&mut stream, Token(entry.key()), Interest::READABLE)?;
-            entry.insert(Connection::new(stream, self.config.max_frame));
+            entry.insert(Connection::new(
+                stream,
+                protocol,
+                self.config.max_frame,
+                self.config.http_limits,
+            ));
         }
         Ok(())
     }

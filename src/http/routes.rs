@@ -1,0 +1,191 @@
+//! The HTTP routes: each maps onto the same [`Service`] operations as the frame protocol.
+
+use serde_json::{Value, json};
+
+use super::{Request, write_error, write_response};
+use crate::service::Service;
+
+/// Most values `GET /array` lists one by one; beyond it the reply says `"truncated": true`.
+const MAX_LISTED: u64 = 1_000_000;
+
+/// A route's answer before it is written.
+enum Reply {
+    Json(Value),
+    Text(String),
+    Error(u16, String),
+    /// 405, with the methods the path does allow.
+    Method(&'static str),
+}
+
+/// Answers one request into `out`; returns whether the connection stays open.
+pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool {
+    let keep_alive = req.keep_alive;
+    match route(req, service) {
+        Reply::Json(v) => {
+            let mut body = v.to_string();
+            body.push('\n');
+            write_response(
+                out,
+                200,
+                "application/json",
+                body.as_bytes(),
+                keep_alive,
+                &[],
+            );
+        }
+        Reply::Text(t) => {
+            write_response(
+                out,
+                200,
+                "text/plain; charset=utf-8",
+                t.as_bytes(),
+                keep_alive,
+                &[],
+            );
+        }
+        Reply::Error(status, message) => write_error(out, status, &message, keep_alive),
+        Reply::Method(allow) => {
+            let body =
+                json!({ "error": format!("{} is not allowed here; use {allow}", req.method) })
+                    .to_string();
+            write_response(
+                out,
+                405,
+                "application/json",
+                body.as_bytes(),
+                keep_alive,
+                &[("Allow", allow)],
+            );
+        }
+    }
+    keep_alive
+}
+
+fn route(req: &Request<'_>, service: &Service) -> Reply {
+    let set = service.set();
+    match (req.path, req.method) {
+        ("/array", "GET") => get_array(req.query, service),
+        ("/array", "POST") => post_array(req.body, service),
+        ("/array", "DELETE") => Reply::Json(json!({ "removed": set.clear() })),
+        ("/array", _) => Reply::Method("GET, POST, DELETE"),
+        ("/array/random", "POST") => {
+            let (value, len) = service.add_random();
+            Reply::Json(json!({ "value": value, "len": len }))
+        }
+        ("/array/random", _) => Reply::Method("POST"),
+        ("/stats", "GET") => {
+            let s = service.stats();
+            let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+            Reply::Json(json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max }))
+        }
+        ("/health", "GET") => Reply::Json(json!({ "status": "ok" })),
+        ("/stats" | "/health", _) => Reply::Method("GET"),
+
+        // The original Flask API's routes, with its methods and plain-text replies.
+        ("/", "GET") => Reply::Text("sortd: a sorted multiset server. Try GET /array.\n".into()),
+        ("/get_array", "GET") => match listed(service) {
+            Ok(values) => Reply::Text(format!("{values:?}\n")),
+            Err(e) => e,
+        },
+        ("/" | "/get_array", _) => Reply::Method("GET"),
+        ("/add_value", "GET" | "POST") => {
+            let (value, _) = service.add_random();
+            Reply::Text(format!("Added value: {value}\n"))
+        }
+        ("/add_value", _) => Reply::Method("GET, POST"),
+        ("/clean_array", "GET" | "DELETE") => {
+            let removed = set.clear();
+            Reply::Text(format!("Array cleaned: {removed} values removed\n"))
+        }
+        ("/clean_array", _) => Reply::Method("GET, DELETE"),
+        _ => Reply::Error(404, format!("no route for {}", req.path)),
+    }
+}
+
+/// `GET /array?min=&max=&limit=&format=runs`.
+fn get_array(query: &str, service: &Service) -> Reply {
+    let (mut min, mut max, mut limit, mut runs) = (i64::MIN, i64::MAX, 0u32, false);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let parsed = match key {
+            "min" => value.parse().map(|v| min = v).is_ok(),
+            "max" => value.parse().map(|v| max = v).is_ok(),
+            "limit" => value.parse().map(|v| limit = v).is_ok(),
+            "format" if value == "runs" => {
+                runs = true;
+                true
+            }
+            "format" if value == "values" => true,
+            _ => return Reply::Error(400, format!("unknown query parameter {pair:?}")),
+        };
+        if !parsed {
+            return Reply::Error(400, format!("bad value in {pair:?}"));
+        }
+    }
+    let cap = match limit {
+        0 => service.limits().max_reply_runs,
+        n => n.min(service.limits().max_reply_runs),
+    } as usize;
+    if runs {
+        let mut got: Vec<(i64, u64)> = service.set().range_runs(min..=max).take(cap + 1).collect();
+        let truncated = got.len() > cap;
+        got.truncate(cap);
+        return Reply::Json(json!({ "runs": got, "truncated": truncated }));
+    }
+    let mut values = Vec::new();
+    let mut truncated = false;
+    for (i, (v, n)) in service.set().range_runs(min..=max).enumerate() {
+        if i == cap || values.len() as u64 + n > MAX_LISTED {
+            truncated = true;
+            break;
+        }
+        values.extend(std::iter::repeat_n(v, n as usize));
+    }
+    let mut reply = json!({ "len": service.set().len(), "values": values });
+    if truncated {
+        reply["truncated"] = json!(true);
+    }
+    Reply::Json(reply)
+}
+
+/// Every value, for the original's `/get_array`, or 413 when there are too many to list.
+fn listed(service: &Service) -> Result<Vec<i64>, Reply> {
+    let mut values = Vec::new();
+    for (v, n) in service.set().runs() {
+        if values.len() as u64 + n > MAX_LISTED {
+            return Err(Reply::Error(
+                413,
+                format!("more than {MAX_LISTED} values; use GET /array?format=runs"),
+            ));
+        }
+        values.extend(std::iter::repeat_n(v, n as usize));
+    }
+    Ok(values)
+}
+
+/// `POST /array` with `{"values": [..]}`.
+fn post_array(body: &[u8], service: &Service) -> Reply {
+    let parsed: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Reply::Error(400, format!("malformed JSON: {e}")),
+    };
+    let Some(items) = parsed.get("values").and_then(Value::as_array) else {
+        return Reply::Error(400, r#"expected {"values": [integers]}"#.into());
+    };
+    let max = service.limits().max_values as usize;
+    if items.len() > max {
+        return Reply::Error(
+            413,
+            format!("{} values in one request; the limit is {max}", items.len()),
+        );
+    }
+    let mut values = Vec::with_capacity(items.len());
+    for item in items {
+        match item.as_i64() {
+            Some(v) => values.push(v),
+            None => return Reply::Error(400, format!("{item} is not a 64-bit integer")),
+        }
+    }
+    let inserted = service.set().insert_batch(&mut values);
+    Reply::Json(json!({ "inserted": inserted, "len": service.set().len() }))
+}
