@@ -19,6 +19,7 @@
 //! - [`multiset`]: [`SortedMultiset`], its count protocol and its consistency guarantees.
 //! - [`frame`]: the binary wire protocol's types and its pure, incremental codec.
 //! - [`http`]: a hand-rolled HTTP/1.1 request parser (httparse) and the REST routes (no I/O).
+//! - [`metrics`]: the counters behind `GET /metrics`.
 //! - [`service`]: applies requests to the shared multiset and encodes the replies (no I/O).
 //! - [`server`]: the mio event loops that serve the frame protocol over TCP.
 //! - [`client`]: a blocking client for the frame protocol, with pipelining.
@@ -39,6 +40,7 @@ pub mod frame;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod http;
+pub mod metrics;
 pub mod multiset;
 pub mod server;
 pub mod service;

@@ -10,6 +10,7 @@ use rand::RngExt;
 
 use crate::SortedMultiset;
 use crate::frame::{Error, ErrorCode, RawFrame, Request, Response, RunsWriter, Stats};
+use crate::metrics::Metrics;
 
 /// Range of the values ADD_RANDOM adds: the original's `add_value`.
 pub const RANDOM_RANGE: std::ops::RangeInclusive<i64> = 1000..=10000;
@@ -61,13 +62,25 @@ pub struct Service {
     set: Arc<SortedMultiset<i64>>,
     /// Per-request bounds.
     limits: Limits,
+    /// Counters for `GET /metrics`, shared by every clone.
+    metrics: Arc<Metrics>,
 }
 
 impl Service {
     /// Serves `set` within `limits`.
     #[must_use]
     pub fn new(set: Arc<SortedMultiset<i64>>, limits: Limits) -> Self {
-        Service { set, limits }
+        Service {
+            set,
+            limits,
+            metrics: Arc::default(),
+        }
+    }
+
+    /// The counters behind `GET /metrics`.
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// The shared multiset.
@@ -87,9 +100,13 @@ impl Service {
     /// INSERT allocates nothing once it has grown.
     pub fn handle_frame(&self, frame: &RawFrame<'_>, out: &mut Vec<u8>, scratch: &mut Vec<i64>) {
         let id = frame.header.request_id;
+        self.metrics.frame(frame.header.opcode);
         match Request::parse(frame, self.limits.max_values) {
             Ok(request) => self.apply(&request, id, out, scratch),
-            Err(e) => Response::Error(e).encode(id, out),
+            Err(e) => {
+                self.metrics.frame_error();
+                Response::Error(e).encode(id, out);
+            }
         }
     }
 
@@ -106,6 +123,7 @@ impl Service {
                             self.limits.max_values
                         ),
                     );
+                    self.metrics.frame_error();
                     return Response::Error(e).encode(id, out);
                 }
                 scratch.clear();

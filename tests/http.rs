@@ -258,3 +258,34 @@ fn keep_alive_pipelining_and_close() {
     let (_, closed) = exchange(a, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n", 1);
     assert!(closed);
 }
+
+/// `GET /metrics` counts requests by route and status, frames by opcode, connections and
+/// elements, in Prometheus text format.
+#[test]
+fn metrics() {
+    let server = Running::start(small_config());
+    let a = server.http;
+    one(a, &request("POST", "/array", r#"{"values":[1,2,2]}"#));
+    one(a, &request("GET", "/nowhere", ""));
+    let mut frames = sortd::client::Client::connect(server.addr).unwrap();
+    frames.insert_ack(&[9]).unwrap();
+    frames.ping(b"").unwrap();
+    let r = one(a, &request("GET", "/metrics", ""));
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    for line in [
+        r#"sortd_http_requests_total{route="/array",status="200"} 1"#,
+        r#"sortd_http_requests_total{route="other",status="404"} 1"#,
+        r#"sortd_frames_total{opcode="0x01"} 1"#,
+        r#"sortd_frames_total{opcode="0x08"} 1"#,
+        "sortd_elements 4",
+        "sortd_distinct_elements 3",
+        "sortd_connections_total 4",
+    ] {
+        assert!(
+            r.body.lines().any(|l| l == line),
+            "missing {line:?} in\n{}",
+            r.body
+        );
+    }
+}

@@ -12,6 +12,8 @@ const MAX_LISTED: u64 = 1_000_000;
 enum Reply {
     Json(Value),
     Text(String),
+    /// Prometheus text.
+    Metrics(String),
     Error(u16, String),
     /// 405, with the methods the path does allow.
     Method(&'static str),
@@ -20,7 +22,27 @@ enum Reply {
 /// Answers one request into `out`; returns whether the connection stays open.
 pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool {
     let keep_alive = req.keep_alive;
-    match route(req, service) {
+    let reply = route(req, service);
+    let status = match &reply {
+        Reply::Json(_) | Reply::Text(_) | Reply::Metrics(_) => 200,
+        Reply::Error(status, _) => *status,
+        Reply::Method(_) => 405,
+    };
+    let label = if crate::metrics::ROUTES.contains(&req.path) {
+        req.path
+    } else {
+        "other"
+    };
+    service.metrics().http_request(label, status);
+    match reply {
+        Reply::Metrics(text) => write_response(
+            out,
+            200,
+            "text/plain; version=0.0.4",
+            text.as_bytes(),
+            keep_alive,
+            &[],
+        ),
         Reply::Json(v) => {
             let mut body = v.to_string();
             body.push('\n');
@@ -79,7 +101,14 @@ fn route(req: &Request<'_>, service: &Service) -> Reply {
             Reply::Json(json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max }))
         }
         ("/health", "GET") => Reply::Json(json!({ "status": "ok" })),
-        ("/stats" | "/health", _) => Reply::Method("GET"),
+        ("/metrics", "GET") => {
+            let mut text = String::new();
+            service
+                .metrics()
+                .render(&mut text, set.len(), set.distinct_len());
+            Reply::Metrics(text)
+        }
+        ("/stats" | "/health" | "/metrics", _) => Reply::Method("GET"),
 
         // The original Flask API's routes, with its methods and plain-text replies.
         ("/", "GET") => Reply::Text("sortd: a sorted multiset server. Try GET /array.\n".into()),

@@ -182,6 +182,7 @@ impl Connection {
                     self.last_active = Instant::now();
                 }
                 http::Parse::Invalid(status, message) => {
+                    service.metrics().http_request("invalid", status);
                     http::write_error(&mut self.output, status, &message, false);
                     self.closing = true;
                 }
@@ -202,6 +203,7 @@ impl Connection {
                     self.last_active = Instant::now();
                 }
                 Some(Err(refused)) => {
+                    service.metrics().frame_error();
                     Response::Error(refused.error.clone())
                         .encode(refused.header.request_id, &mut self.output);
                     if refused.is_fatal() {

@@ -31,8 +31,8 @@ mod worker;
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{AcqRel, Relaxed, Release};
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::thread;
 use std::time::Duration;
 
@@ -94,8 +94,6 @@ impl Default for Config {
 struct Shared {
     /// Set once by [`ShutdownHandle::shutdown`]; never cleared.
     shutdown: AtomicBool,
-    /// Connections accepted and not yet closed, for the connection limit.
-    open: AtomicUsize,
 }
 
 const FRAME_LISTENER: Token = Token(0);
@@ -162,7 +160,6 @@ impl Server {
             http_listener,
             shared: Arc::new(Shared {
                 shutdown: AtomicBool::new(false),
-                open: AtomicUsize::new(0),
             }),
             poll,
             waker,
@@ -298,17 +295,22 @@ impl Server {
                 // serving the connections we have.
                 Err(_) => break,
             };
-            if self.shared.open.fetch_add(1, AcqRel) >= self.config.max_connections {
-                self.shared.open.fetch_sub(1, Relaxed);
+            // The open count is the limit's gate: only this thread increments it, so a
+            // check then an add cannot overshoot (workers only decrement).
+            let metrics = self.service.metrics();
+            if metrics.connections_open.load(Acquire) >= self.config.max_connections as u64 {
+                metrics.connections_refused.fetch_add(1, Relaxed);
                 refuse_busy(stream, protocol, self.config.max_connections);
                 continue;
             }
+            metrics.connections_open.fetch_add(1, Relaxed);
+            metrics.connections_total.fetch_add(1, Relaxed);
             let _ = stream.set_nodelay(true);
             let (tx, waker) = &lanes[*next % lanes.len()];
             *next += 1;
             if tx.send((stream, protocol)).is_err() {
                 // The worker is gone; its join reports why.
-                self.shared.open.fetch_sub(1, Relaxed);
+                metrics.connections_open.fetch_sub(1, Relaxed);
                 continue;
             }
             waker.wake()?;

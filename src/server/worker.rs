@@ -138,7 +138,10 @@ impl Worker {
     fn close(&self, mut conn: Connection) {
         // Errors here mean the socket is already gone; either way it is dropped below.
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        self.shared.open.fetch_sub(1, Relaxed);
+        self.service
+            .metrics()
+            .connections_open
+            .fetch_sub(1, Relaxed);
     }
 
     /// Drops connections that neither sent nor took a byte within the idle timeout:

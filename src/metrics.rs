@@ -1,0 +1,170 @@
+//! Counters the server keeps for `GET /metrics` (Prometheus text format).
+//!
+//! Every counter is a relaxed atomic: each is independent, and a scrape only needs each
+//! value to be one the counter really had.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// Route labels for HTTP request counts; anything else counts as `other`.
+pub const ROUTES: [&str; 11] = [
+    "/array",
+    "/array/random",
+    "/stats",
+    "/health",
+    "/metrics",
+    "/",
+    "/get_array",
+    "/add_value",
+    "/clean_array",
+    "other",
+    "invalid",
+];
+
+/// Statuses the server sends, for HTTP request counts.
+const STATUSES: [u16; 9] = [200, 400, 404, 405, 413, 431, 501, 503, 0];
+
+/// The server's counters.
+///
+/// # Examples
+///
+/// ```
+/// let m = sortd::metrics::Metrics::default();
+/// m.http_request("/health", 200);
+/// let mut text = String::new();
+/// m.render(&mut text, 0, 0);
+/// assert!(text.contains(r#"sortd_http_requests_total{route="/health",status="200"} 1"#));
+/// ```
+#[derive(Debug)]
+pub struct Metrics {
+    http: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
+    frames: [AtomicU64; 256],
+    frame_errors: AtomicU64,
+    /// Connections currently open.
+    pub connections_open: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// Connections refused at the connection limit.
+    pub connections_refused: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            http: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            frames: std::array::from_fn(|_| AtomicU64::new(0)),
+            frame_errors: AtomicU64::new(0),
+            connections_open: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            connections_refused: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts one HTTP request answered with `status` on `route` (a [`ROUTES`] label).
+    pub fn http_request(&self, route: &str, status: u16) {
+        let r = ROUTES
+            .iter()
+            .position(|&x| x == route)
+            .unwrap_or(ROUTES.len() - 2);
+        let s = STATUSES
+            .iter()
+            .position(|&x| x == status)
+            .unwrap_or(STATUSES.len() - 1);
+        self.http[r][s].fetch_add(1, Relaxed);
+    }
+
+    /// Counts one frame received with `opcode`.
+    pub fn frame(&self, opcode: u8) {
+        self.frames[usize::from(opcode)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts one ERROR frame sent.
+    pub fn frame_error(&self) {
+        self.frame_errors.fetch_add(1, Relaxed);
+    }
+
+    /// Appends every counter in Prometheus text format, with the multiset's size.
+    pub fn render(&self, out: &mut String, elements: u64, distinct: u64) {
+        // Writing into a String cannot fail.
+        let _ = self.render_inner(out, elements, distinct);
+    }
+
+    fn render_inner(&self, out: &mut String, elements: u64, distinct: u64) -> std::fmt::Result {
+        writeln!(
+            out,
+            "# HELP sortd_http_requests_total HTTP requests answered, by route and status."
+        )?;
+        writeln!(out, "# TYPE sortd_http_requests_total counter")?;
+        for (r, route) in ROUTES.iter().enumerate() {
+            for (s, status) in STATUSES.iter().enumerate() {
+                let n = self.http[r][s].load(Relaxed);
+                if n > 0 {
+                    let status = if *status == 0 {
+                        "other".to_string()
+                    } else {
+                        status.to_string()
+                    };
+                    writeln!(
+                        out,
+                        "sortd_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                    )?;
+                }
+            }
+        }
+        writeln!(out, "# HELP sortd_frames_total Frames received, by opcode.")?;
+        writeln!(out, "# TYPE sortd_frames_total counter")?;
+        for (op, count) in self.frames.iter().enumerate() {
+            let n = count.load(Relaxed);
+            if n > 0 {
+                writeln!(out, "sortd_frames_total{{opcode=\"{op:#04x}\"}} {n}")?;
+            }
+        }
+        let gauges: [(&str, &str, &str, u64); 6] = [
+            (
+                "sortd_frame_errors_total",
+                "counter",
+                "ERROR frames sent.",
+                self.frame_errors.load(Relaxed),
+            ),
+            (
+                "sortd_connections_open",
+                "gauge",
+                "Connections open now.",
+                self.connections_open.load(Relaxed),
+            ),
+            (
+                "sortd_connections_total",
+                "counter",
+                "Connections accepted.",
+                self.connections_total.load(Relaxed),
+            ),
+            (
+                "sortd_connections_refused_total",
+                "counter",
+                "Connections refused at the limit.",
+                self.connections_refused.load(Relaxed),
+            ),
+            (
+                "sortd_elements",
+                "gauge",
+                "Values in the multiset, duplicates counted.",
+                elements,
+            ),
+            (
+                "sortd_distinct_elements",
+                "gauge",
+                "Distinct values in the multiset.",
+                distinct,
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            )?;
+        }
+        Ok(())
+    }
+}
