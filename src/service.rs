@@ -156,10 +156,7 @@ impl Service {
     /// Appends a RUNS reply for the values in `min..=max`, at most `limit` runs (0, or more
     /// than the server allows: the server's maximum).
     pub fn write_runs(&self, min: i64, max: i64, limit: u32, id: u32, out: &mut Vec<u8>) {
-        let cap = match limit {
-            0 => self.limits.max_reply_runs,
-            n => n.min(self.limits.max_reply_runs),
-        };
+        let cap = self.reply_runs(limit);
         let mut w = RunsWriter::begin(out, id, self.set.len());
         let mut truncated = false;
         for (value, count) in self.set.range_runs(min..=max) {
@@ -170,6 +167,16 @@ impl Service {
             w.push(value, count);
         }
         w.finish(truncated);
+    }
+
+    /// How many runs a reply asking for `limit` carries: `limit`, or the server's maximum
+    /// when `limit` is 0 or above it.
+    #[must_use]
+    pub fn reply_runs(&self, limit: u32) -> u32 {
+        match limit {
+            0 => self.limits.max_reply_runs,
+            n => n.min(self.limits.max_reply_runs),
+        }
     }
 
     /// Adds one random value in [`RANDOM_RANGE`]; returns it and the length afterwards.

@@ -151,10 +151,7 @@ fn get_array(query: &str, service: &Service) -> Reply {
             return Reply::Error(400, format!("bad value in {pair:?}"));
         }
     }
-    let cap = match limit {
-        0 => service.limits().max_reply_runs,
-        n => n.min(service.limits().max_reply_runs),
-    } as usize;
+    let cap = service.reply_runs(limit) as usize;
     if runs {
         let mut got: Vec<(i64, u64)> = service.set().range_runs(min..=max).take(cap + 1).collect();
         let truncated = got.len() > cap;
