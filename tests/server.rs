@@ -75,11 +75,61 @@ fn runs_of(reply: Response) -> Vec<(i64, u64)> {
     }
 }
 
-/// Many clients insert batches at once; every reply is sorted, and at the end the server
-/// holds exactly what was sent, value by value.
+/// Sends one HTTP/1.1 request on a keep-alive connection and returns the JSON body.
+fn http_get_json(stream: &mut TcpStream, path: &str) -> serde_json::Value {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").unwrap();
+    let mut buf = Vec::new();
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 16];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = resp.parse(&buf) {
+            assert_eq!(resp.code, Some(200));
+            let len: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+                .unwrap();
+            if buf.len() >= head + len {
+                return serde_json::from_slice(&buf[head..head + len]).unwrap();
+            }
+        }
+        let mut chunk = [0; 65536];
+        let n = stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "server closed an HTTP keep-alive connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Many frame clients insert batches while HTTP clients read; every reply is sorted, and at
+/// the end the server holds exactly what was sent, value by value.
 #[test]
 fn concurrent_clients_lose_nothing() {
     let server = Running::start(small_config());
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let http = server.http;
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(http).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                let mut last_len = 0;
+                for _ in 0..100 {
+                    let body = http_get_json(&mut s, "/array?format=runs");
+                    let runs: Vec<(i64, u64)> =
+                        serde_json::from_value(body["runs"].clone()).unwrap();
+                    assert!(
+                        runs.windows(2).all(|w| w[0].0 < w[1].0),
+                        "HTTP reply not sorted"
+                    );
+                    assert!(runs.iter().all(|r| r.1 > 0));
+                    // Inserts only: what one reader sees never shrinks.
+                    let len: u64 = runs.iter().map(|r| r.1).sum();
+                    assert!(len >= last_len, "{len} after {last_len}");
+                    last_len = len;
+                }
+            })
+        })
+        .collect();
     let clients: Vec<_> = (0..8)
         .map(|c| {
             let addr = server.addr;
@@ -111,6 +161,9 @@ fn concurrent_clients_lose_nothing() {
             })
         })
         .collect();
+    for r in readers {
+        r.join().expect("an HTTP reader saw a failure");
+    }
     let mut expected: BTreeMap<i64, u64> = BTreeMap::new();
     for c in clients {
         for (v, n) in c.join().expect("client") {
@@ -268,8 +321,41 @@ fn bad_input_does_not_hurt_other_clients() {
         .encode(1, &mut wire);
         let _ = s.write_all(&wire[..wire.len() / 2]);
     }
-    for _ in 0..500 {
+    for _ in 0..2000 {
         drop(TcpStream::connect(addr).unwrap());
+    }
+
+    // HTTP abuse on the same server: each gets its status, the data is untouched.
+    let http = server.http;
+    let abuse: [(&str, u16); 5] = [
+        ("BREW /array HTTP/1.1\r\nConnection: close\r\n\r\n", 405),
+        (
+            "POST /array HTTP/1.1\r\nConnection: close\r\nContent-Length: 5\r\n\r\n{bad}",
+            400,
+        ),
+        (
+            "POST /array HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n",
+            413,
+        ),
+        ("GET /\u{1} HTTP/1.1\r\n\r\n", 400),
+        ("", 431),
+    ];
+    for (raw, status) in abuse {
+        let raw = if raw.is_empty() {
+            format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(20_000))
+        } else {
+            raw.to_string()
+        };
+        let mut s = TcpStream::connect(http).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(raw.as_bytes());
+        let mut reply = Vec::new();
+        let _ = s.read_to_end(&mut reply);
+        let head = String::from_utf8_lossy(&reply);
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{raw:.40}: {head:.80}"
+        );
     }
 
     good.join().expect("the good client saw a failure");
