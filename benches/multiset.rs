@@ -62,6 +62,21 @@ impl Contender for SortedMultiset<i64> {
     }
 }
 
+/// What both locked `BTreeMap` contenders do under their lock.
+fn btree_insert(map: &mut BTreeMap<i64, u64>, batch: &[i64]) {
+    for &v in batch {
+        *map.entry(v).or_insert(0) += 1;
+    }
+}
+
+fn btree_range_read(map: &BTreeMap<i64, u64>, lo: i64) -> u64 {
+    let runs: Vec<(i64, u64)> = map
+        .range(lo..lo.saturating_add(RANGE_WIDTH))
+        .map(|(&v, &c)| (v, c))
+        .collect();
+    runs.iter().map(|&(_, c)| c).sum()
+}
+
 struct MutexMap(Mutex<BTreeMap<i64, u64>>);
 
 impl Contender for MutexMap {
@@ -70,18 +85,10 @@ impl Contender for MutexMap {
         MutexMap(Mutex::default())
     }
     fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
-        let mut map = self.0.lock().unwrap();
-        for &v in batch.iter() {
-            *map.entry(v).or_insert(0) += 1;
-        }
+        btree_insert(&mut self.0.lock().unwrap(), batch);
     }
     fn range_read(&self, lo: i64) -> u64 {
-        let map = self.0.lock().unwrap();
-        let runs: Vec<(i64, u64)> = map
-            .range(lo..lo.saturating_add(RANGE_WIDTH))
-            .map(|(&v, &c)| (v, c))
-            .collect();
-        runs.iter().map(|&(_, c)| c).sum()
+        btree_range_read(&self.0.lock().unwrap(), lo)
     }
 }
 
@@ -93,18 +100,10 @@ impl Contender for RwLockMap {
         RwLockMap(RwLock::default())
     }
     fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
-        let mut map = self.0.write().unwrap();
-        for &v in batch.iter() {
-            *map.entry(v).or_insert(0) += 1;
-        }
+        btree_insert(&mut self.0.write().unwrap(), batch);
     }
     fn range_read(&self, lo: i64) -> u64 {
-        let map = self.0.read().unwrap();
-        let runs: Vec<(i64, u64)> = map
-            .range(lo..lo.saturating_add(RANGE_WIDTH))
-            .map(|(&v, &c)| (v, c))
-            .collect();
-        runs.iter().map(|&(_, c)| c).sum()
+        btree_range_read(&self.0.read().unwrap(), lo)
     }
 }
 

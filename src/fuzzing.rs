@@ -17,12 +17,11 @@ enum Event {
 
 /// Decodes `stream` fed in the pieces given by `splits` (each a piece length; the rest of the
 /// stream arrives at the end), stopping after a fatal error as a server would.
-fn decode_in_pieces(stream: &[u8], splits: impl Iterator<Item = usize>) -> Vec<Event> {
+fn decode_in_pieces(stream: &[u8], mut splits: impl Iterator<Item = usize>) -> Vec<Event> {
     let mut decoder = Decoder::new(FUZZ_MAX_PAYLOAD);
     let mut buf = Vec::new();
     let mut events = Vec::new();
     let mut fed = 0;
-    let mut splits = splits.peekable();
     while fed < stream.len() || !buf.is_empty() {
         let piece = splits
             .next()

@@ -238,15 +238,6 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// Whether the request changes the multiset.
-    #[must_use]
-    pub fn is_write(&self) -> bool {
-        matches!(
-            self,
-            Request::Insert { .. } | Request::AddRandom | Request::Remove { .. } | Request::Clear
-        )
-    }
-
     /// Appends the request as one frame to `out`.
     ///
     /// # Panics
