@@ -7,9 +7,11 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Route labels for HTTP request counts; anything else counts as `other`.
-pub const ROUTES: [&str; 11] = [
+pub const ROUTES: [&str; 13] = [
     "/array",
     "/array/random",
+    "/array/remove",
+    "/histogram",
     "/stats",
     "/health",
     "/metrics",

@@ -289,3 +289,60 @@ fn metrics() {
         );
     }
 }
+
+/// `GET /histogram`: one bar per value while few, equal-width buckets when many; and
+/// `POST /array/remove`.
+#[test]
+fn histogram_and_remove() {
+    let server = Running::start(small_config());
+    let a = server.http;
+    let empty = one(a, &request("GET", "/histogram", "")).json();
+    assert_eq!(empty["buckets"], json!([]));
+    one(
+        a,
+        &request("POST", "/array", r#"{"values":[1,1,5,10,10,10]}"#),
+    );
+    let h = one(a, &request("GET", "/histogram?buckets=3", "")).json();
+    assert_eq!(
+        h["buckets"],
+        json!([{"lo":1,"hi":1,"count":2},{"lo":5,"hi":5,"count":1},{"lo":10,"hi":10,"count":3}])
+    );
+    let h = one(a, &request("GET", "/histogram?buckets=2", "")).json();
+    assert_eq!(
+        h["buckets"],
+        json!([{"lo":1,"hi":5,"count":3},{"lo":6,"hi":10,"count":3}])
+    );
+    one(
+        a,
+        &request(
+            "POST",
+            "/array",
+            &format!(r#"{{"values":[{}, {}]}}"#, i64::MIN, i64::MAX),
+        ),
+    );
+    let h = one(a, &request("GET", "/histogram?buckets=4", "")).json();
+    let total: u64 = h["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, 8);
+    assert_eq!(
+        one(a, &request("GET", "/histogram?buckets=0", "")).status,
+        400
+    );
+
+    let r = one(
+        a,
+        &request("POST", "/array/remove", r#"{"value":10,"n":2}"#),
+    );
+    assert_eq!(r.json(), json!({"removed": 2, "len": 6}));
+    let r = one(a, &request("POST", "/array/remove", r#"{"value":10}"#));
+    assert_eq!(r.json()["removed"], 1);
+    assert_eq!(
+        one(a, &request("POST", "/array/remove", r#"{"n":1}"#)).status,
+        400
+    );
+    assert_eq!(server.set.count(&10), 0);
+}

@@ -8,10 +8,17 @@ use crate::service::Service;
 /// Most values `GET /array` lists one by one; beyond it the reply says `"truncated": true`.
 const MAX_LISTED: u64 = 1_000_000;
 
+/// Most bars `GET /histogram` draws.
+const MAX_BUCKETS: u64 = 10_000;
+
+/// The dashboard page, served to browsers at `/`: self-contained, nothing fetched elsewhere.
+const DASHBOARD: &str = include_str!("dashboard.html");
+
 /// A route's answer before it is written.
 enum Reply {
     Json(Value),
     Text(String),
+    Html(&'static str),
     /// Prometheus text.
     Metrics(String),
     Error(u16, String),
@@ -24,7 +31,7 @@ pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool 
     let keep_alive = req.keep_alive;
     let reply = route(req, service);
     let status = match &reply {
-        Reply::Json(_) | Reply::Text(_) | Reply::Metrics(_) => 200,
+        Reply::Json(_) | Reply::Text(_) | Reply::Html(_) | Reply::Metrics(_) => 200,
         Reply::Error(status, _) => *status,
         Reply::Method(_) => 405,
     };
@@ -51,6 +58,16 @@ pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool 
                 200,
                 "application/json",
                 body.as_bytes(),
+                keep_alive,
+                &[],
+            );
+        }
+        Reply::Html(page) => {
+            write_response(
+                out,
+                200,
+                "text/html; charset=utf-8",
+                page.as_bytes(),
                 keep_alive,
                 &[],
             );
@@ -95,6 +112,10 @@ fn route(req: &Request<'_>, service: &Service) -> Reply {
             Reply::Json(json!({ "value": value, "len": len }))
         }
         ("/array/random", _) => Reply::Method("POST"),
+        ("/array/remove", "POST") => post_remove(req.body, service),
+        ("/array/remove", _) => Reply::Method("POST"),
+        ("/histogram", "GET") => histogram(req.query, service),
+        ("/histogram", _) => Reply::Method("GET"),
         ("/stats", "GET") => {
             let s = service.stats();
             let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
@@ -111,6 +132,7 @@ fn route(req: &Request<'_>, service: &Service) -> Reply {
         ("/stats" | "/health" | "/metrics", _) => Reply::Method("GET"),
 
         // The original Flask API's routes, with its methods and plain-text replies.
+        ("/", "GET") if req.accepts_html => Reply::Html(DASHBOARD),
         ("/", "GET") => Reply::Text("sortd: a sorted multiset server. Try GET /array.\n".into()),
         ("/get_array", "GET") => match listed(service) {
             Ok(values) => Reply::Text(format!("{values:?}\n")),
@@ -214,4 +236,74 @@ fn post_array(body: &[u8], service: &Service) -> Reply {
     }
     let inserted = service.set().insert_batch(&mut values);
     Reply::Json(json!({ "inserted": inserted, "len": service.set().len() }))
+}
+
+/// `POST /array/remove` with `{"value": v, "n": k}` (`n` defaults to 1).
+fn post_remove(body: &[u8], service: &Service) -> Reply {
+    let parsed: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => return Reply::Error(400, format!("malformed JSON: {e}")),
+    };
+    let Some(value) = parsed.get("value").and_then(Value::as_i64) else {
+        return Reply::Error(400, r#"expected {"value": integer, "n": count}"#.into());
+    };
+    let n = match parsed.get("n") {
+        None => 1,
+        Some(n) => match n.as_u64() {
+            Some(n) => n,
+            None => return Reply::Error(400, format!("n = {n} is not a count")),
+        },
+    };
+    let removed = service.set().remove_n(&value, n);
+    Reply::Json(json!({ "removed": removed, "len": service.set().len() }))
+}
+
+/// `GET /histogram?buckets=N`: one bar per value while there are at most N distinct values,
+/// otherwise N equal-width buckets over `min..=max`. One walk over the runs, no values copied.
+fn histogram(query: &str, service: &Service) -> Reply {
+    let mut buckets = 100u64;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("buckets", v)) => match v.parse::<u64>() {
+                Ok(n) if (1..=MAX_BUCKETS).contains(&n) => buckets = n,
+                _ => return Reply::Error(400, format!("buckets must be 1..={MAX_BUCKETS}")),
+            },
+            _ => return Reply::Error(400, format!("unknown query parameter {pair:?}")),
+        }
+    }
+    let set = service.set();
+    let (len, distinct) = (set.len(), set.distinct_len());
+    let (Some(min), Some(max)) = (set.first(), set.last()) else {
+        return Reply::Json(
+            json!({ "len": len, "distinct": distinct, "min": null, "max": null, "buckets": [] }),
+        );
+    };
+    let bars: Vec<Value> = if distinct <= buckets {
+        set.runs()
+            .map(|(v, c)| json!({ "lo": v, "hi": v, "count": c }))
+            .collect()
+    } else {
+        // Width rounded up so that `buckets` of them cover min..=max; i128 so that the span
+        // of the whole i64 range does not overflow.
+        let span = i128::from(max) - i128::from(min) + 1;
+        let width = (span + i128::from(buckets) - 1) / i128::from(buckets);
+        let mut counts = vec![0u64; buckets as usize];
+        for (v, c) in set.range_runs(min..=max) {
+            let i = ((i128::from(v) - i128::from(min)) / width) as usize;
+            let last = counts.len() - 1;
+            counts[i.min(last)] += c;
+        }
+        counts
+            .iter()
+            .enumerate()
+            .map(|(i, &count)| {
+                let lo = i128::from(min) + width * i as i128;
+                let hi = (lo + width - 1).min(i128::from(max));
+                json!({ "lo": lo as i64, "hi": hi as i64, "count": count })
+            })
+            .collect()
+    };
+    Reply::Json(
+        json!({ "len": len, "distinct": distinct, "min": min, "max": max, "buckets": bars }),
+    )
 }

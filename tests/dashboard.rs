@@ -1,0 +1,280 @@
+//! The dashboard in a real browser: Debian's chromium driven over WebDriver (chromedriver's
+//! HTTP API, spoken here with a few lines of std + serde_json) against a server on port 0.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`.ci/run` installs them); fails
+//! with a clear message where they are missing, rather than passing silently.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+mod common;
+use common::{Running, small_config};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// One HTTP/1.1 request to chromedriver (`Connection: close`), returning the JSON body.
+fn wd(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let mut s = TcpStream::connect(addr).expect("chromedriver reachable");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // chromedriver may keep the connection open, so read exactly Content-Length bytes.
+    let mut reply = Vec::new();
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut resp = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(head)) = resp.parse(&reply) {
+            let len: usize = resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+                .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse().ok())
+                .expect("chromedriver sends Content-Length");
+            if reply.len() >= head + len {
+                let body = &reply[head..head + len];
+                return serde_json::from_slice(body)
+                    .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)));
+            }
+        }
+        let mut chunk = [0; 65536];
+        let n = s.read(&mut chunk).expect("chromedriver replies");
+        assert!(n > 0, "chromedriver closed the connection mid-reply");
+        reply.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// chromedriver and its browser session; both ended on drop.
+struct Browser {
+    driver: Child,
+    addr: SocketAddr,
+    session: String,
+}
+
+impl Browser {
+    fn start(profile: &std::path::Path) -> Browser {
+        for tool in [CHROMIUM, CHROMEDRIVER] {
+            assert!(
+                std::path::Path::new(tool).exists(),
+                "{tool} is missing: install Debian's chromium and chromium-driver (.ci/run does)"
+            );
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let driver = Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        // Readiness is chromedriver's own /status; retry connecting until it answers.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(addr).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut browser = Browser {
+            driver,
+            addr,
+            session: String::new(),
+        };
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:loggingPrefs": {"browser": "ALL"},
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--disable-quic", "--window-size=1000,700",
+                         format!("--user-data-dir={}", profile.display())],
+            },
+        }}});
+        let reply = wd(addr, "POST", "/session", Some(&caps));
+        browser.session = reply["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("chromium could not be started: {reply}"))
+            .to_string();
+        browser
+    }
+
+    fn cmd(&self, method: &str, what: &str, body: Option<Value>) -> Value {
+        let path = format!("/session/{}/{what}", self.session);
+        wd(self.addr, method, &path, body.as_ref())["value"].clone()
+    }
+
+    fn script(&self, js: &str) -> Value {
+        self.cmd(
+            "POST",
+            "execute/sync",
+            Some(json!({"script": js, "args": []})),
+        )
+    }
+
+    fn click(&self, css: &str) {
+        let found = self.cmd(
+            "POST",
+            "element",
+            Some(json!({"using": "css selector", "value": css})),
+        );
+        let id = found
+            .as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .unwrap_or_else(|| panic!("no element {css}: {found}"))
+            .to_string();
+        self.cmd("POST", &format!("element/{id}/click"), Some(json!({})));
+    }
+
+    /// Polls `js` (which returns a boolean) until it is true, for at most `limit`.
+    fn wait_for(&self, js: &str, limit: Duration, what: &str) {
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.script(js) == json!(true) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what} within {limit:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = TcpStream::connect(self.addr).map(|_| {
+                wd(
+                    self.addr,
+                    "DELETE",
+                    &format!("/session/{}", self.session),
+                    None,
+                )
+            });
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// Decodes standard base64 (the screenshot WebDriver returns).
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let digits: Vec<u8> = text.bytes().filter(|&c| c != b'=').map(value).collect();
+    digits
+        .chunks(4)
+        .flat_map(|c| {
+            let n = c.iter().fold(0u32, |n, &d| n << 6 | u32::from(d)) << (6 * (4 - c.len()));
+            let bytes = n.to_be_bytes();
+            bytes[1..c.len()].to_vec()
+        })
+        .collect()
+}
+
+fn assert_no_console_errors(browser: &Browser) {
+    let logs = browser.cmd("POST", "se/log", Some(json!({"type": "browser"})));
+    let entries = logs
+        .as_array()
+        .unwrap_or_else(|| panic!("the browser log was not readable: {logs}"));
+    let errors: Vec<&Value> = entries.iter().filter(|l| l["level"] == "SEVERE").collect();
+    assert!(errors.is_empty(), "console errors: {errors:?}");
+}
+
+/// The page loads without console errors; "add random" makes a bar in 1000..=10000 appear;
+/// values inserted over the frame protocol appear within two seconds; clear empties it;
+/// server errors are shown on the page. Saves a screenshot to `target/dashboard.png`.
+#[test]
+fn dashboard_in_chromium() {
+    let server = Running::start(small_config());
+    let profile = std::env::temp_dir().join(format!("sortd-chromium-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let browser = Browser::start(&profile);
+
+    browser.cmd(
+        "POST",
+        "url",
+        Some(json!({"url": format!("http://{}/", server.http)})),
+    );
+    assert_eq!(browser.script("return document.title"), json!("sortd"));
+    browser.wait_for(
+        "return document.getElementById('len').textContent === '0'",
+        Duration::from_secs(5),
+        "the page shows an empty multiset",
+    );
+    assert_no_console_errors(&browser);
+
+    browser.click("#add-random");
+    browser.wait_for(
+        "return [...document.querySelectorAll('#chart .bar')].some(b => \
+         +b.dataset.lo >= 1000 && +b.dataset.hi <= 10000 && +b.dataset.count > 0)",
+        Duration::from_secs(2),
+        "a bar in 1000..=10000 appears after 'add random'",
+    );
+    assert_eq!(server.set.len(), 1);
+
+    let mut frames = sortd::client::Client::connect(server.addr).unwrap();
+    frames.insert_ack(&[7, 7, 42]).unwrap();
+    browser.wait_for(
+        "return [...document.querySelectorAll('#chart .bar')].some(b => \
+         b.dataset.lo === '7' && b.dataset.count === '2') && \
+         document.getElementById('len').textContent === '4'",
+        Duration::from_secs(2),
+        "values inserted over the frame protocol appear",
+    );
+
+    let png = base64_decode(
+        browser
+            .cmd("GET", "screenshot", None)
+            .as_str()
+            .expect("base64"),
+    );
+    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
+    std::fs::write(&shot, &png).unwrap();
+
+    browser.click("#clear");
+    browser.cmd("POST", "alert/accept", Some(json!({})));
+    browser.wait_for(
+        "return document.querySelectorAll('#chart .bar').length === 0 && \
+         document.getElementById('len').textContent === '0'",
+        Duration::from_secs(2),
+        "clear empties the page",
+    );
+    assert!(server.set.is_empty());
+
+    // No errors in the console, from the page's load to now.
+    assert_no_console_errors(&browser);
+
+    // A server error is shown on the page, not swallowed (the failed request is, rightly,
+    // a console entry, so this comes after the console check).
+    browser.script("document.getElementById('values').value = '1.5'; return true");
+    browser.click("#insert");
+    browser.wait_for(
+        "return document.getElementById('error').textContent.includes('not a 64-bit integer')",
+        Duration::from_secs(2),
+        "the server's error is shown on the page",
+    );
+    drop(browser);
+    let _ = std::fs::remove_dir_all(&profile);
+}
