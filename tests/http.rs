@@ -346,3 +346,17 @@ fn histogram_and_remove() {
     );
     assert_eq!(server.set.count(&10), 0);
 }
+
+/// With many distinct values per bucket, `/histogram` counts the first runs of each bucket
+/// and extrapolates, says so, and stays close (exact here, the values being evenly spread).
+#[test]
+fn histogram_extrapolates_dense_buckets() {
+    let server = Running::start(small_config());
+    server.set.extend(0..5000);
+    let h = one(server.http, &request("GET", "/histogram?buckets=2", "")).json();
+    assert_eq!(h["approximate"], true);
+    assert_eq!(
+        h["buckets"],
+        json!([{"lo":0,"hi":2499,"count":2500},{"lo":2500,"hi":4999,"count":2500}])
+    );
+}

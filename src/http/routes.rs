@@ -11,6 +11,10 @@ const MAX_LISTED: u64 = 1_000_000;
 /// Most bars `GET /histogram` draws.
 const MAX_BUCKETS: u64 = 10_000;
 
+/// Runs `GET /histogram` counts exactly in one bucket; past this it extrapolates the rest of
+/// the bucket from the part it walked, so a poll costs O(buckets × this), not O(distinct).
+const EXACT_RUNS_PER_BUCKET: usize = 1000;
+
 /// The dashboard page, served to browsers at `/`: self-contained, nothing fetched elsewhere.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
@@ -259,7 +263,8 @@ fn post_remove(body: &[u8], service: &Service) -> Reply {
 }
 
 /// `GET /histogram?buckets=N`: one bar per value while there are at most N distinct values,
-/// otherwise N equal-width buckets over `min..=max`. One walk over the runs, no values copied.
+/// otherwise N equal-width buckets over `min..=max`, each counted exactly up to
+/// [`EXACT_RUNS_PER_BUCKET`] runs and extrapolated beyond (then `"approximate": true`).
 fn histogram(query: &str, service: &Service) -> Reply {
     let mut buckets = 100u64;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -275,9 +280,10 @@ fn histogram(query: &str, service: &Service) -> Reply {
     let (len, distinct) = (set.len(), set.distinct_len());
     let (Some(min), Some(max)) = (set.first(), set.last()) else {
         return Reply::Json(
-            json!({ "len": len, "distinct": distinct, "min": null, "max": null, "buckets": [] }),
+            json!({ "len": len, "distinct": distinct, "min": null, "max": null, "approximate": false, "buckets": [] }),
         );
     };
+    let mut approximate = false;
     let bars: Vec<Value> = if distinct <= buckets {
         set.runs()
             .map(|(v, c)| json!({ "lo": v, "hi": v, "count": c }))
@@ -287,23 +293,31 @@ fn histogram(query: &str, service: &Service) -> Reply {
         // of the whole i64 range does not overflow.
         let span = i128::from(max) - i128::from(min) + 1;
         let width = (span + i128::from(buckets) - 1) / i128::from(buckets);
-        let mut counts = vec![0u64; buckets as usize];
-        for (v, c) in set.range_runs(min..=max) {
-            let i = ((i128::from(v) - i128::from(min)) / width) as usize;
-            let last = counts.len() - 1;
-            counts[i.min(last)] += c;
-        }
-        counts
-            .iter()
-            .enumerate()
-            .map(|(i, &count)| {
-                let lo = i128::from(min) + width * i as i128;
+        (0..i128::from(buckets))
+            .map(|i| {
+                let lo = i128::from(min) + width * i;
                 let hi = (lo + width - 1).min(i128::from(max));
+                let (mut count, mut walked, mut last) = (0u64, 0, lo);
+                for (v, c) in set
+                    .range_runs(lo as i64..=hi as i64)
+                    .take(EXACT_RUNS_PER_BUCKET)
+                {
+                    count += c;
+                    walked += 1;
+                    last = i128::from(v);
+                }
+                if walked == EXACT_RUNS_PER_BUCKET && last < hi {
+                    // Scale by the share of the bucket's width walked so far.
+                    approximate = true;
+                    let share = (last - lo + 1) as f64 / (hi - lo + 1) as f64;
+                    count = (count as f64 / share) as u64;
+                }
                 json!({ "lo": lo as i64, "hi": hi as i64, "count": count })
             })
             .collect()
     };
-    Reply::Json(
-        json!({ "len": len, "distinct": distinct, "min": min, "max": max, "buckets": bars }),
-    )
+    Reply::Json(json!({
+        "len": len, "distinct": distinct, "min": min, "max": max,
+        "approximate": approximate, "buckets": bars,
+    }))
 }
