@@ -18,13 +18,14 @@ const EXACT_RUNS_PER_BUCKET: usize = 1000;
 /// The dashboard page, served to browsers at `/`: self-contained, nothing fetched elsewhere.
 const DASHBOARD: &str = include_str!("dashboard.html");
 
+/// Content type of the original API's plain-text replies.
+const TEXT: &str = "text/plain; charset=utf-8";
+
 /// A route's answer before it is written.
 enum Reply {
     Json(Value),
-    Text(String),
-    Html(&'static str),
-    /// Prometheus text.
-    Metrics(String),
+    /// A 200 with this content type and body.
+    Body(&'static str, String),
     Error(u16, String),
     /// 405, with the methods the path does allow.
     Method(&'static str),
@@ -35,7 +36,7 @@ pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool 
     let keep_alive = req.keep_alive;
     let reply = route(req, service);
     let status = match &reply {
-        Reply::Json(_) | Reply::Text(_) | Reply::Html(_) | Reply::Metrics(_) => 200,
+        Reply::Json(_) | Reply::Body(..) => 200,
         Reply::Error(status, _) => *status,
         Reply::Method(_) => 405,
     };
@@ -46,14 +47,6 @@ pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool 
     };
     service.metrics().http_request(label, status);
     match reply {
-        Reply::Metrics(text) => write_response(
-            out,
-            200,
-            "text/plain; version=0.0.4",
-            text.as_bytes(),
-            keep_alive,
-            &[],
-        ),
         Reply::Json(v) => {
             let mut body = v.to_string();
             body.push('\n');
@@ -66,25 +59,8 @@ pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool 
                 &[],
             );
         }
-        Reply::Html(page) => {
-            write_response(
-                out,
-                200,
-                "text/html; charset=utf-8",
-                page.as_bytes(),
-                keep_alive,
-                &[],
-            );
-        }
-        Reply::Text(t) => {
-            write_response(
-                out,
-                200,
-                "text/plain; charset=utf-8",
-                t.as_bytes(),
-                keep_alive,
-                &[],
-            );
+        Reply::Body(content_type, body) => {
+            write_response(out, 200, content_type, body.as_bytes(), keep_alive, &[]);
         }
         Reply::Error(status, message) => write_error(out, status, &message, keep_alive),
         Reply::Method(allow) => {
@@ -131,26 +107,31 @@ fn route(req: &Request<'_>, service: &Service) -> Reply {
             service
                 .metrics()
                 .render(&mut text, set.len(), set.distinct_len());
-            Reply::Metrics(text)
+            Reply::Body("text/plain; version=0.0.4", text)
         }
         ("/stats" | "/health" | "/metrics", _) => Reply::Method("GET"),
 
         // The original Flask API's routes, with its methods and plain-text replies.
-        ("/", "GET") if req.accepts_html => Reply::Html(DASHBOARD),
-        ("/", "GET") => Reply::Text("sortd: a sorted multiset server. Try GET /array.\n".into()),
+        ("/", "GET") if req.accepts_html => {
+            Reply::Body("text/html; charset=utf-8", DASHBOARD.to_string())
+        }
+        ("/", "GET") => Reply::Body(
+            TEXT,
+            "sortd: a sorted multiset server. Try GET /array.\n".into(),
+        ),
         ("/get_array", "GET") => match listed(service) {
-            Ok(values) => Reply::Text(format!("{values:?}\n")),
+            Ok(values) => Reply::Body(TEXT, format!("{values:?}\n")),
             Err(e) => e,
         },
         ("/" | "/get_array", _) => Reply::Method("GET"),
         ("/add_value", "GET" | "POST") => {
             let (value, _) = service.add_random();
-            Reply::Text(format!("Added value: {value}\n"))
+            Reply::Body(TEXT, format!("Added value: {value}\n"))
         }
         ("/add_value", _) => Reply::Method("GET, POST"),
         ("/clean_array", "GET" | "DELETE") => {
             let removed = set.clear();
-            Reply::Text(format!("Array cleaned: {removed} values removed\n"))
+            Reply::Body(TEXT, format!("Array cleaned: {removed} values removed\n"))
         }
         ("/clean_array", _) => Reply::Method("GET, DELETE"),
         _ => Reply::Error(404, format!("no route for {}", req.path)),
