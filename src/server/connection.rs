@@ -25,6 +25,9 @@ pub(super) enum Protocol {
 /// One client connection, either protocol.
 pub(super) struct Connection {
     pub(super) stream: TcpStream,
+    /// Whether the stream is registered for WRITABLE as well as READABLE, so the event loop
+    /// re-registers only when that changes.
+    pub(super) writable_interest: bool,
     protocol: Protocol,
     /// Finds frame boundaries; remembers an oversize payload still being skipped.
     decoder: Decoder,
@@ -68,6 +71,7 @@ impl Connection {
     ) -> Self {
         Connection {
             stream,
+            writable_interest: false,
             protocol,
             decoder: Decoder::new(max_payload),
             http_limits,

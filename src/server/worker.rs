@@ -116,12 +116,17 @@ impl Worker {
                 self.close(conn);
             }
             Next::Keep { wants_write } => {
+                let conn = &mut conns[key];
+                // Most events leave the interest as it was: skip the epoll_ctl then.
+                if conn.writable_interest == wants_write {
+                    return;
+                }
+                conn.writable_interest = wants_write;
                 let interest = if wants_write {
                     Interest::READABLE | Interest::WRITABLE
                 } else {
                     Interest::READABLE
                 };
-                let conn = &mut conns[key];
                 if self
                     .poll
                     .registry()
