@@ -200,6 +200,16 @@ impl fmt::Display for Report {
     }
 }
 
+/// A request in flight.
+struct Sent {
+    /// When it was queued; its reply's latency is measured from here.
+    at: Instant,
+    /// Values it inserts (0 for a GET).
+    values: u64,
+    /// The values themselves, kept only under `verify`.
+    batch: Option<Vec<i64>>,
+}
+
 /// One connection's results.
 struct Tally {
     latency: Histogram<u64>,
@@ -345,8 +355,7 @@ fn drive(
         errors: 0,
         inserted: BTreeMap::new(),
     };
-    // Per request in flight: when it was sent and the batch it inserts (if any).
-    let mut in_flight: VecDeque<(Instant, Option<Vec<i64>>)> = VecDeque::new();
+    let mut in_flight: VecDeque<Sent> = VecDeque::new();
     let weights = config.mix;
     let total_weight = weights.insert + weights.ack + weights.get;
     let mut batch = Vec::new();
@@ -361,7 +370,7 @@ fn drive(
                 break;
             }
             let pick = rng.random_range(0..total_weight);
-            let request = if pick < weights.insert + weights.ack {
+            let sent = if pick < weights.insert + weights.ack {
                 batch.clear();
                 let len = rng.random_range(config.batch.clone());
                 batch.extend((0..len).map(|_| config.distribution.sample(&mut rng)));
@@ -369,36 +378,41 @@ fn drive(
                     values: Values::Slice(&batch),
                     ack_only: pick >= weights.insert,
                 });
-                Some(batch.clone())
+                Sent {
+                    at: Instant::now(),
+                    values: batch.len() as u64,
+                    // Only --verify needs the values back; don't allocate per request otherwise.
+                    batch: config.verify.then(|| batch.clone()),
+                }
             } else {
                 client.send(&Request::Get {
                     min: i64::MIN,
                     max: i64::MAX,
                     limit: 0,
                 });
-                None
+                Sent {
+                    at: Instant::now(),
+                    values: 0,
+                    batch: None,
+                }
             };
-            in_flight.push_back((Instant::now(), request));
+            in_flight.push_back(sent);
         }
-        let Some((sent, inserted)) = in_flight.pop_front() else {
+        let Some(sent) = in_flight.pop_front() else {
             return tally;
         };
         match client.recv() {
             Ok((_, reply)) => {
-                let micros = u64::try_from(sent.elapsed().as_micros()).unwrap_or(u64::MAX);
+                let micros = u64::try_from(sent.at.elapsed().as_micros()).unwrap_or(u64::MAX);
                 tally.latency.saturating_record(micros.max(1));
                 tally.requests += 1;
-                match (reply, inserted) {
-                    (Response::Error(_), _) => tally.errors += 1,
-                    (_, Some(values)) => {
-                        tally.values += values.len() as u64;
-                        if config.verify {
-                            for v in values {
-                                *tally.inserted.entry(v).or_insert(0) += 1;
-                            }
-                        }
+                if let Response::Error(_) = reply {
+                    tally.errors += 1;
+                } else {
+                    tally.values += sent.values;
+                    for v in sent.batch.into_iter().flatten() {
+                        *tally.inserted.entry(v).or_insert(0) += 1;
                     }
-                    (_, None) => {}
                 }
             }
             Err(_) => {

@@ -208,11 +208,9 @@ impl Connection {
                 }
                 Some(Err(refused)) => {
                     service.metrics().frame_error();
-                    Response::Error(refused.error.clone())
+                    self.closing = refused.is_fatal();
+                    Response::Error(refused.error)
                         .encode(refused.header.request_id, &mut self.output);
-                    if refused.is_fatal() {
-                        self.closing = true;
-                    }
                 }
                 None if used == 0 => break,
                 None => {}
