@@ -4,6 +4,7 @@
 //! Not part of the stable API.
 
 use crate::frame::{Decoder, FrameError, Header, Request, Response};
+use crate::service::Session;
 
 /// Largest payload the fuzzed decoder accepts: small, so oversize skipping is exercised.
 const FUZZ_MAX_PAYLOAD: u32 = 4096;
@@ -141,6 +142,7 @@ pub fn http(data: &[u8]) {
     };
     let mut pos = 0;
     let mut out = Vec::new();
+    let mut session = Session::default();
     loop {
         out.clear();
         match http::parse(&data[pos..], &limits) {
@@ -153,7 +155,7 @@ pub fn http(data: &[u8]) {
             }
             Parse::Complete(request, used) => {
                 assert!(used > 0 && used <= data.len() - pos);
-                let keep_alive = http::respond(&request, &service, &mut out);
+                let keep_alive = http::respond(&request, &service, &mut session, &mut out);
                 assert!(out.starts_with(b"HTTP/1.1 "), "not a response");
                 pos += used;
                 if !keep_alive {

@@ -21,6 +21,7 @@
 //! - [`http`]: a hand-rolled HTTP/1.1 request parser (httparse) and the REST routes (no I/O).
 //! - [`metrics`]: the counters behind `GET /metrics`.
 //! - [`service`]: applies requests to the shared multiset and encodes the replies (no I/O).
+//! - [`persist`]: the optional append-only log of count deltas, snapshots and recovery.
 //! - [`server`]: the mio event loops that serve the frame protocol over TCP.
 //! - [`client`]: a blocking client for the frame protocol, with pipelining.
 //! - [`bench`]: the load generator behind `client bench`.
@@ -42,6 +43,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod metrics;
 pub mod multiset;
+pub mod persist;
 pub mod server;
 pub mod service;
 

@@ -34,7 +34,7 @@ const STATUSES: [u16; 9] = [200, 400, 404, 405, 413, 431, 501, 503, 0];
 /// let m = sortd::metrics::Metrics::default();
 /// m.http_request("/health", 200);
 /// let mut text = String::new();
-/// m.render(&mut text, 0, 0);
+/// m.render(&mut text, 0, 0, None);
 /// assert!(text.contains(r#"sortd_http_requests_total{route="/health",status="200"} 1"#));
 /// ```
 #[derive(Debug)]
@@ -88,12 +88,24 @@ impl Metrics {
     }
 
     /// Appends every counter in Prometheus text format, with the multiset's size.
-    pub fn render(&self, out: &mut String, elements: u64, distinct: u64) {
+    pub fn render(
+        &self,
+        out: &mut String,
+        elements: u64,
+        distinct: u64,
+        log: Option<&crate::persist::Stats>,
+    ) {
         // Writing into a String cannot fail.
-        let _ = self.render_inner(out, elements, distinct);
+        let _ = self.render_inner(out, elements, distinct, log);
     }
 
-    fn render_inner(&self, out: &mut String, elements: u64, distinct: u64) -> std::fmt::Result {
+    fn render_inner(
+        &self,
+        out: &mut String,
+        elements: u64,
+        distinct: u64,
+        log: Option<&crate::persist::Stats>,
+    ) -> std::fmt::Result {
         writeln!(
             out,
             "# HELP sortd_http_requests_total HTTP requests answered, by route and status."
@@ -161,7 +173,63 @@ impl Metrics {
                 distinct,
             ),
         ];
-        for (name, kind, help, value) in gauges {
+        let persistence: [(&str, &str, &str, u64); 8] = match log {
+            None => Default::default(),
+            Some(l) => [
+                (
+                    "sortd_log_bytes",
+                    "gauge",
+                    "Bytes in log files not yet compacted.",
+                    l.log_bytes,
+                ),
+                (
+                    "sortd_snapshot_bytes",
+                    "gauge",
+                    "Bytes in the snapshot.",
+                    l.snapshot_bytes,
+                ),
+                (
+                    "sortd_log_pending",
+                    "gauge",
+                    "Changes applied whose log records are not yet written (fsynced under always).",
+                    l.pending,
+                ),
+                (
+                    "sortd_log_fsyncs_total",
+                    "counter",
+                    "fsyncs of the log.",
+                    l.fsyncs,
+                ),
+                (
+                    "sortd_log_last_fsync_seconds",
+                    "gauge",
+                    "Unix time of the last log fsync (0: none yet).",
+                    l.last_fsync_ms / 1000,
+                ),
+                (
+                    "sortd_compactions_total",
+                    "counter",
+                    "Compactions finished.",
+                    l.compactions,
+                ),
+                (
+                    "sortd_last_compaction_seconds",
+                    "gauge",
+                    "Unix time of the last compaction (0: none yet).",
+                    l.last_compaction_ms / 1000,
+                ),
+                (
+                    "sortd_log_failed",
+                    "gauge",
+                    "1 when a log write failed and writes are refused.",
+                    u64::from(l.failed),
+                ),
+            ],
+        };
+        for (name, kind, help, value) in gauges
+            .into_iter()
+            .chain(persistence.into_iter().filter(|g| !g.0.is_empty()))
+        {
             writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"

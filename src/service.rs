@@ -11,6 +11,8 @@ use rand::RngExt;
 use crate::SortedMultiset;
 use crate::frame::{Error, ErrorCode, RawFrame, Request, Response, RunsWriter, Stats};
 use crate::metrics::Metrics;
+use crate::persist::record::RecordWriter;
+use crate::persist::{Batch, Log};
 
 /// Range of the values ADD_RANDOM adds: the original's `add_value`.
 pub const RANDOM_RANGE: std::ops::RangeInclusive<i64> = 1000..=10000;
@@ -33,6 +35,20 @@ impl Default for Limits {
     }
 }
 
+/// One event loop's working state: buffers reused between requests, and (with persistence)
+/// the records of its changes not yet handed to the log writer.
+///
+/// Each thread that calls [`Service`] keeps its own; it is cheap to create.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// Values of the INSERT being applied.
+    scratch: Vec<i64>,
+    /// Changes made since the last [`Service::submit`].
+    batch: Batch,
+    /// Whether the request being answered took a ticket (changed the data).
+    changed: bool,
+}
+
 /// Applies requests to one shared multiset.
 ///
 /// # Examples
@@ -41,7 +57,7 @@ impl Default for Limits {
 /// use std::sync::Arc;
 /// use sortd::SortedMultiset;
 /// use sortd::frame::{Decoder, Request, Response, Values};
-/// use sortd::service::{Limits, Service};
+/// use sortd::service::{Limits, Service, Session};
 ///
 /// let service = Service::new(Arc::new(SortedMultiset::new()), Limits::default());
 /// let mut wire = Vec::new();
@@ -49,7 +65,7 @@ impl Default for Limits {
 /// let (_, frame) = Decoder::new(1 << 20).decode(&wire);
 ///
 /// let mut reply = Vec::new();
-/// service.handle_frame(&frame.unwrap().unwrap(), &mut reply, &mut Vec::new());
+/// service.handle_frame(&frame.unwrap().unwrap(), &mut reply, &mut Session::default());
 /// let (_, frame) = Decoder::new(1 << 20).decode(&reply);
 /// assert_eq!(
 ///     Response::parse(&frame.unwrap().unwrap()),
@@ -64,6 +80,8 @@ pub struct Service {
     limits: Limits,
     /// Counters for `GET /metrics`, shared by every clone.
     metrics: Arc<Metrics>,
+    /// The log every change goes to, when persistence is on.
+    log: Option<Arc<Log>>,
 }
 
 impl Service {
@@ -74,7 +92,20 @@ impl Service {
             set,
             limits,
             metrics: Arc::default(),
+            log: None,
         }
+    }
+
+    /// The same service, logging every change to `log`.
+    pub(crate) fn with_log(mut self, log: Arc<Log>) -> Self {
+        self.log = Some(log);
+        self
+    }
+
+    /// The log, when persistence is on.
+    #[must_use]
+    pub fn log(&self) -> Option<&Log> {
+        self.log.as_deref()
     }
 
     /// The counters behind `GET /metrics`.
@@ -96,13 +127,15 @@ impl Service {
     }
 
     /// Parses one decoded frame, applies it, and appends exactly one reply frame to `out`
-    /// (an ERROR frame if the request was refused). `scratch` is reused between calls so an
-    /// INSERT allocates nothing once it has grown.
-    pub fn handle_frame(&self, frame: &RawFrame<'_>, out: &mut Vec<u8>, scratch: &mut Vec<i64>) {
+    /// (an ERROR frame if the request was refused). The session's buffers are reused
+    /// between calls, so an INSERT allocates nothing once they have grown.
+    ///
+    /// With persistence on, the reply may only be sent once [`hold`](Self::hold) allows.
+    pub fn handle_frame(&self, frame: &RawFrame<'_>, out: &mut Vec<u8>, session: &mut Session) {
         let id = frame.header.request_id;
         self.metrics.frame(frame.header.opcode);
         match Request::parse(frame, self.limits.max_values) {
-            Ok(request) => self.apply(&request, id, out, scratch),
+            Ok(request) => self.apply(&request, id, out, session),
             Err(e) => {
                 self.metrics.frame_error();
                 Response::Error(e).encode(id, out);
@@ -111,7 +144,20 @@ impl Service {
     }
 
     /// Applies a parsed request and appends its reply to `out`.
-    pub fn apply(&self, request: &Request<'_>, id: u32, out: &mut Vec<u8>, scratch: &mut Vec<i64>) {
+    pub fn apply(&self, request: &Request<'_>, id: u32, out: &mut Vec<u8>, session: &mut Session) {
+        if let Err(e) = self.try_apply(request, id, out, session) {
+            self.metrics.frame_error();
+            Response::Error(e).encode(id, out);
+        }
+    }
+
+    fn try_apply(
+        &self,
+        request: &Request<'_>,
+        id: u32,
+        out: &mut Vec<u8>,
+        session: &mut Session,
+    ) -> Result<(), Error> {
         match request {
             Request::Insert { values, ack_only } => {
                 if values.len() > self.limits.max_values as usize {
@@ -123,12 +169,14 @@ impl Service {
                             self.limits.max_values
                         ),
                     );
-                    self.metrics.frame_error();
-                    return Response::Error(e).encode(id, out);
+                    return Err(e);
                 }
+                let mut scratch = std::mem::take(&mut session.scratch);
                 scratch.clear();
-                values.copy_into(scratch);
-                self.set.insert_batch(scratch);
+                values.copy_into(&mut scratch);
+                let inserted = self.insert(session, &mut scratch);
+                session.scratch = scratch;
+                inserted?;
                 if *ack_only {
                     Response::Ack {
                         len: self.set.len(),
@@ -140,16 +188,107 @@ impl Service {
             }
             Request::Get { min, max, limit } => self.write_runs(*min, *max, *limit, id, out),
             Request::AddRandom => {
-                let (value, len) = self.add_random();
+                let (value, len) = self.add_random(session)?;
                 Response::Value { value, len }.encode(id, out);
             }
             Request::Remove { value, n } => {
-                Response::Count(self.set.remove_n(value, *n)).encode(id, out)
+                Response::Count(self.remove_n(session, *value, *n)?).encode(id, out);
             }
             Request::Count { value } => Response::Count(self.set.count(value)).encode(id, out),
-            Request::Clear => Response::Count(self.set.clear()).encode(id, out),
+            Request::Clear => Response::Count(self.clear(session)?).encode(id, out),
             Request::Stats => Response::Stats(self.stats()).encode(id, out),
             Request::Ping(payload) => Response::Pong(payload.to_vec()).encode(id, out),
+        }
+        Ok(())
+    }
+
+    /// Takes a ticket for a change when persistence is on (see [`crate::persist`]).
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the log has failed: the change must not be made.
+    fn ticket(&self, session: &mut Session) -> Result<bool, Error> {
+        let Some(log) = &self.log else {
+            return Ok(false);
+        };
+        let ticket = log.ticket().map_err(|reason| {
+            Error::new(
+                ErrorCode::UNAVAILABLE,
+                format!("writes are refused because the log failed: {reason}"),
+            )
+        })?;
+        session.changed = true;
+        session.batch.tickets.push(ticket);
+        Ok(true)
+    }
+
+    /// Inserts `values` (sorted in place) and logs the change; returns how many went in.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the log has failed (nothing is inserted).
+    pub fn insert(&self, session: &mut Session, values: &mut [i64]) -> Result<u64, Error> {
+        let logged = self.ticket(session)?;
+        let added = self.set.insert_batch(values);
+        if logged {
+            let mut w = RecordWriter::begin(&mut session.batch.bytes);
+            for run in values.chunk_by(|a, b| a == b) {
+                w.add(run[0], run.len() as u64);
+            }
+            w.finish();
+        }
+        Ok(added)
+    }
+
+    /// Removes up to `n` occurrences of `value` and logs what was removed.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the log has failed (nothing is removed).
+    pub fn remove_n(&self, session: &mut Session, value: i64, n: u64) -> Result<u64, Error> {
+        let logged = self.ticket(session)?;
+        let removed = self.set.remove_n(&value, n);
+        if logged {
+            let mut w = RecordWriter::begin(&mut session.batch.bytes);
+            w.remove(value, removed);
+            w.finish();
+        }
+        Ok(removed)
+    }
+
+    /// Removes everything and logs exactly the occurrences this call removed.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the log has failed (nothing is removed).
+    pub fn clear(&self, session: &mut Session) -> Result<u64, Error> {
+        if !self.ticket(session)? {
+            return Ok(self.set.clear());
+        }
+        let mut removed = 0;
+        let mut w = RecordWriter::begin(&mut session.batch.bytes);
+        for (value, n) in self.set.drain_runs() {
+            w.remove(value, n);
+            removed += n;
+        }
+        w.finish();
+        Ok(removed)
+    }
+
+    /// Whether the reply just written must wait for the log: `Some(n)` when it may go out
+    /// only once the log's durable ticket count reaches `n`. Call once after each reply.
+    pub fn hold(&self, session: &mut Session) -> Option<u64> {
+        let changed = std::mem::take(&mut session.changed);
+        self.log.as_ref()?.hold_for(changed)
+    }
+
+    /// Hands the session's logged changes to the log writer. Event loops call it once per
+    /// iteration; without persistence it does nothing.
+    pub fn submit(&self, session: &mut Session) {
+        if let Some(log) = &self.log
+            && !session.batch.tickets.is_empty()
+        {
+            log.submit(std::mem::take(&mut session.batch));
         }
     }
 
@@ -180,10 +319,14 @@ impl Service {
     }
 
     /// Adds one random value in [`RANDOM_RANGE`]; returns it and the length afterwards.
-    pub fn add_random(&self) -> (i64, u64) {
-        let value = rand::rng().random_range(RANDOM_RANGE);
-        self.set.insert(value);
-        (value, self.set.len())
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when the log has failed (nothing is added).
+    pub fn add_random(&self, session: &mut Session) -> Result<(i64, u64), Error> {
+        let mut value = [rand::rng().random_range(RANDOM_RANGE)];
+        self.insert(session, &mut value)?;
+        Ok((value[0], self.set.len()))
     }
 
     /// The multiset's total, distinct, min and max (weakly consistent under writes).
@@ -193,6 +336,7 @@ impl Service {
             len: self.set.len(),
             distinct: self.set.distinct_len(),
             min_max: self.set.first().zip(self.set.last()),
+            log: self.log.as_ref().map(|l| l.stats()),
         }
     }
 }

@@ -129,12 +129,23 @@ fn response() -> impl Strategy<Value = Response> {
         (
             any::<u64>(),
             any::<u64>(),
-            proptest::option::of((any::<i64>(), any::<i64>()))
+            proptest::option::of((any::<i64>(), any::<i64>())),
+            proptest::option::of((any::<[u64; 7]>(), any::<bool>())),
         )
-            .prop_map(|(len, distinct, min_max)| Response::Stats(Stats {
+            .prop_map(|(len, distinct, min_max, log)| Response::Stats(Stats {
                 len,
                 distinct,
-                min_max
+                min_max,
+                log: log.map(|(f, failed)| sortd::persist::Stats {
+                    log_bytes: f[0],
+                    snapshot_bytes: f[1],
+                    pending: f[2],
+                    fsyncs: f[3],
+                    last_fsync_ms: f[4],
+                    compactions: f[5],
+                    last_compaction_ms: f[6],
+                    failed,
+                }),
             })),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(Response::Pong),
         (any::<u16>(), ".{0,40}")

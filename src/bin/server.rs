@@ -1,12 +1,14 @@
 //! `server`: serves one shared sorted multiset over the frame protocol.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
+use sortd::persist::{self, Fsync};
 use sortd::server::{Config, Server};
 use sortd::service::Limits;
 
@@ -65,6 +67,30 @@ struct Args {
     /// Seconds shutdown waits for replies still being written.
     #[arg(long, default_value_t = 5)]
     shutdown_grace: u64,
+
+    /// Persist to this directory (created if missing): an append-only log of every change,
+    /// replayed on start. Without it everything stays in memory.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+
+    /// When to fsync the log: always (before each reply), everysec, or never (the OS
+    /// decides). Only with --data-dir.
+    #[arg(long, default_value = "everysec", requires = "data_dir")]
+    fsync: Fsync,
+
+    /// Compact (fold the logs into a snapshot) when the logs exceed this many times the
+    /// snapshot's size ...
+    #[arg(long, default_value_t = 2.0, requires = "data_dir")]
+    compact_factor: f64,
+
+    /// ... and at least this many MiB.
+    #[arg(long, default_value_t = 64, requires = "data_dir")]
+    compact_min_mib: u64,
+
+    /// Start even if a log has a bad record before its end, truncating it there (what
+    /// follows the bad record is lost). Without it such a log stops the start-up.
+    #[arg(long, requires = "data_dir")]
+    repair: bool,
 }
 
 fn main() -> ExitCode {
@@ -86,17 +112,24 @@ fn main() -> ExitCode {
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_output: args.max_output,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        persistence: args.data_dir.as_ref().map(|dir| persist::Options {
+            dir: dir.clone(),
+            fsync: args.fsync,
+            compact_factor: args.compact_factor,
+            compact_min: args.compact_min_mib << 20,
+            repair: args.repair,
+        }),
     };
     let server = match Server::bind(config.clone()) {
         Ok(server) => server,
         Err(e) => {
-            eprintln!(
-                "server: cannot listen on {} and {}: {e}",
-                config.frame_addr, args.http_addr
-            );
+            eprintln!("server: cannot start: {e}");
             return ExitCode::FAILURE;
         }
     };
+    for warning in server.recovery_warnings() {
+        eprintln!("server: recovery: {warning}");
+    }
     let mut signals = match Signals::new([SIGINT, SIGTERM]) {
         Ok(signals) => signals,
         Err(e) => {
@@ -111,8 +144,17 @@ fn main() -> ExitCode {
             shutdown.shutdown();
         }
     });
+    let persistence = match &args.data_dir {
+        Some(dir) => format!(
+            "persisting to {} (fsync {}), {} values recovered",
+            dir.display(),
+            args.fsync,
+            server.set().len()
+        ),
+        None => "in memory only".into(),
+    };
     println!(
-        "sortd server: frame protocol on {}, HTTP on http://{} ({} threads)",
+        "sortd server: frame protocol on {}, HTTP on http://{} ({} threads), {persistence}",
         server.frame_addr(),
         server.http_addr().unwrap_or(args.http_addr),
         config.threads

@@ -101,6 +101,10 @@ pub mod flags {
     pub const TRUNCATED: u16 = 1;
     /// STATS reply: the multiset was non-empty, so `min` and `max` are meaningful.
     pub const HAS_RANGE: u16 = 1;
+    /// STATS reply: the server persists; seven `u64` persistence figures follow.
+    pub const HAS_LOG: u16 = 2;
+    /// STATS reply (with `HAS_LOG`): the log failed and writes are refused.
+    pub const LOG_FAILED: u16 = 4;
 }
 
 /// The fixed 12-byte header that starts every frame.

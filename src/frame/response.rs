@@ -14,6 +14,8 @@ pub struct Stats {
     pub distinct: u64,
     /// Smallest and largest value; `None` when the multiset was empty.
     pub min_max: Option<(i64, i64)>,
+    /// Persistence figures; `None` when the server runs in memory only.
+    pub log: Option<crate::persist::Stats>,
 }
 
 /// A response frame's meaning. README.md ("Wire protocol") gives each layout.
@@ -101,15 +103,32 @@ impl Response {
             },
             opcode::COUNT_REPLY => Response::Count(r.u64("count")?),
             opcode::STATS_REPLY => {
-                allowed_flags = flags::HAS_RANGE;
+                allowed_flags = flags::HAS_RANGE | flags::HAS_LOG | flags::LOG_FAILED;
                 let len = r.u64("len")?;
                 let distinct = r.u64("distinct")?;
                 let min = r.i64("min")?;
                 let max = r.i64("max")?;
+                let log = if header.flags & flags::HAS_LOG != 0 {
+                    Some(crate::persist::Stats {
+                        log_bytes: r.u64("log_bytes")?,
+                        snapshot_bytes: r.u64("snapshot_bytes")?,
+                        pending: r.u64("pending")?,
+                        fsyncs: r.u64("fsyncs")?,
+                        last_fsync_ms: r.u64("last_fsync_ms")?,
+                        compactions: r.u64("compactions")?,
+                        last_compaction_ms: r.u64("last_compaction_ms")?,
+                        failed: header.flags & flags::LOG_FAILED != 0,
+                    })
+                } else if header.flags & flags::LOG_FAILED != 0 {
+                    return Err(Error::malformed("LOG_FAILED without HAS_LOG"));
+                } else {
+                    None
+                };
                 Response::Stats(Stats {
                     len,
                     distinct,
                     min_max: (header.flags & flags::HAS_RANGE != 0).then_some((min, max)),
+                    log,
                 })
             }
             opcode::PONG => Response::Pong(r.rest().to_vec()),
@@ -158,11 +177,16 @@ impl Response {
                 out.extend_from_slice(&n.to_le_bytes());
             }),
             Response::Stats(s) => {
-                let flags = if s.min_max.is_some() {
-                    flags::HAS_RANGE
-                } else {
-                    0
-                };
+                let mut flags = 0;
+                if s.min_max.is_some() {
+                    flags |= flags::HAS_RANGE;
+                }
+                if let Some(log) = &s.log {
+                    flags |= flags::HAS_LOG;
+                    if log.failed {
+                        flags |= flags::LOG_FAILED;
+                    }
+                }
                 let (min, max) = s.min_max.unwrap_or((0, 0));
                 write_frame(out, opcode::STATS_REPLY, flags, request_id, |out| {
                     for field in [s.len, s.distinct] {
@@ -170,6 +194,19 @@ impl Response {
                     }
                     for field in [min, max] {
                         out.extend_from_slice(&field.to_le_bytes());
+                    }
+                    if let Some(log) = &s.log {
+                        for field in [
+                            log.log_bytes,
+                            log.snapshot_bytes,
+                            log.pending,
+                            log.fsyncs,
+                            log.last_fsync_ms,
+                            log.compactions,
+                            log.last_compaction_ms,
+                        ] {
+                            out.extend_from_slice(&field.to_le_bytes());
+                        }
                     }
                 });
             }

@@ -4,14 +4,14 @@
 //! ```
 //! use std::sync::Arc;
 //! use sortd::http::{self, Limits, Parse};
-//! use sortd::service::{Limits as ServiceLimits, Service};
+//! use sortd::service::{Limits as ServiceLimits, Service, Session};
 //!
 //! let service = Service::new(Arc::new(sortd::SortedMultiset::new()), ServiceLimits::default());
 //! let wire = b"POST /array HTTP/1.1\r\nContent-Length: 17\r\n\r\n{\"values\":[3,1]}\n";
 //! let Parse::Complete(request, used) = http::parse(wire, &Limits::default()) else { panic!() };
 //! assert_eq!(used, wire.len());
 //! let mut out = Vec::new();
-//! assert!(http::respond(&request, &service, &mut out)); // keep-alive
+//! assert!(http::respond(&request, &service, &mut Session::default(), &mut out)); // keep-alive
 //! assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
 //! assert_eq!(service.set().to_vec(), [1, 3]);
 //! ```

@@ -3,7 +3,8 @@
 use serde_json::{Value, json};
 
 use super::{Request, write_error, write_response};
-use crate::service::Service;
+use crate::frame::Error;
+use crate::service::{Service, Session};
 
 /// Most values `GET /array` lists one by one; beyond it the reply says `"truncated": true`.
 const MAX_LISTED: u64 = 1_000_000;
@@ -32,9 +33,16 @@ enum Reply {
 }
 
 /// Answers one request into `out`; returns whether the connection stays open.
-pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool {
+///
+/// With persistence on, the reply may only be sent once [`Service::hold`] allows.
+pub fn respond(
+    req: &Request<'_>,
+    service: &Service,
+    session: &mut Session,
+    out: &mut Vec<u8>,
+) -> bool {
     let keep_alive = req.keep_alive;
-    let reply = route(req, service);
+    let reply = route(req, service, session);
     let status = match &reply {
         Reply::Json(_) | Reply::Body(..) => 200,
         Reply::Error(status, _) => *status,
@@ -80,33 +88,42 @@ pub fn respond(req: &Request<'_>, service: &Service, out: &mut Vec<u8>) -> bool 
     keep_alive
 }
 
-fn route(req: &Request<'_>, service: &Service) -> Reply {
+/// A refused change: the log failed (the only way a change is refused once parsed).
+impl From<Error> for Reply {
+    fn from(e: Error) -> Reply {
+        Reply::Error(503, e.message.into_owned())
+    }
+}
+
+fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
     let set = service.set();
     match (req.path, req.method) {
         ("/array", "GET") => get_array(req.query, service),
-        ("/array", "POST") => post_array(req.body, service),
-        ("/array", "DELETE") => Reply::Json(json!({ "removed": set.clear() })),
+        ("/array", "POST") => post_array(req.body, service, session),
+        ("/array", "DELETE") => match service.clear(session) {
+            Ok(removed) => Reply::Json(json!({ "removed": removed })),
+            Err(e) => e.into(),
+        },
         ("/array", _) => Reply::Method("GET, POST, DELETE"),
-        ("/array/random", "POST") => {
-            let (value, len) = service.add_random();
-            Reply::Json(json!({ "value": value, "len": len }))
-        }
+        ("/array/random", "POST") => match service.add_random(session) {
+            Ok((value, len)) => Reply::Json(json!({ "value": value, "len": len })),
+            Err(e) => e.into(),
+        },
         ("/array/random", _) => Reply::Method("POST"),
-        ("/array/remove", "POST") => post_remove(req.body, service),
+        ("/array/remove", "POST") => post_remove(req.body, service, session),
         ("/array/remove", _) => Reply::Method("POST"),
         ("/histogram", "GET") => histogram(req.query, service),
         ("/histogram", _) => Reply::Method("GET"),
-        ("/stats", "GET") => {
-            let s = service.stats();
-            let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-            Reply::Json(json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max }))
-        }
+        ("/stats", "GET") => stats(service),
         ("/health", "GET") => Reply::Json(json!({ "status": "ok" })),
         ("/metrics", "GET") => {
             let mut text = String::new();
-            service
-                .metrics()
-                .render(&mut text, set.len(), set.distinct_len());
+            service.metrics().render(
+                &mut text,
+                set.len(),
+                set.distinct_len(),
+                service.log().map(|l| l.stats()).as_ref(),
+            );
             Reply::Body("text/plain; version=0.0.4", text)
         }
         ("/stats" | "/health" | "/metrics", _) => Reply::Method("GET"),
@@ -124,15 +141,15 @@ fn route(req: &Request<'_>, service: &Service) -> Reply {
             Err(e) => e,
         },
         ("/" | "/get_array", _) => Reply::Method("GET"),
-        ("/add_value", "GET" | "POST") => {
-            let (value, _) = service.add_random();
-            Reply::Body(TEXT, format!("Added value: {value}\n"))
-        }
+        ("/add_value", "GET" | "POST") => match service.add_random(session) {
+            Ok((value, _)) => Reply::Body(TEXT, format!("Added value: {value}\n")),
+            Err(e) => e.into(),
+        },
         ("/add_value", _) => Reply::Method("GET, POST"),
-        ("/clean_array", "GET" | "DELETE") => {
-            let removed = set.clear();
-            Reply::Body(TEXT, format!("Array cleaned: {removed} values removed\n"))
-        }
+        ("/clean_array", "GET" | "DELETE") => match service.clear(session) {
+            Ok(removed) => Reply::Body(TEXT, format!("Array cleaned: {removed} values removed\n")),
+            Err(e) => e.into(),
+        },
         ("/clean_array", _) => Reply::Method("GET, DELETE"),
         _ => Reply::Error(404, format!("no route for {}", req.path)),
     }
@@ -196,8 +213,29 @@ fn listed(service: &Service) -> Result<Vec<i64>, Reply> {
     Ok(values)
 }
 
+/// `GET /stats`: the multiset's shape, and persistence figures when it is on.
+fn stats(service: &Service) -> Reply {
+    let s = service.stats();
+    let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+    let mut reply = json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max });
+    if let (Some(l), Some(log)) = (s.log, service.log()) {
+        reply["persistence"] = json!({
+            "fsync": log.fsync().to_string(),
+            "log_bytes": l.log_bytes,
+            "snapshot_bytes": l.snapshot_bytes,
+            "pending": l.pending,
+            "fsyncs": l.fsyncs,
+            "last_fsync_ms": l.last_fsync_ms,
+            "compactions": l.compactions,
+            "last_compaction_ms": l.last_compaction_ms,
+            "failed": log.failure(),
+        });
+    }
+    Reply::Json(reply)
+}
+
 /// `POST /array` with `{"values": [..]}`.
-fn post_array(body: &[u8], service: &Service) -> Reply {
+fn post_array(body: &[u8], service: &Service, session: &mut Session) -> Reply {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return Reply::Error(400, format!("malformed JSON: {e}")),
@@ -219,12 +257,14 @@ fn post_array(body: &[u8], service: &Service) -> Reply {
             None => return Reply::Error(400, format!("{item} is not a 64-bit integer")),
         }
     }
-    let inserted = service.set().insert_batch(&mut values);
-    Reply::Json(json!({ "inserted": inserted, "len": service.set().len() }))
+    match service.insert(session, &mut values) {
+        Ok(inserted) => Reply::Json(json!({ "inserted": inserted, "len": service.set().len() })),
+        Err(e) => e.into(),
+    }
 }
 
 /// `POST /array/remove` with `{"value": v, "n": k}` (`n` defaults to 1).
-fn post_remove(body: &[u8], service: &Service) -> Reply {
+fn post_remove(body: &[u8], service: &Service, session: &mut Session) -> Reply {
     let parsed: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => return Reply::Error(400, format!("malformed JSON: {e}")),
@@ -239,8 +279,10 @@ fn post_remove(body: &[u8], service: &Service) -> Reply {
             None => return Reply::Error(400, format!("n = {n} is not a count")),
         },
     };
-    let removed = service.set().remove_n(&value, n);
-    Reply::Json(json!({ "removed": removed, "len": service.set().len() }))
+    match service.remove_n(session, value, n) {
+        Ok(removed) => Reply::Json(json!({ "removed": removed, "len": service.set().len() })),
+        Err(e) => e.into(),
+    }
 }
 
 /// `GET /histogram?buckets=N`: one bar per value while there are at most N distinct values,

@@ -3,6 +3,7 @@
 //! Protocol logic stays out of here: complete frames go to [`Service`], which writes the
 //! replies into the output buffer.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::time::Instant;
 
@@ -10,7 +11,7 @@ use mio::net::TcpStream;
 
 use crate::frame::{Decoder, Response};
 use crate::http;
-use crate::service::Service;
+use crate::service::{Service, Session};
 
 /// Bytes asked of the kernel per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
@@ -41,8 +42,12 @@ pub(super) struct Connection {
     /// Encoded replies not yet written; `written` bytes of it already went out.
     output: Vec<u8>,
     written: usize,
-    /// Values of the INSERT being applied, reused between requests.
-    scratch: Vec<i64>,
+    /// Replies waiting for the log (persistence only): `(need, start)` says the reply at
+    /// `output[start..]` may go out once the log's durable ticket count reaches `need`.
+    /// Ascending in both; bytes from the first hold's start on are not written yet.
+    holds: VecDeque<(u64, usize)>,
+    /// Whether the worker's list of held connections has this one.
+    pub(super) listed: bool,
     /// When the peer last completed a request or took reply bytes; for the idle timeout.
     /// Bytes that do not complete a frame do not count, so a slowloris sender that
     /// trickles a frame one byte at a time still times out.
@@ -79,7 +84,8 @@ impl Connection {
             filled: 0,
             output: Vec::new(),
             written: 0,
-            scratch: Vec::new(),
+            holds: VecDeque::new(),
+            listed: false,
             last_active: Instant::now(),
             closing: false,
             paused: false,
@@ -97,11 +103,13 @@ impl Connection {
         &mut self,
         readable: bool,
         service: &Service,
+        session: &mut Session,
         max_output: usize,
     ) -> io::Result<Next> {
         let mut read = readable || self.paused;
         loop {
-            if read && !self.closing && self.read_available(service, max_output)? {
+            self.release(service);
+            if read && !self.closing && self.read_available(service, session, max_output)? {
                 // The peer finished sending: flush what we owe, then close.
                 self.closing = true;
             }
@@ -120,9 +128,47 @@ impl Connection {
         if self.closing && self.pending_output() == 0 {
             return Ok(Next::Close);
         }
+        if self.is_held() && service.log().is_some_and(crate::persist::Log::has_failed) {
+            // Held replies acknowledge changes the log never took: never send them.
+            return Ok(Next::Close);
+        }
         Ok(Next::Keep {
-            wants_write: self.pending_output() > 0,
+            wants_write: self.written < self.sendable(),
         })
+    }
+
+    /// Whether some reply is waiting for the log.
+    pub(super) fn is_held(&self) -> bool {
+        !self.holds.is_empty()
+    }
+
+    /// Where the bytes that may be written now end: at the first held reply.
+    fn sendable(&self) -> usize {
+        self.holds
+            .front()
+            .map_or(self.output.len(), |&(_, start)| start)
+    }
+
+    /// Releases the replies the log has caught up with.
+    fn release(&mut self, service: &Service) {
+        let Some(&(first, _)) = self.holds.front() else {
+            return;
+        };
+        let durable = service.log().map_or(u64::MAX, crate::persist::Log::durable);
+        if first <= durable {
+            while self.holds.front().is_some_and(|&(need, _)| need <= durable) {
+                self.holds.pop_front();
+            }
+        }
+    }
+
+    /// Notes that the reply starting at `output[start..]` must wait for the log, if so.
+    fn hold(&mut self, start: usize, service: &Service, session: &mut Session) {
+        if let Some(need) = service.hold(session)
+            && self.holds.back().is_none_or(|&(last, _)| last < need)
+        {
+            self.holds.push_back((need, start));
+        }
     }
 
     /// Bytes queued and not yet written.
@@ -132,7 +178,12 @@ impl Connection {
 
     /// Reads until `WouldBlock`, EOF, or enough output is queued that the peer must drain
     /// it first. Returns whether the peer closed its side.
-    fn read_available(&mut self, service: &Service, max_output: usize) -> io::Result<bool> {
+    fn read_available(
+        &mut self,
+        service: &Service,
+        session: &mut Session,
+        max_output: usize,
+    ) -> io::Result<bool> {
         self.paused = false;
         loop {
             if self.pending_output() >= max_output / 2 {
@@ -151,7 +202,7 @@ impl Connection {
                     self.filled += n;
                     // Answer as we go, so the input buffer never holds more than one
                     // incomplete frame plus one read.
-                    self.process(service);
+                    self.process(service, session);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -161,10 +212,10 @@ impl Connection {
     }
 
     /// Answers every complete request in the input buffer, in order.
-    fn process(&mut self, service: &Service) {
+    fn process(&mut self, service: &Service, session: &mut Session) {
         let pos = match self.protocol {
-            Protocol::Frame => self.process_frames(service),
-            Protocol::Http => self.process_http(service),
+            Protocol::Frame => self.process_frames(service, session),
+            Protocol::Http => self.process_http(service, session),
         };
         self.input.copy_within(pos..self.filled, 0);
         self.filled -= pos;
@@ -175,14 +226,16 @@ impl Connection {
     }
 
     /// Answers HTTP requests; returns how many input bytes they used.
-    fn process_http(&mut self, service: &Service) -> usize {
+    fn process_http(&mut self, service: &Service, session: &mut Session) -> usize {
         let mut pos = 0;
         while !self.closing {
             match http::parse(&self.input[pos..self.filled], &self.http_limits) {
                 http::Parse::Incomplete => break,
                 http::Parse::Complete(request, used) => {
                     pos += used;
-                    self.closing = !http::respond(&request, service, &mut self.output);
+                    let start = self.output.len();
+                    self.closing = !http::respond(&request, service, session, &mut self.output);
+                    self.hold(start, service, session);
                     self.last_active = Instant::now();
                 }
                 http::Parse::Invalid(status, message) => {
@@ -196,14 +249,16 @@ impl Connection {
     }
 
     /// Answers frames; returns how many input bytes they used.
-    fn process_frames(&mut self, service: &Service) -> usize {
+    fn process_frames(&mut self, service: &Service, session: &mut Session) -> usize {
         let mut pos = 0;
         while !self.closing {
             let (used, item) = self.decoder.decode(&self.input[pos..self.filled]);
             pos += used;
             match item {
                 Some(Ok(frame)) => {
-                    service.handle_frame(&frame, &mut self.output, &mut self.scratch);
+                    let start = self.output.len();
+                    service.handle_frame(&frame, &mut self.output, session);
+                    self.hold(start, service, session);
                     self.last_active = Instant::now();
                 }
                 Some(Err(refused)) => {
@@ -219,10 +274,11 @@ impl Connection {
         pos
     }
 
-    /// Writes queued output until done or `WouldBlock`.
+    /// Writes queued output, up to the first held reply, until done or `WouldBlock`.
     fn flush(&mut self) -> io::Result<()> {
-        while self.written < self.output.len() {
-            match self.stream.write(&self.output[self.written..]) {
+        let end = self.sendable();
+        while self.written < end {
+            match self.stream.write(&self.output[self.written..end]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => {
                     self.written += n;

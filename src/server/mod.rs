@@ -43,7 +43,8 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use crate::SortedMultiset;
 use crate::frame::{Error, ErrorCode, Response};
 use crate::http;
-use crate::service::{Limits, Service};
+use crate::persist::{self, Log, Writer};
+use crate::service::{Limits, Service, Session};
 use connection::Protocol;
 use worker::Worker;
 
@@ -71,6 +72,8 @@ pub struct Config {
     pub max_output: usize,
     /// How long shutdown waits for replies still being written.
     pub shutdown_grace: Duration,
+    /// Where and how to persist; `None` (the default) keeps everything in memory.
+    pub persistence: Option<persist::Options>,
 }
 
 impl Default for Config {
@@ -86,6 +89,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(300),
             max_output: 64 << 20,
             shutdown_grace: Duration::from_secs(5),
+            persistence: None,
         }
     }
 }
@@ -95,6 +99,9 @@ struct Shared {
     /// Set once by [`ShutdownHandle::shutdown`]; never cleared.
     shutdown: AtomicBool,
 }
+
+/// How the acceptor reaches a worker: its queue of new connections and its waker.
+type Lane = (Sender<(TcpStream, Protocol)>, Arc<Waker>);
 
 const FRAME_LISTENER: Token = Token(0);
 const HTTP_LISTENER: Token = Token(1);
@@ -109,6 +116,10 @@ pub struct Server {
     shared: Arc<Shared>,
     poll: Poll,
     waker: Arc<Waker>,
+    /// The log writer, started by [`run`](Server::run), when persistence is on.
+    writer: Option<Writer>,
+    /// What recovery mended when the data directory was opened.
+    warnings: Vec<String>,
 }
 
 /// Stops a running [`Server`] from any thread. Cloneable; calling it twice is harmless.
@@ -128,23 +139,53 @@ impl ShutdownHandle {
 }
 
 impl Server {
-    /// Binds the listening socket with a new, empty multiset.
+    /// Binds the listening sockets. With [`Config::persistence`] the multiset is recovered
+    /// from the data directory (which stays locked until the server is dropped); otherwise
+    /// it starts empty.
     ///
     /// # Errors
     ///
-    /// If the address cannot be bound (in use, not local) or the OS refuses a poll instance.
+    /// If an address cannot be bound (in use, not local), the OS refuses a poll instance, or
+    /// the data directory cannot be opened, locked or recovered (the message says which file
+    /// and why).
     pub fn bind(config: Config) -> io::Result<Server> {
-        Server::with_set(config, Arc::new(SortedMultiset::new()))
+        let Some(options) = &config.persistence else {
+            return Server::with_set(config, Arc::new(SortedMultiset::new()));
+        };
+        let opened = persist::open(options)?;
+        let mut server = Server::assemble(config, Arc::new(opened.set), Some(opened.writer))?;
+        server.service = server.service.with_log(opened.log);
+        server.warnings = opened.warnings;
+        Ok(server)
     }
 
-    /// Binds the listening socket, serving an existing multiset.
+    /// Binds the listening sockets, serving an existing multiset in memory.
     ///
     /// # Errors
     ///
-    /// As [`Server::bind`].
+    /// As [`Server::bind`]; `InvalidInput` if [`Config::persistence`] is set (a persistent
+    /// server loads its multiset from the data directory: use [`Server::bind`]).
     pub fn with_set(config: Config, set: Arc<SortedMultiset<i64>>) -> io::Result<Server> {
-        let mut listener = TcpListener::bind(config.frame_addr)?;
-        let mut http_listener = config.http_addr.map(TcpListener::bind).transpose()?;
+        if config.persistence.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a persistent server loads its multiset from its data directory; use Server::bind",
+            ));
+        }
+        Server::assemble(config, set, None)
+    }
+
+    fn assemble(
+        config: Config,
+        set: Arc<SortedMultiset<i64>>,
+        writer: Option<Writer>,
+    ) -> io::Result<Server> {
+        let listen = |addr: SocketAddr| {
+            TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
+        };
+        let mut listener = listen(config.frame_addr)?;
+        let mut http_listener = config.http_addr.map(listen).transpose()?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, FRAME_LISTENER, Interest::READABLE)?;
@@ -163,7 +204,22 @@ impl Server {
             }),
             poll,
             waker,
+            writer,
+            warnings: Vec::new(),
         })
+    }
+
+    /// What recovery mended when the data directory was opened (a torn tail truncated, a
+    /// leftover file removed), one line each; empty without persistence.
+    #[must_use]
+    pub fn recovery_warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// The log, when persistence is on.
+    #[must_use]
+    pub fn log(&self) -> Option<&Log> {
+        self.service.log()
     }
 
     /// The address the frame protocol is bound to (with the real port if 0 was asked).
@@ -208,10 +264,10 @@ impl Server {
     /// If a poll instance or thread cannot be created, or polling fails.
     pub fn run(mut self) -> io::Result<()> {
         let mut workers = Vec::new();
-        let mut lanes: Vec<(Sender<(TcpStream, Protocol)>, Waker)> = Vec::new();
+        let mut lanes: Vec<Lane> = Vec::new();
         for i in 0..self.config.threads.max(1) {
             let poll = Poll::new()?;
-            let waker = Waker::new(poll.registry(), worker::WAKER)?;
+            let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
             let (tx, rx) = crossbeam_channel::unbounded();
             let worker = Worker {
                 poll,
@@ -219,6 +275,8 @@ impl Server {
                 shared: Arc::clone(&self.shared),
                 service: self.service.clone(),
                 config: self.config.clone(),
+                session: Session::default(),
+                held: Vec::new(),
             };
             workers.push(
                 thread::Builder::new()
@@ -227,6 +285,15 @@ impl Server {
             );
             lanes.push((tx, waker));
         }
+        let writer = match self.writer.take() {
+            Some(writer) => {
+                let wakers: Vec<Arc<Waker>> = lanes.iter().map(|(_, w)| Arc::clone(w)).collect();
+                // A failed wake is retried by the worker's own poll timeout.
+                let wake = move || wakers.iter().for_each(|w| drop(w.wake()));
+                Some(writer.spawn(Box::new(wake))?)
+            }
+            None => None,
+        };
 
         let accepted = self.accept_until_shutdown(&lanes);
 
@@ -244,13 +311,20 @@ impl Server {
                 .unwrap_or_else(|_| Err(io::Error::other("a worker thread panicked")));
             result = result.and(joined);
         }
+        // Every event loop has ended, so every change is in the writer's queue: let it
+        // write and fsync them, then end.
+        if let Some(writer) = writer {
+            if let Some(log) = self.service.log() {
+                log.stop();
+            }
+            if writer.join().is_err() {
+                result = result.and(Err(io::Error::other("the log writer panicked")));
+            }
+        }
         result
     }
 
-    fn accept_until_shutdown(
-        &mut self,
-        lanes: &[(Sender<(TcpStream, Protocol)>, Waker)],
-    ) -> io::Result<()> {
+    fn accept_until_shutdown(&mut self, lanes: &[Lane]) -> io::Result<()> {
         let mut events = Events::with_capacity(128);
         let mut next = 0;
         while !self.shared.shutdown.load(Relaxed) {
@@ -283,7 +357,7 @@ impl Server {
         &self,
         listener: &TcpListener,
         protocol: Protocol,
-        lanes: &[(Sender<(TcpStream, Protocol)>, Waker)],
+        lanes: &[Lane],
         next: &mut usize,
     ) -> io::Result<()> {
         loop {

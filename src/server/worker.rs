@@ -12,7 +12,7 @@ use slab::Slab;
 
 use super::connection::{Connection, Next, Protocol};
 use super::{Config, Shared};
-use crate::service::Service;
+use crate::service::{Service, Session};
 
 /// The token of the worker's waker; connections use their slab index.
 pub(super) const WAKER: Token = Token(usize::MAX);
@@ -26,6 +26,10 @@ pub(super) struct Worker {
     pub(super) shared: Arc<Shared>,
     pub(super) service: Service,
     pub(super) config: Config,
+    /// Buffers and not-yet-submitted log records shared by this loop's connections.
+    pub(super) session: Session,
+    /// Connections with replies waiting for the log; looked at when the writer wakes us.
+    pub(super) held: Vec<usize>,
 }
 
 impl Worker {
@@ -43,9 +47,11 @@ impl Worker {
                 }
                 return Err(e);
             }
+            let mut woken = false;
             for event in &events {
                 if event.token() == WAKER {
                     self.adopt(&mut conns)?;
+                    woken = true;
                     continue;
                 }
                 let key = event.token().0;
@@ -57,11 +63,18 @@ impl Worker {
                     .ready(
                         readable && deadline.is_none(),
                         &self.service,
+                        &mut self.session,
                         self.config.max_output,
                     )
                     .unwrap_or(Next::Close);
                 self.settle(&mut conns, key, next);
             }
+            if woken {
+                // The log writer (or the acceptor) woke us: send what the log now covers.
+                self.release_held(&mut conns);
+            }
+            // Once per iteration: this loop's changes go to the log writer as one batch.
+            self.service.submit(&mut self.session);
 
             if deadline.is_none() && self.shared.shutdown.load(Acquire) {
                 // Shutdown: stop reading, close what owes nothing, flush the rest.
@@ -108,8 +121,27 @@ impl Worker {
         Ok(())
     }
 
+    /// Gives every connection with held replies a chance to send what was released.
+    fn release_held(&mut self, conns: &mut Slab<Connection>) {
+        for key in std::mem::take(&mut self.held) {
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            conn.listed = false;
+            let next = conn
+                .ready(
+                    false,
+                    &self.service,
+                    &mut self.session,
+                    self.config.max_output,
+                )
+                .unwrap_or(Next::Close);
+            self.settle(conns, key, next);
+        }
+    }
+
     /// Applies what a connection asked for: new interest, or removal.
-    fn settle(&self, conns: &mut Slab<Connection>, key: usize, next: Next) {
+    fn settle(&mut self, conns: &mut Slab<Connection>, key: usize, next: Next) {
         match next {
             Next::Close => {
                 let conn = conns.remove(key);
@@ -117,6 +149,10 @@ impl Worker {
             }
             Next::Keep { wants_write } => {
                 let conn = &mut conns[key];
+                if conn.is_held() && !conn.listed {
+                    conn.listed = true;
+                    self.held.push(key);
+                }
                 // Most events leave the interest as it was: skip the epoll_ctl then.
                 if conn.writable_interest == wants_write {
                     return;

@@ -1,0 +1,198 @@
+//! Start-up: load the snapshot, replay the logs after it, mend a torn tail.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader};
+use std::path::{Path, PathBuf};
+
+use super::record::{End, Item, LogReader};
+use super::{Error, SNAPSHOT_FILE, snapshot};
+use crate::SortedMultiset;
+
+/// What start-up found.
+pub(crate) struct Recovered {
+    pub(crate) set: SortedMultiset<i64>,
+    /// The highest generation in use: the snapshot's or the newest log's.
+    pub(crate) last_generation: u64,
+    pub(crate) snapshot_bytes: u64,
+    /// Bytes in the logs kept (after any truncation).
+    pub(crate) log_bytes: u64,
+    /// What was mended, for the operator.
+    pub(crate) warnings: Vec<String>,
+}
+
+/// The file name of generation `generation`'s log.
+pub(crate) fn log_name(generation: u64) -> String {
+    format!("{generation:020}.log")
+}
+
+/// The generation a log's file name names, if it is a log.
+fn log_generation(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".log")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// The logs in `dir`, oldest first.
+pub(crate) fn list_logs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
+    let mut logs = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| Error::io("read directory", dir, e))? {
+        let entry = entry.map_err(|e| Error::io("read directory", dir, e))?;
+        if let Some(generation) = entry.file_name().to_str().and_then(log_generation) {
+            logs.push((generation, entry.path()));
+        }
+    }
+    logs.sort_unstable();
+    Ok(logs)
+}
+
+/// Loads `dir`'s snapshot and replays its logs into a new multiset.
+///
+/// A torn tail (a record cut short by a crash) is truncated with a warning. A bad record
+/// with data after it stops the start-up with [`Error::Corrupt`], unless `repair`: then the
+/// log is truncated there too. Logs the snapshot already covers (left by a crash during
+/// compaction) and a leftover temporary snapshot are removed.
+pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
+    let set = SortedMultiset::new();
+    let mut warnings = Vec::new();
+    let snap = dir.join(SNAPSHOT_FILE);
+    let tmp = snap.with_extension("tmp");
+    if tmp.exists() {
+        fs::remove_file(&tmp).map_err(|e| Error::io("remove", &tmp, e))?;
+        warnings.push(format!("removed unfinished snapshot {}", tmp.display()));
+    }
+    // Removals are applied after every addition: records from different event loops may
+    // sit in either order, and a removal replayed before its insertion would be lost.
+    let mut removals: HashMap<i64, u64> = HashMap::new();
+    let mut apply = |v: i64, d: i64| {
+        if d > 0 {
+            set.insert_n(v, d.unsigned_abs());
+        } else {
+            let r = removals.entry(v).or_default();
+            *r = r.saturating_add(d.unsigned_abs());
+        }
+    };
+    let (covers, snapshot_bytes) = if snap.exists() {
+        let bytes = fs::metadata(&snap)
+            .map_err(|e| Error::io("stat", &snap, e))?
+            .len();
+        match snapshot::read(&snap, &mut apply) {
+            Ok(Ok(covers)) => (covers, bytes),
+            Ok(Err(reason)) => return Err(Error::BadSnapshot { path: snap, reason }),
+            Err(e) => return Err(Error::io("read", &snap, e)),
+        }
+    } else {
+        (0, 0)
+    };
+    let mut last_generation = covers;
+    let mut log_bytes = 0;
+    for (generation, path) in list_logs(dir)? {
+        if generation <= covers {
+            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            continue;
+        }
+        last_generation = generation;
+        let kept = replay(&path, generation, repair, &mut warnings, &mut apply)?;
+        log_bytes += kept;
+    }
+    let mut short = 0u64;
+    for (value, n) in removals {
+        short += n - set.remove_n(&value, n);
+    }
+    if short > 0 {
+        warnings.push(format!(
+            "the logs remove {short} occurrences that were never added; ignored"
+        ));
+    }
+    Ok(Recovered {
+        set,
+        last_generation,
+        snapshot_bytes,
+        log_bytes,
+        warnings,
+    })
+}
+
+/// Replays one log through `delta`; returns the bytes kept. A torn tail, or with `repair`
+/// a corrupt record, is truncated away; an empty or headerless file is removed.
+pub(crate) fn replay(
+    path: &Path,
+    generation: u64,
+    repair: bool,
+    warnings: &mut Vec<String>,
+    mut delta: impl FnMut(i64, i64),
+) -> Result<u64, Error> {
+    let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("stat", path, e))?
+        .len();
+    let opened = LogReader::open(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| Error::io("read", path, e))?;
+    let mut reader = match opened {
+        Ok((g, _)) if g != generation => {
+            return Err(Error::Corrupt {
+                path: path.into(),
+                offset: 12,
+                reason: format!("header says generation {g}, the name says {generation}"),
+            });
+        }
+        Ok((_, reader)) => reader,
+        // A crash between creating a log and writing its header leaves it short: nothing
+        // in it was ever acknowledged.
+        Err(reason) if size < super::record::LOG_HEADER_LEN as u64 || repair => {
+            fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
+            warnings.push(format!("removed {} ({reason})", path.display()));
+            return Ok(0);
+        }
+        Err(reason) => {
+            return Err(Error::Corrupt {
+                path: path.into(),
+                offset: 0,
+                reason,
+            });
+        }
+    };
+    loop {
+        match reader.next_item().map_err(|e| Error::io("read", path, e))? {
+            Item::Record(entries) => entries.into_iter().for_each(|(v, d)| delta(v, d)),
+            Item::End(End::Clean) => return Ok(size),
+            Item::End(End::Torn { offset, reason }) => {
+                truncate(path, offset)?;
+                warnings.push(format!(
+                    "truncated a torn tail of {} at byte {offset} ({reason}; {} bytes dropped)",
+                    path.display(),
+                    size - offset
+                ));
+                return Ok(offset);
+            }
+            Item::End(End::Corrupt { offset, reason }) if repair => {
+                truncate(path, offset)?;
+                warnings.push(format!(
+                    "--repair: truncated {} at byte {offset} ({reason}; {} bytes dropped)",
+                    path.display(),
+                    size - offset
+                ));
+                return Ok(offset);
+            }
+            Item::End(End::Corrupt { offset, reason }) => {
+                return Err(Error::Corrupt {
+                    path: path.into(),
+                    offset,
+                    reason,
+                });
+            }
+        }
+    }
+}
+
+fn truncate(path: &Path, len: u64) -> Result<(), Error> {
+    let file = OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io("open for truncation", path, e))?;
+    file.set_len(len)
+        .and_then(|()| file.sync_all())
+        .map_err(|e: io::Error| Error::io("truncate", path, e))
+}
