@@ -1,0 +1,570 @@
+//! Persistence: restart, crash (SIGKILL under load), torn and corrupt logs built byte by
+//! byte, compaction racing writers, and a disk that stops taking writes.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+
+use common::{Running, http_call, small_config};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use sortd::client::{Client, Error as ClientError};
+use sortd::frame::ErrorCode;
+use sortd::persist::record::{RecordWriter, encode_log_header};
+use sortd::persist::{self, Fsync, Options};
+use sortd::server::{Config, Server};
+
+/// Every run, as the server sees it.
+fn contents(addr: SocketAddr) -> Vec<(i64, u64)> {
+    let (runs, truncated) = Client::connect(addr)
+        .expect("connect")
+        .get(i64::MIN, i64::MAX, 0)
+        .expect("get");
+    assert!(!truncated);
+    runs
+}
+
+/// The server binary, started on free ports; killed on drop if still running.
+struct Proc {
+    child: Child,
+    frame: SocketAddr,
+    http: SocketAddr,
+}
+
+impl Proc {
+    /// Starts `server --data-dir dir args..`, through `sh -c shell_prefix` when given (to
+    /// set resource limits). Returns stderr when it exits instead of starting.
+    fn start(dir: &Path, shell_prefix: Option<&str>, args: &[&str]) -> Result<Proc, String> {
+        let server = env!("CARGO_BIN_EXE_server");
+        let mut all = vec![
+            "--frame-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--threads",
+            "2",
+            "--data-dir",
+            dir.to_str().expect("UTF-8 path"),
+        ];
+        all.extend_from_slice(args);
+        let mut cmd = match shell_prefix {
+            Some(prefix) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("{prefix}; exec \"$0\" \"$@\""))
+                    .arg(server);
+                c
+            }
+            None => Command::new(server),
+        };
+        let mut child = cmd
+            .args(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        // The banner is printed once both ports are bound: the readiness signal.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read banner");
+        if line.is_empty() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut err)
+                .expect("read stderr");
+            child.wait().expect("wait");
+            return Err(err);
+        }
+        let addr_after = |marker: &str| -> SocketAddr {
+            let rest = &line[line.find(marker).expect("banner") + marker.len()..];
+            rest.split([',', ' '])
+                .next()
+                .unwrap()
+                .parse()
+                .expect("address")
+        };
+        Ok(Proc {
+            frame: addr_after("frame protocol on "),
+            http: addr_after("HTTP on http://"),
+            child,
+        })
+    }
+
+    /// SIGTERM, then waits; returns stderr. Panics if the exit was not clean.
+    fn terminate(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        assert!(self.child.wait().expect("wait").success());
+        self.stderr()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+
+    fn stderr(&mut self) -> String {
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).expect("read stderr");
+        }
+        err
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn restart_after_sigterm_keeps_every_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let p = Proc::start(&dir, None, &["--fsync", "everysec"]).unwrap();
+    let mut c = Client::connect(p.frame).unwrap();
+    // Every kind of change, over both protocols.
+    c.insert(&[5, 3, 5, 9, -7, i64::MIN, i64::MAX]).unwrap();
+    assert_eq!(c.remove(5, 1).unwrap(), 1);
+    c.add_random().unwrap();
+    let call = |method, path, body| http_call(p.http, method, path, body);
+    assert_eq!(call("POST", "/array", r#"{"values":[1,1,2]}"#).0, 200);
+    assert_eq!(call("POST", "/array/remove", r#"{"value":1}"#).0, 200);
+    assert_eq!(call("POST", "/add_value", "").0, 200);
+    assert_eq!(call("POST", "/array/random", "").0, 200);
+    assert!(c.clear().unwrap() >= 10);
+    c.insert(&[4, 4, 4, 8, -1]).unwrap();
+    assert_eq!(c.remove(4, 2).unwrap(), 2);
+    assert_eq!(call("POST", "/add_value", "").0, 200);
+    assert_eq!(call("DELETE", "/clean_array", "").0, 200);
+    c.insert(&[42, 42, 7]).unwrap();
+    assert_eq!(call("POST", "/array", r#"{"values":[-3]}"#).0, 200);
+    assert_eq!(call("GET", "/add_value", "").0, 200);
+
+    let (status, stats) = call("GET", "/stats", "");
+    assert_eq!(status, 200);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["persistence"]["fsync"], "everysec");
+    assert!(stats["persistence"]["log_bytes"].as_u64().unwrap() > 20);
+    let log = c
+        .stats()
+        .unwrap()
+        .log
+        .expect("STATS carries persistence figures");
+    assert!(!log.failed);
+    assert!(call("GET", "/metrics", "").1.contains("\nsortd_log_bytes "));
+
+    let before = contents(p.frame);
+    assert_eq!(before.iter().map(|r| r.1).sum::<u64>(), 5);
+    drop(c);
+    p.terminate();
+
+    let p = Proc::start(&dir, None, &[]).unwrap();
+    assert_eq!(contents(p.frame), before);
+    // And once more, now that the data spans two log generations.
+    Client::connect(p.frame).unwrap().insert(&[1]).unwrap();
+    let before = contents(p.frame);
+    p.terminate();
+    let p = Proc::start(&dir, None, &[]).unwrap();
+    assert_eq!(contents(p.frame), before);
+}
+
+/// Per value: occurrences sent, and occurrences whose insert was acknowledged.
+type Tally = BTreeMap<i64, (u64, u64)>;
+
+#[test]
+fn sigkill_under_load_loses_no_acknowledged_insert() {
+    const THREADS: i64 = 4;
+    const ROUNDS: u64 = 4;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut tally = Tally::new();
+    let mut rng = SmallRng::seed_from_u64(7);
+    for round in 0..ROUNDS {
+        let p = Proc::start(&dir, None, &["--fsync", "always"]).unwrap();
+        check_tally(&tally, &contents(p.frame));
+        let (acks, acked) = mpsc::channel();
+        let loaders: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (addr, acks) = (p.frame, acks.clone());
+                thread::spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(round * 100 + t as u64);
+                    let mut mine = Tally::new();
+                    let Ok(mut client) = Client::connect(addr) else {
+                        return mine;
+                    };
+                    // Bounded: the kill comes long before this runs out.
+                    for _ in 0..200_000 {
+                        let n = rng.random_range(1..=16);
+                        let batch: Vec<i64> =
+                            (0..n).map(|_| t * 1000 + rng.random_range(0..64)).collect();
+                        for v in &batch {
+                            mine.entry(*v).or_default().0 += 1;
+                        }
+                        if client.insert_ack(&batch).is_err() {
+                            break;
+                        }
+                        for v in &batch {
+                            mine.entry(*v).or_default().1 += 1;
+                        }
+                        let _ = acks.send(());
+                    }
+                    mine
+                })
+            })
+            .collect();
+        drop(acks);
+        // Kill at a random moment, counted in acknowledged batches.
+        let kill_after = rng.random_range(20..400);
+        let mut seen = 0;
+        while seen < kill_after && acked.recv().is_ok() {
+            seen += 1;
+        }
+        p.kill();
+        for loader in loaders {
+            for (v, (sent, ok)) in loader.join().unwrap() {
+                let e = tally.entry(v).or_default();
+                e.0 += sent;
+                e.1 += ok;
+            }
+        }
+        assert_eq!(seen, kill_after, "the load ended before the kill");
+    }
+    let p = Proc::start(&dir, None, &[]).unwrap();
+    check_tally(&tally, &contents(p.frame));
+    assert!(tally.values().map(|t| t.1).sum::<u64>() >= 80);
+}
+
+/// Every acknowledged occurrence is present, and none beyond what was sent.
+fn check_tally(tally: &Tally, runs: &[(i64, u64)]) {
+    let present: BTreeMap<i64, u64> = runs.iter().copied().collect();
+    for (v, &(sent, acked)) in tally {
+        let n = present.get(v).copied().unwrap_or(0);
+        assert!(
+            acked <= n && n <= sent,
+            "value {v}: {n} present, {acked} acknowledged, {sent} sent"
+        );
+    }
+    for v in present.keys() {
+        assert!(tally.contains_key(v), "value {v} was never sent");
+    }
+}
+
+/// A log file's bytes: header, then one record per change.
+fn log_bytes(generation: u64, changes: &[&[(i64, i64)]]) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::new();
+    encode_log_header(generation, &mut out);
+    let mut starts = Vec::new();
+    for change in changes {
+        starts.push(out.len());
+        let mut w = RecordWriter::begin(&mut out);
+        for &(v, d) in *change {
+            if d > 0 {
+                w.add(v, d.unsigned_abs());
+            } else {
+                w.remove(v, d.unsigned_abs());
+            }
+        }
+        w.finish();
+    }
+    (out, starts)
+}
+
+fn log_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{generation:020}.log"))
+}
+
+/// Recovered runs and recovery warnings.
+type Recovered = (Vec<(i64, u64)>, Vec<String>);
+
+/// Opens `dir` in-process (without running the server): the recovered contents and
+/// warnings, or the start-up error.
+fn recover(dir: &Path, repair: bool) -> Result<Recovered, String> {
+    let server = Server::bind(Config {
+        frame_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: None,
+        persistence: Some(Options {
+            repair,
+            ..Options::new(dir)
+        }),
+        ..small_config()
+    })
+    .map_err(|e| e.to_string())?;
+    Ok((
+        server.set().runs().collect(),
+        server.recovery_warnings().to_vec(),
+    ))
+}
+
+const CHANGES: [&[(i64, i64)]; 3] = [&[(1, 2), (2, 1)], &[(1, -1)], &[(3, 5), (2, 2)]];
+
+#[test]
+fn torn_tail_is_truncated_at_every_cut() {
+    let (full, starts) = log_bytes(1, &CHANGES);
+    let last = starts[2];
+    for cut in last + 1..full.len() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(log_path(tmp.path(), 1), &full[..cut]).unwrap();
+        let (runs, warnings) = recover(tmp.path(), false).unwrap();
+        assert_eq!(runs, [(1, 1), (2, 1)], "cut at {cut}");
+        assert!(
+            warnings.iter().any(|w| w.contains("torn tail")),
+            "{warnings:?}"
+        );
+        assert_eq!(
+            fs::metadata(log_path(tmp.path(), 1)).unwrap().len(),
+            last as u64
+        );
+    }
+    // The whole log, and the whole log followed by a zero-filled tail.
+    for tail in [0, 1, 7, 4096] {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut bytes = full.clone();
+        bytes.resize(full.len() + tail, 0);
+        fs::write(log_path(tmp.path(), 1), &bytes).unwrap();
+        let (runs, warnings) = recover(tmp.path(), false).unwrap();
+        assert_eq!(runs, [(1, 1), (2, 3), (3, 5)], "{tail} zeros");
+        assert_eq!(warnings.is_empty(), tail == 0, "{warnings:?}");
+    }
+    // A last record whose bytes were not all written (garbage where its end should be)
+    // is a torn tail too.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut bytes = full.clone();
+    *bytes.last_mut().unwrap() ^= 0x55;
+    fs::write(log_path(tmp.path(), 1), &bytes).unwrap();
+    assert_eq!(recover(tmp.path(), false).unwrap().0, [(1, 1), (2, 1)]);
+}
+
+#[test]
+fn a_removal_logged_before_its_insertion_still_cancels_it() {
+    // Two event loops: one inserted 5 and 6, the other then removed them, and the remover's
+    // batch reached the writer first.
+    let tmp = tempfile::tempdir().unwrap();
+    let (bytes, _) = log_bytes(1, &[&[(5, -1), (6, -1)], &[(5, 1), (6, 2)]]);
+    fs::write(log_path(tmp.path(), 1), bytes).unwrap();
+    assert_eq!(recover(tmp.path(), false).unwrap().0, [(6, 1)]);
+}
+
+#[test]
+fn corrupt_record_stops_start_up_unless_repair() {
+    let (mut bytes, starts) = log_bytes(1, &CHANGES);
+    // Flip one payload byte of the middle record: the last record follows it.
+    bytes[starts[1] + 10] ^= 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let path = log_path(tmp.path(), 1);
+    fs::write(&path, &bytes).unwrap();
+    let err = recover(tmp.path(), false).unwrap_err();
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains(&format!("byte {}", starts[1])), "{err}");
+    assert!(err.contains("--repair"), "{err}");
+    // Refusing changed nothing on disk.
+    assert_eq!(fs::read(&path).unwrap(), bytes);
+
+    let (runs, warnings) = recover(tmp.path(), true).unwrap();
+    assert_eq!(runs, [(1, 2), (2, 1)]);
+    assert!(
+        warnings.iter().any(|w| w.contains("--repair")),
+        "{warnings:?}"
+    );
+    assert_eq!(fs::metadata(&path).unwrap().len(), starts[1] as u64);
+
+    // A file that is not a log at all.
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(log_path(tmp.path(), 1), b"this is not a sortd log file").unwrap();
+    let err = recover(tmp.path(), false).unwrap_err();
+    assert!(err.contains("bad magic"), "{err}");
+}
+
+#[test]
+fn leftovers_of_an_interrupted_compaction_are_not_counted_twice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // The snapshot covers generations 1 and 2, whose logs a crash left behind (they
+    // would add 100 more of value 9 if replayed); generation 3 came after. A negative net
+    // in the snapshot is balanced by generation 3.
+    persist::snapshot::write(&dir.join("snapshot"), 2, &[(1, 3), (2, -1)]).unwrap();
+    for generation in [1, 2] {
+        fs::write(
+            log_path(dir, generation),
+            log_bytes(generation, &[&[(9, 100)]]).0,
+        )
+        .unwrap();
+    }
+    fs::write(log_path(dir, 3), log_bytes(3, &[&[(2, 2)]]).0).unwrap();
+    fs::write(dir.join("snapshot.tmp"), b"half a snapshot").unwrap();
+    let (runs, warnings) = recover(dir, false).unwrap();
+    assert_eq!(runs, [(1, 3), (2, 1)]);
+    assert!(warnings.iter().any(|w| w.contains("snapshot.tmp")));
+    assert!(!log_path(dir, 1).exists() && !log_path(dir, 2).exists());
+    assert!(!dir.join("snapshot.tmp").exists());
+
+    // A damaged snapshot cannot be repaired around: the start-up stops.
+    let mut snap = fs::read(dir.join("snapshot")).unwrap();
+    snap[30] ^= 1;
+    fs::write(dir.join("snapshot"), &snap).unwrap();
+    let err = recover(dir, true).unwrap_err();
+    assert!(err.contains("CRC mismatch"), "{err}");
+}
+
+/// Writers, removers and a clearer run while the log is compacted again and again; every
+/// occurrence is accounted for, and a restart restores exactly what was there.
+#[test]
+fn compaction_racing_writers_and_clear_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let config = || Config {
+        persistence: Some(Options {
+            compact_factor: 1.0,
+            compact_min: 16 << 10,
+            fsync: Fsync::Never,
+            ..Options::new(&dir)
+        }),
+        ..small_config()
+    };
+    let mut server = Running::start(config());
+    let addr = server.addr;
+    let workers: Vec<_> = (0..4u64)
+        .map(|t| {
+            thread::spawn(move || {
+                let mut c = Client::connect(addr).unwrap();
+                let mut rng = SmallRng::seed_from_u64(t);
+                let (mut added, mut removed) = (0u64, 0u64);
+                for i in 0..1500 {
+                    let batch: Vec<i64> = (0..rng.random_range(1..=12))
+                        .map(|_| rng.random_range(0..300))
+                        .collect();
+                    c.insert_ack(&batch).unwrap();
+                    added += batch.len() as u64;
+                    match t {
+                        // One thread removes, one clears now and then.
+                        1 => removed += c.remove(rng.random_range(0..300), 2).unwrap(),
+                        2 if i % 300 == 299 => removed += c.clear().unwrap(),
+                        _ => {}
+                    }
+                }
+                (added, removed)
+            })
+        })
+        .collect();
+    let (mut added, mut removed) = (0, 0);
+    for w in workers {
+        let (a, r) = w.join().unwrap();
+        added += a;
+        removed += r;
+    }
+    let before = contents(addr);
+    assert_eq!(before.iter().map(|r| r.1).sum::<u64>(), added - removed);
+    let stats = Client::connect(addr).unwrap().stats().unwrap().log.unwrap();
+    assert!(stats.compactions >= 2, "{stats:?}");
+    assert!(stats.snapshot_bytes > 0);
+    server.stop().unwrap();
+    drop(server);
+
+    let server = Running::start(config());
+    assert_eq!(contents(server.addr), before);
+}
+
+#[test]
+fn unusable_data_dir_is_a_clear_error_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A file where the directory should be.
+    let file = tmp.path().join("plain-file");
+    fs::write(&file, b"x").unwrap();
+    let err = recover(&file, false).unwrap_err();
+    assert!(err.contains(&file.display().to_string()), "{err}");
+
+    // A second server on a directory in use.
+    let dir = tmp.path().join("data");
+    let first = Running::start(Config {
+        persistence: Some(Options::new(&dir)),
+        ..small_config()
+    });
+    let err = recover(&dir, false).unwrap_err();
+    assert!(err.contains("locked"), "{err}");
+    drop(first);
+
+    // A disk that takes no bytes at all (file size limit 0): the binary says so and exits.
+    let err = Proc::start(&dir, Some("trap '' XFSZ; ulimit -f 0"), &[])
+        .err()
+        .expect("must not start");
+    assert!(
+        err.contains("cannot start") && err.contains(".log"),
+        "{err}"
+    );
+}
+
+/// The disk fills up while clients write: the failing writes are never acknowledged,
+/// later writes are refused with UNAVAILABLE, reads keep working, and a restart finds
+/// every acknowledged write.
+#[test]
+fn write_error_at_run_time_stops_acknowledging() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    // dash counts `ulimit -f` in 512-byte blocks: the log may grow to 1024 bytes.
+    let p = Proc::start(
+        &dir,
+        Some("trap '' XFSZ; ulimit -f 2"),
+        &["--fsync", "always"],
+    )
+    .unwrap();
+    let mut tally = Tally::new();
+    let mut c = Client::connect(p.frame).unwrap();
+    let mut refused = None;
+    for i in 0..200 {
+        let batch = [i % 10, i % 7, 100];
+        for v in batch {
+            tally.entry(v).or_default().0 += 1;
+        }
+        match c.insert_ack(&batch) {
+            Ok(_) => batch
+                .iter()
+                .for_each(|v| tally.entry(*v).or_default().1 += 1),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    // The insert whose record could not be written is never acknowledged: its connection
+    // is closed rather than answered.
+    assert!(matches!(refused, Some(ClientError::Io(_))), "{refused:?}");
+    let mut c = Client::connect(p.frame).unwrap();
+    match c.insert_ack(&[1]) {
+        Err(ClientError::Server(e)) => {
+            assert_eq!(e.code, ErrorCode::UNAVAILABLE);
+            assert!(e.message.contains("log failed"), "{}", e.message);
+        }
+        other => panic!("expected UNAVAILABLE, got {other:?}"),
+    }
+    let (status, body) = http_call(p.http, "POST", "/array", r#"{"values":[1]}"#);
+    assert_eq!(status, 503, "{body}");
+    // Reads still work and say why writes are refused.
+    assert!(c.stats().unwrap().log.unwrap().failed);
+    let (status, body) = http_call(p.http, "GET", "/stats", "");
+    assert_eq!(status, 200);
+    assert!(body.contains("File too large"), "{body}");
+    check_tally(&tally, &contents(p.frame));
+    p.kill();
+
+    let p = Proc::start(&dir, None, &[]).unwrap();
+    check_tally(&tally, &contents(p.frame));
+    assert!(tally.values().map(|t| t.1).sum::<u64>() > 0);
+}
