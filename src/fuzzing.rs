@@ -165,3 +165,51 @@ pub fn http(data: &[u8]) {
         }
     }
 }
+
+/// The log fuzz target: read arbitrary bytes as a log file, as recovery does.
+///
+/// Must never panic or read past the data; the offset after the records read is exactly
+/// their encoded size; a clean end means every byte was a valid record; and cutting a clean
+/// log inside its last record reads as a torn tail, never as corruption (a crash must never
+/// stop the start-up).
+pub fn log(data: &[u8]) {
+    use crate::persist::record::{
+        ENTRY_LEN, End, Item, LOG_HEADER_LEN, LogReader, RECORD_HEADER_LEN,
+    };
+
+    let read = |bytes: &[u8]| -> Option<(Vec<usize>, u64, End)> {
+        let Ok(Ok((_, mut reader))) = LogReader::open(bytes) else {
+            return None;
+        };
+        let mut sizes = Vec::new();
+        loop {
+            match reader.next_item().expect("reading a slice cannot fail") {
+                Item::Record(entries) => {
+                    assert!(!entries.is_empty());
+                    sizes.push(RECORD_HEADER_LEN + entries.len() * ENTRY_LEN);
+                }
+                Item::End(end) => return Some((sizes, reader.offset(), end)),
+            }
+        }
+    };
+    let Some((sizes, offset, end)) = read(data) else {
+        return;
+    };
+    assert_eq!(
+        offset,
+        (LOG_HEADER_LEN + sizes.iter().sum::<usize>()) as u64
+    );
+    match &end {
+        End::Clean => assert_eq!(offset, data.len() as u64),
+        End::Torn { offset: at, .. } | End::Corrupt { offset: at, .. } => {
+            assert_eq!(*at, offset);
+            assert!(*at < data.len() as u64);
+        }
+    }
+    if let (End::Clean, Some(&last)) = (&end, sizes.last()) {
+        // Somewhere strictly inside the last record, chosen by the data.
+        let cut = data.len() - last + 1 + usize::from(data[0]) % (last - 1);
+        let (_, _, end) = read(&data[..cut]).expect("the header is intact");
+        assert!(matches!(end, End::Torn { .. }), "cut at {cut}: {end:?}");
+    }
+}

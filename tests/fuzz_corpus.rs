@@ -30,3 +30,9 @@ fn frame_seeds() {
 fn http_seeds() {
     replay("http", sortd::fuzzing::http);
 }
+
+/// Every log seed reads with exact offsets, and cut inside its last record reads as torn.
+#[test]
+fn log_seeds() {
+    replay("log", sortd::fuzzing::log);
+}

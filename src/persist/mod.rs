@@ -1,6 +1,33 @@
 //! Durability: an append-only log of count deltas, snapshots, and recovery.
 //!
-//! Turned on with `server --data-dir DIR`; without it nothing touches the disk.
+//! Turned on with `server --data-dir DIR` (or [`Config::persistence`](crate::server::Config)
+//! when embedding the server); without it nothing touches the disk.
+//!
+//! ```
+//! use sortd::client::Client;
+//! use sortd::persist::{Fsync, Options};
+//! use sortd::server::{Config, Server};
+//!
+//! let dir = std::env::temp_dir().join(format!("sortd-doc-{}", std::process::id()));
+//! let config = Config {
+//!     frame_addr: "127.0.0.1:0".parse()?,
+//!     http_addr: None,
+//!     persistence: Some(Options { fsync: Fsync::Always, ..Options::new(&dir) }),
+//!     ..Config::default()
+//! };
+//! let server = Server::bind(config.clone())?;
+//! let (addr, stop) = (server.frame_addr(), server.shutdown_handle());
+//! let running = std::thread::spawn(move || server.run());
+//! Client::connect(addr)?.insert(&[3, 1, 3])?; // acknowledged: on disk
+//! stop.shutdown();
+//! running.join().unwrap()?;
+//!
+//! let restarted = Server::bind(config)?; // replays the log
+//! assert_eq!(restarted.set().to_vec(), [1, 3, 3]);
+//! # drop(restarted);
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # How a write becomes durable
 //!
