@@ -143,7 +143,7 @@ impl<'a> RecordWriter<'a> {
     }
 }
 
-/// Checks a record header; returns the payload length.
+/// Checks a record header; returns the payload length and the CRC it declares.
 ///
 /// # Errors
 ///

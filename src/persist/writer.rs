@@ -126,7 +126,12 @@ impl Writer {
                 }
             }
             if self.log.has_failed() {
-                // Nothing more is acknowledged; drain so senders never wait.
+                // Nothing more is acknowledged; drain so senders never wait, and wake the
+                // loops so they drop the connections still waiting (the failure may have
+                // come from the fsync thread, which wakes no one).
+                if !tickets.is_empty() {
+                    wake();
+                }
                 buf.clear();
                 tickets.clear();
                 continue;
