@@ -208,3 +208,37 @@ fn binary_bench_reports_and_verifies() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("empty server"));
 }
+
+/// The multiplexed load generator (`-t`): 64 connections on 2 threads, pipelined, every
+/// request counted and every insert on the server.
+#[test]
+fn binary_bench_multiplexed_verifies() {
+    let server = Running::start(small_config());
+    let addr = server.addr.to_string();
+    let args = [
+        "--json",
+        "bench",
+        "-n",
+        "2000",
+        "-c",
+        "64",
+        "-t",
+        "2",
+        "-p",
+        "3",
+        "--mix",
+        "insert=2,ack=1,get=1",
+        "--verify",
+    ];
+    let report: serde_json::Value = serde_json::from_str(&stdout(&client(&addr, &args))).unwrap();
+    assert_eq!(report["requests"], 2000);
+    assert_eq!(report["errors"], 0);
+    assert_eq!(report["verified"], true);
+    assert_eq!(report["values"].as_u64().unwrap(), server.set.len());
+
+    // A refused connection is an error before the run, as with one thread per connection.
+    drop(server);
+    let out = client(&addr, &["bench", "-n", "10", "-t", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}

@@ -171,6 +171,13 @@ fn restart_after_sigterm_keeps_every_change() {
         .expect("STATS carries persistence figures");
     assert!(!log.failed);
     assert!(call("GET", "/metrics", "").1.contains("\nsortd_log_bytes "));
+    let out = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &p.frame.to_string(), "--json", "stats"])
+        .output()
+        .unwrap();
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed["persistence"]["failed"], false, "{printed}");
+    assert!(printed["persistence"]["log_bytes"].as_u64().unwrap() > 20);
 
     let before = contents(p.frame);
     assert_eq!(before.iter().map(|r| r.1).sum::<u64>(), 5);

@@ -85,6 +85,10 @@ enum Command {
         /// Concurrent connections.
         #[arg(short = 'c', long, default_value_t = 8)]
         connections: usize,
+        /// Load threads, each multiplexing its share of the connections with mio; 0 runs one
+        /// blocking thread per connection. Use a few for many connections.
+        #[arg(short = 't', long, default_value_t = 0)]
+        threads: usize,
         /// Run for this many seconds (default 10 unless -n is given).
         #[arg(short = 'd', long)]
         duration: Option<f64>,
@@ -199,11 +203,21 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
         Command::Stats => {
             let s = client.stats()?;
             let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+            let log = s.log.map(|l| {
+                json!({
+                    "log_bytes": l.log_bytes, "snapshot_bytes": l.snapshot_bytes,
+                    "pending": l.pending, "fsyncs": l.fsyncs, "last_fsync_ms": l.last_fsync_ms,
+                    "compactions": l.compactions, "last_compaction_ms": l.last_compaction_ms,
+                    "failed": l.failed,
+                })
+            });
             if args.json {
-                println!(
-                    "{}",
-                    json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max })
-                );
+                let mut out =
+                    json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max });
+                if let Some(log) = log {
+                    out["persistence"] = log;
+                }
+                println!("{out}");
             } else {
                 let show = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
                 println!(
@@ -213,6 +227,11 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
                     show(min),
                     show(max)
                 );
+                if let Some(serde_json::Value::Object(fields)) = log {
+                    for (name, value) in fields {
+                        println!("{name} {value}");
+                    }
+                }
             }
         }
         Command::Bench { .. } => unreachable!("handled before connecting"),
@@ -275,6 +294,7 @@ fn print_count(args: &Args, key: &str, n: u64) {
 fn run_bench(args: &Args) -> Result<(), Error> {
     let Some(Command::Bench {
         connections,
+        threads,
         duration,
         requests,
         pipeline,
@@ -298,6 +318,7 @@ fn run_bench(args: &Args) -> Result<(), Error> {
     let config = bench::Config {
         addr: args.addr.clone(),
         connections: *connections,
+        threads: *threads,
         duration,
         requests: *requests,
         pipeline: *pipeline,

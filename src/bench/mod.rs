@@ -19,6 +19,8 @@ use rand::{RngExt, SeedableRng};
 use crate::client::{Client, Error};
 use crate::frame::{Request, Response, Values};
 
+mod multiplexed;
+
 /// Where inserted values come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Distribution {
@@ -104,8 +106,12 @@ impl FromStr for Mix {
 pub struct Config {
     /// Server address.
     pub addr: String,
-    /// Concurrent connections, one thread each.
+    /// Concurrent connections.
     pub connections: usize,
+    /// Load threads: 0 runs one thread per connection with blocking sockets; N > 0 spreads
+    /// the connections over N threads, each multiplexing its share with mio (what many
+    /// connections need: 512 threads on 2 cores measure the scheduler, not the server).
+    pub threads: usize,
     /// Stop after this long...
     pub duration: Option<Duration>,
     /// ...or after this many requests in total (whichever comes first).
@@ -210,13 +216,110 @@ struct Sent {
     batch: Option<Vec<i64>>,
 }
 
-/// One connection's results.
+/// One load thread's results.
 struct Tally {
     latency: Histogram<u64>,
     requests: u64,
     values: u64,
     errors: u64,
     inserted: BTreeMap<i64, u64>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
+            requests: 0,
+            values: 0,
+            errors: 0,
+            inserted: BTreeMap::new(),
+        }
+    }
+
+    /// Counts the reply to `sent`.
+    fn record(&mut self, sent: Sent, reply: &Response) {
+        let micros = u64::try_from(sent.at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.latency.saturating_record(micros.max(1));
+        self.requests += 1;
+        if let Response::Error(_) = reply {
+            self.errors += 1;
+        } else {
+            self.values += sent.values;
+            for v in sent.batch.into_iter().flatten() {
+                *self.inserted.entry(v).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// Counts requests lost with their connection.
+    fn lost(&mut self, in_flight: usize) {
+        self.errors += in_flight as u64;
+    }
+}
+
+/// Makes one connection's requests: a reproducible stream from its own seed.
+struct Generator {
+    rng: SmallRng,
+    batch: Vec<i64>,
+}
+
+impl Generator {
+    fn new(config: &Config, index: u64) -> Generator {
+        Generator {
+            rng: SmallRng::seed_from_u64(config.seed.wrapping_add(index)),
+            batch: Vec::new(),
+        }
+    }
+
+    /// The next request, if the shared budget has one left and there is time.
+    fn next(
+        &mut self,
+        config: &Config,
+        deadline: Option<Instant>,
+        budget: &AtomicU64,
+    ) -> Option<(Request<'_>, Sent)> {
+        if deadline.is_some_and(|d| Instant::now() >= d)
+            || budget
+                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+                .is_err()
+        {
+            return None;
+        }
+        let weights = config.mix;
+        let pick = self
+            .rng
+            .random_range(0..weights.insert + weights.ack + weights.get);
+        Some(if pick < weights.insert + weights.ack {
+            self.batch.clear();
+            let len = self.rng.random_range(config.batch.clone());
+            let rng = &mut self.rng;
+            self.batch
+                .extend((0..len).map(|_| config.distribution.sample(rng)));
+            let sent = Sent {
+                at: Instant::now(),
+                values: self.batch.len() as u64,
+                // Only --verify needs the values back; don't allocate per request otherwise.
+                batch: config.verify.then(|| self.batch.clone()),
+            };
+            let request = Request::Insert {
+                values: Values::Slice(&self.batch),
+                ack_only: pick >= weights.insert,
+            };
+            (request, sent)
+        } else {
+            let request = Request::Get {
+                min: i64::MIN,
+                max: i64::MAX,
+                limit: 0,
+            };
+            let sent = Sent {
+                at: Instant::now(),
+                values: 0,
+                batch: None,
+            };
+            (request, sent)
+        })
+    }
 }
 
 /// Runs the load and returns what it measured.
@@ -234,30 +337,59 @@ pub fn run(config: &Config) -> Result<Report, Error> {
             )));
         }
     }
-    // Connect everyone first so connection errors surface before the clock starts.
-    let clients = (0..config.connections.max(1))
-        .map(|_| Client::connect(&config.addr))
-        .collect::<Result<Vec<_>, _>>()?;
     let budget = Arc::new(AtomicU64::new(config.requests.unwrap_or(u64::MAX)));
     let done = Arc::new(AtomicU64::new(0));
-    let started = Instant::now();
-    let deadline = config.duration.map(|d| started + d);
-    let workers: Vec<_> = clients
-        .into_iter()
-        .enumerate()
-        .map(|(i, client)| {
-            let config = config.clone();
-            let (budget, done) = (Arc::clone(&budget), Arc::clone(&done));
-            thread::spawn(move || {
-                let tally = drive(client, &config, i as u64, deadline, &budget);
-                done.fetch_add(1, Relaxed);
-                tally
+    let connections = config.connections.max(1);
+    // Connect everyone first so connection errors surface before the clock starts.
+    let (workers, started) = if config.threads == 0 {
+        let clients = (0..connections)
+            .map(|_| Client::connect(&config.addr))
+            .collect::<Result<Vec<_>, _>>()?;
+        let started = Instant::now();
+        let deadline = config.duration.map(|d| started + d);
+        let workers: Vec<_> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(i, client)| {
+                let config = config.clone();
+                let (budget, done) = (Arc::clone(&budget), Arc::clone(&done));
+                thread::spawn(move || {
+                    let tally = drive(client, &config, i as u64, deadline, &budget);
+                    done.fetch_add(1, Relaxed);
+                    tally
+                })
             })
-        })
-        .collect();
+            .collect();
+        (workers, started)
+    } else {
+        let mut shares: Vec<Vec<(u64, std::net::TcpStream)>> = (0..config.threads.min(connections))
+            .map(|_| Vec::new())
+            .collect();
+        for i in 0..connections {
+            let stream = multiplexed::connect(&config.addr)?;
+            let n = shares.len();
+            shares[i % n].push((i as u64, stream));
+        }
+        let started = Instant::now();
+        let deadline = config.duration.map(|d| started + d);
+        let workers: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let config = config.clone();
+                let (budget, done) = (Arc::clone(&budget), Arc::clone(&done));
+                thread::spawn(move || {
+                    let n = share.len() as u64;
+                    let tally = multiplexed::drive(share, &config, deadline, &budget);
+                    done.fetch_add(n, Relaxed);
+                    tally
+                })
+            })
+            .collect();
+        (workers, started)
+    };
 
     if config.progress {
-        let total = config.connections.max(1) as u64;
+        let total = connections as u64;
         // A display refresh, not synchronisation: the joins below wait for the workers.
         while done.load(Relaxed) < total {
             thread::sleep(Duration::from_millis(200));
@@ -338,8 +470,8 @@ fn server_runs(addr: &str) -> Result<Vec<(i64, u64)>, Error> {
     }
 }
 
-/// One connection's loop: keep `pipeline` requests in flight until the budget or the
-/// deadline runs out, timing each reply against its send.
+/// One connection's loop on its own thread: keep `pipeline` requests in flight until the
+/// budget or the deadline runs out, timing each reply against its send.
 fn drive(
     mut client: Client,
     config: &Config,
@@ -347,77 +479,25 @@ fn drive(
     deadline: Option<Instant>,
     budget: &AtomicU64,
 ) -> Tally {
-    let mut rng = SmallRng::seed_from_u64(config.seed.wrapping_add(index));
-    let mut tally = Tally {
-        latency: Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds"),
-        requests: 0,
-        values: 0,
-        errors: 0,
-        inserted: BTreeMap::new(),
-    };
+    let mut generator = Generator::new(config, index);
+    let mut tally = Tally::new();
     let mut in_flight: VecDeque<Sent> = VecDeque::new();
-    let weights = config.mix;
-    let total_weight = weights.insert + weights.ack + weights.get;
-    let mut batch = Vec::new();
     loop {
-        let time_left = deadline.is_none_or(|d| Instant::now() < d);
-        while time_left && in_flight.len() < config.pipeline.max(1) {
-            // Take one request from the shared budget; none left means finish what is in flight.
-            if budget
-                .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
-                .is_err()
-            {
+        while in_flight.len() < config.pipeline.max(1) {
+            let Some((request, sent)) = generator.next(config, deadline, budget) else {
                 break;
-            }
-            let pick = rng.random_range(0..total_weight);
-            let sent = if pick < weights.insert + weights.ack {
-                batch.clear();
-                let len = rng.random_range(config.batch.clone());
-                batch.extend((0..len).map(|_| config.distribution.sample(&mut rng)));
-                client.send(&Request::Insert {
-                    values: Values::Slice(&batch),
-                    ack_only: pick >= weights.insert,
-                });
-                Sent {
-                    at: Instant::now(),
-                    values: batch.len() as u64,
-                    // Only --verify needs the values back; don't allocate per request otherwise.
-                    batch: config.verify.then(|| batch.clone()),
-                }
-            } else {
-                client.send(&Request::Get {
-                    min: i64::MIN,
-                    max: i64::MAX,
-                    limit: 0,
-                });
-                Sent {
-                    at: Instant::now(),
-                    values: 0,
-                    batch: None,
-                }
             };
+            client.send(&request);
             in_flight.push_back(sent);
         }
         let Some(sent) = in_flight.pop_front() else {
             return tally;
         };
         match client.recv() {
-            Ok((_, reply)) => {
-                let micros = u64::try_from(sent.at.elapsed().as_micros()).unwrap_or(u64::MAX);
-                tally.latency.saturating_record(micros.max(1));
-                tally.requests += 1;
-                if let Response::Error(_) = reply {
-                    tally.errors += 1;
-                } else {
-                    tally.values += sent.values;
-                    for v in sent.batch.into_iter().flatten() {
-                        *tally.inserted.entry(v).or_insert(0) += 1;
-                    }
-                }
-            }
+            Ok((_, reply)) => tally.record(sent, &reply),
             Err(_) => {
                 // The connection is gone: what is in flight is lost with it.
-                tally.errors += 1 + in_flight.len() as u64;
+                tally.lost(1 + in_flight.len());
                 return tally;
             }
         }
