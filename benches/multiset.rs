@@ -297,7 +297,46 @@ fn bench_workload(c: &mut Criterion, workload: Workload) {
     group.finish();
 }
 
+/// Walking every run of a 101-value multiset (what each INSERT reply of the original's
+/// workload does): the reference-counted iterator against the one-pin visitor, with
+/// `Mutex<BTreeMap>` as the baseline.
+fn bench_walk(c: &mut Criterion) {
+    let mut group = c.benchmark_group("walk_101_runs");
+    group.throughput(Throughput::Elements(101));
+    let set = SortedMultiset::new();
+    let mut map = BTreeMap::new();
+    for v in 0..=100i64 {
+        set.insert_n(v, 3);
+        map.insert(v, 3u64);
+    }
+    let map = Mutex::new(map);
+    group.bench_function("range_runs", |b| {
+        b.iter(|| {
+            set.range_runs(..)
+                .fold(0u64, |acc, (v, n)| acc ^ (v as u64 + n))
+        })
+    });
+    group.bench_function("visit_runs", |b| {
+        b.iter(|| {
+            let mut acc = 0u64;
+            set.visit_runs(.., |&v, n| {
+                acc ^= v as u64 + n;
+                std::ops::ControlFlow::Continue(())
+            });
+            acc
+        })
+    });
+    group.bench_function("Mutex<BTreeMap>", |b| {
+        b.iter(|| {
+            let map = map.lock().unwrap();
+            map.iter().fold(0u64, |acc, (v, n)| acc ^ (*v as u64 + n))
+        })
+    });
+    group.finish();
+}
+
 fn benches(c: &mut Criterion) {
+    bench_walk(c);
     for (dist, mixed) in [
         (Dist::Service, false),
         (Dist::Uniform, false),

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """End-to-end benchmark: sortd against Redis (and HTTP against nginx) on loopback, one load at a time.
 
-Usage: python3 scripts/e2e_bench.py [--seconds S]
+Usage: python3 scripts/e2e_bench.py [--seconds S] [--rounds R]
 
-Builds and starts the release `server` on free loopback ports and drives it with `client bench`;
+Builds and starts the release `server` on free loopback ports and drives it with `client bench -t 1`
+(one event loop, as redis-benchmark and wrk use);
 starts `redis-server` and drives it with `redis-benchmark` on the equivalent work; serves nginx
 `return 200` (1 worker) and drives it and sortd's HTTP with `wrk -t1 -c8`. redis-server, nginx and
 wrk are installed with apt-get when missing; a peer that cannot be installed is skipped with a
 message. Every server is started and stopped by PID, bound to 127.0.0.1, every run bounded in time.
-Prints one Markdown table: workload, sortd, peer, ratio.
+Every load runs R times, interleaved (sortd, peer, sortd, peer, ...), and the tables show medians:
+one table of workload, sortd, peer, ratio; one of throughput and p99 as connections grow.
 """
 import argparse
 import csv
@@ -17,6 +19,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +77,7 @@ def run(cmd, timeout):
 
 def client_bench(frame_port, seconds, *args):
     out = run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{frame_port}", "--json", "bench",
-               "-d", str(seconds), *args], timeout=seconds * 4 + 60)
+               "-t", "1", "-d", str(seconds), *args], timeout=seconds * 4 + 60)
     return json.loads(out)
 
 
@@ -82,11 +85,13 @@ def clear(frame_port):
     run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{frame_port}", "clear"], timeout=30)
 
 
-def redis_bench(port, seconds_hint, requests, *args):
-    out = run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "8", "-n", str(requests),
-               "--csv", *args], timeout=seconds_hint * 6 + 60)
+def redis_bench(port, seconds_hint, requests, *args, conns=8, p99=False):
+    """Requests/s of the last test redis-benchmark ran (and its p99 in µs if `p99`)."""
+    out = run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(conns), "-n",
+               str(requests), "--csv", *args], timeout=seconds_hint * 6 + 60)
     rows = [r for r in csv.reader(out.splitlines()) if r and r[0] != "test"]
-    return float(rows[-1][1])
+    rps = float(rows[-1][1])
+    return (rps, float(rows[-1][6]) * 1000) if p99 else rps
 
 
 def wrk(url, seconds):
@@ -95,21 +100,28 @@ def wrk(url, seconds):
     return float(m.group(1))
 
 
+def median_of(samples):
+    return statistics.median(samples) if samples else 0
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per load; medians are shown")
     args = parser.parse_args()
     secs = args.seconds
 
     subprocess.run(["cargo", "build", "--release", "--bins", "-q"], cwd=ROOT, check=True)
     frame, http = free_port(), free_port()
     procs = []
-    rows = []
+    results = {}  # row name -> (unit, [ours], [theirs])
+    scaling = {}  # connections -> ([ours req/s], [ours p99], [redis req/s], [redis p99])
 
-    def row(name, ours, theirs, unit):
-        ratio = f"{ours / theirs:.2f}x" if theirs else "-"
-        theirs_s = f"{theirs:,.0f}" if theirs else "skipped"
-        rows.append(f"| {name} | {ours:,.0f} {unit} | {theirs_s} | {ratio} |")
+    def sample(name, unit, ours, theirs):
+        entry = results.setdefault(name, (unit, [], []))
+        entry[1].append(ours)
+        if theirs:
+            entry[2].append(theirs)
 
     try:
         server = subprocess.Popen([os.path.join(BIN, "server"), "--frame-addr", f"127.0.0.1:{frame}",
@@ -127,63 +139,76 @@ def main():
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(redis)
             wait_port(rport, "redis-server")
+        have_wrk = ensure("wrk", "wrk")
+        nginx_port = None
+        if have_wrk and ensure("nginx", "nginx-light"):
+            nginx_port = free_port()
+            ndir = tempfile.mkdtemp(prefix="sortd-nginx-")
+            conf = os.path.join(ndir, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(f"""worker_processes 1; daemon off; pid {ndir}/nginx.pid; error_log {ndir}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fastcgi_temp_path {ndir};
+  uwsgi_temp_path {ndir}; scgi_temp_path {ndir};
+  server {{ listen 127.0.0.1:{nginx_port}; location / {{ return 200 "ok"; }} }} }}
+""")
+            nginx = subprocess.Popen(["nginx", "-c", conf, "-p", ndir],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(nginx)
+            wait_port(nginx_port, "nginx")
 
         def redis_n(rate_guess):
             return max(1000, int(rate_guess * secs))
 
-        # 1. INSERT of 10-20 values in 0..=100 with the sorted reply, 8 connections.
-        clear(frame)
-        ours = client_bench(frame, secs, "-c", "8")["requests_per_s"]
-        theirs = redis_bench(rport, secs, redis_n(15000), "eval", EVAL_BATCH, "1", "s") if have_redis else 0
-        row("INSERT batch + sorted reply, 8 conns (vs EVAL 15×ZINCRBY+ZRANGE)", ours, theirs, "req/s")
-        ping = redis_bench(rport, secs, redis_n(130000), "-t", "ping") if have_redis else 0
-        row("the same (vs Redis PING round trips)", ours, ping, "req/s")
+        def redis_or_0(*args, **kw):
+            return redis_bench(rport, secs, *args, **kw) if have_redis else 0
 
-        # 2. Pipelined ×16, in values per second.
-        clear(frame)
-        ours = client_bench(frame, secs, "-c", "8", "-p", "16")["values_per_s"]
-        theirs = redis_bench(rport, secs, redis_n(500000), "-P", "16", "-r", "101", "-t", "zadd") if have_redis else 0
-        row("INSERT pipelined ×16, values/s (vs ZADD -P 16)", ours, theirs, "values/s")
-
-        # 3. Ack only.
-        clear(frame)
-        ours = client_bench(frame, secs, "-c", "8", "--mix", "ack=1")["requests_per_s"]
-        theirs = redis_bench(rport, secs, redis_n(25000), "eval", EVAL_ACK, "1", "s") if have_redis else 0
-        row("INSERT ack only, 8 conns (vs EVAL 15×ZINCRBY)", ours, theirs, "req/s")
-
-        # 4. GET of the whole multiset (<= 101 runs).
-        ours = client_bench(frame, secs, "-c", "8", "--mix", "get=1")["requests_per_s"]
-        theirs = redis_bench(rport, secs, redis_n(60000), "zrange", "s", "0", "-1", "withscores") if have_redis else 0
-        row("GET whole multiset, 8 conns (vs ZRANGE WITHSCORES)", ours, theirs, "req/s")
-
-        # 5. HTTP against nginx `return 200`, 1 worker.
-        if ensure("wrk", "wrk"):
-            nginx_rate = 0
-            if ensure("nginx", "nginx-light"):
-                nport = free_port()
-                ndir = tempfile.mkdtemp(prefix="sortd-nginx-")
-                conf = os.path.join(ndir, "nginx.conf")
-                with open(conf, "w") as f:
-                    f.write(f"""worker_processes 1; daemon off; pid {ndir}/nginx.pid; error_log {ndir}/error.log;
-events {{ worker_connections 1024; }}
-http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fastcgi_temp_path {ndir};
-  uwsgi_temp_path {ndir}; scgi_temp_path {ndir};
-  server {{ listen 127.0.0.1:{nport}; location / {{ return 200 "ok"; }} }} }}
-""")
-                nginx = subprocess.Popen(["nginx", "-c", conf, "-p", ndir],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                procs.append(nginx)
-                wait_port(nport, "nginx")
-                nginx_rate = wrk(f"http://127.0.0.1:{nport}/", secs)
-            row("HTTP GET /health, wrk -t1 -c8 (vs nginx return 200)", wrk(f"http://127.0.0.1:{http}/health", secs), nginx_rate, "req/s")
-            row("HTTP GET /array?format=runs (vs nginx return 200)", wrk(f"http://127.0.0.1:{http}/array?format=runs", secs), nginx_rate, "req/s")
-
-        # 6. Connections: throughput and p99 as they grow.
-        scaling = []
-        for c in (1, 8, 64, 512):
+        for _ in range(args.rounds):
+            # 1. INSERT of 10-20 values in 0..=100 with the sorted reply, 8 connections.
             clear(frame)
-            r = client_bench(frame, secs, "-c", str(c))
-            scaling.append(f"| {c} | {r['requests_per_s']:,.0f} | {r['latency_us']['p99']} |")
+            ours = client_bench(frame, secs, "-c", "8")["requests_per_s"]
+            sample("INSERT batch + sorted reply, 8 conns (vs EVAL 15×ZINCRBY+ZRANGE)", "req/s", ours,
+                   redis_or_0(redis_n(15000), "eval", EVAL_BATCH, "1", "s"))
+            sample("the same (vs Redis PING round trips)", "req/s", ours,
+                   redis_or_0(redis_n(130000), "-t", "ping"))
+
+            # 2. Pipelined ×16, in values per second.
+            clear(frame)
+            ours = client_bench(frame, secs, "-c", "8", "-p", "16")["values_per_s"]
+            sample("INSERT pipelined ×16, values/s (vs ZADD -P 16)", "values/s", ours,
+                   redis_or_0(redis_n(500000), "-P", "16", "-r", "101", "-t", "zadd"))
+
+            # 3. Ack only.
+            clear(frame)
+            ours = client_bench(frame, secs, "-c", "8", "--mix", "ack=1")["requests_per_s"]
+            sample("INSERT ack only, 8 conns (vs EVAL 15×ZINCRBY)", "req/s", ours,
+                   redis_or_0(redis_n(25000), "eval", EVAL_ACK, "1", "s"))
+
+            # 4. GET of the whole multiset (<= 101 runs).
+            ours = client_bench(frame, secs, "-c", "8", "--mix", "get=1")["requests_per_s"]
+            sample("GET whole multiset, 8 conns (vs ZRANGE WITHSCORES)", "req/s", ours,
+                   redis_or_0(redis_n(60000), "zrange", "s", "0", "-1", "withscores"))
+
+            # 5. HTTP against nginx `return 200`, 1 worker.
+            if have_wrk:
+                nginx_rate = wrk(f"http://127.0.0.1:{nginx_port}/", secs) if nginx_port else 0
+                sample("HTTP GET /health, wrk -t1 -c8 (vs nginx return 200)", "req/s",
+                       wrk(f"http://127.0.0.1:{http}/health", secs), nginx_rate)
+                sample("HTTP GET /array?format=runs (vs nginx return 200)", "req/s",
+                       wrk(f"http://127.0.0.1:{http}/array?format=runs", secs), nginx_rate)
+
+            # 6. Connections: throughput and p99 as they grow, against the same batch on Redis.
+            for c in (1, 8, 64, 512):
+                clear(frame)
+                r = client_bench(frame, secs, "-c", str(c))
+                cell = scaling.setdefault(c, ([], [], [], []))
+                cell[0].append(r["requests_per_s"])
+                cell[1].append(r["latency_us"]["p99"])
+                if have_redis:
+                    rps, p99 = redis_bench(rport, secs, redis_n(15000), "eval", EVAL_BATCH, "1", "s",
+                                           conns=c, p99=True)
+                    cell[2].append(rps)
+                    cell[3].append(p99)
     finally:
         for p in procs:
             p.terminate()
@@ -193,11 +218,24 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
             except subprocess.TimeoutExpired:
                 p.kill()
 
-    print(f"\n{secs} s per run, one load at a time, 127.0.0.1, this machine's cores shared by client and server\n")
-    print("| workload | sortd | peer | ratio |\n|---|---:|---:|---:|")
-    print("\n".join(rows))
-    print("\n| connections | sortd INSERT req/s | p99 µs |\n|---:|---:|---:|")
-    print("\n".join(scaling))
+    print(f"\nmedians of {args.rounds} rounds, {secs} s per run, one load at a time, 127.0.0.1, "
+          f"this machine's cores shared by client and server; "
+          f"`python3 scripts/e2e_bench.py --seconds {secs} --rounds {args.rounds}`\n")
+    print("| workload | sortd | peer | ratio | ratios per round |\n|---|---:|---:|---:|---|")
+    for name, (unit, ours, theirs) in results.items():
+        o, t = median_of(ours), median_of(theirs)
+        ratio = f"{o / t:.2f}x" if t else "-"
+        each = ", ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs)) if theirs else "-"
+        theirs_s = f"{t:,.0f}" if t else "skipped"
+        print(f"| {name} | {o:,.0f} {unit} | {theirs_s} | {ratio} | {each} |")
+    print("\n| connections | sortd INSERT req/s | sortd p99 µs | p99 / p99 at 8 | "
+          "Redis EVAL batch req/s | Redis p99 µs | p99 / p99 at 8 |\n|---:|---:|---:|---:|---:|---:|---:|")
+    base = scaling[8]
+    for c, (rps, p99, rrps, rp99) in scaling.items():
+        ours_growth = median_of(p99) / median_of(base[1])
+        theirs_growth = f"{median_of(rp99) / median_of(base[3]):.1f}x" if rp99 else "-"
+        print(f"| {c} | {median_of(rps):,.0f} | {median_of(p99):,.0f} | {ours_growth:.1f}x | "
+              f"{median_of(rrps):,.0f} | {median_of(rp99):,.0f} | {theirs_growth} |")
 
 
 if __name__ == "__main__":

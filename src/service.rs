@@ -4,6 +4,7 @@
 //! routes call its typed operations. Replies are encoded straight into the caller's output
 //! buffer, so the event loop only moves bytes.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use rand::RngExt;
@@ -298,13 +299,14 @@ impl Service {
         let cap = self.reply_runs(limit);
         let mut w = RunsWriter::begin(out, id, self.set.len());
         let mut truncated = false;
-        for (value, count) in self.set.range_runs(min..=max) {
+        self.set.visit_runs(min..=max, |&value, count| {
             if w.len() == cap {
                 truncated = true;
-                break;
+                return ControlFlow::Break(());
             }
             w.push(value, count);
-        }
+            ControlFlow::Continue(())
+        });
         w.finish(truncated);
     }
 

@@ -77,13 +77,19 @@ impl Conn {
             if self.input.len() - self.filled < READ_CHUNK {
                 self.input.resize(self.filled + READ_CHUNK, 0);
             }
-            match self.stream.read(&mut self.input[self.filled..]) {
+            let room = self.input.len() - self.filled;
+            let drained = match self.stream.read(&mut self.input[self.filled..]) {
                 Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
-                Ok(n) => self.filled += n,
+                Ok(n) => {
+                    self.filled += n;
+                    // A short read emptied the receive queue; later bytes raise a new
+                    // edge-triggered event, so no read just to hear WouldBlock.
+                    n < room
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
-            }
+            };
             let mut pos = 0;
             loop {
                 let (used, item) = self.decoder.decode(&self.input[pos..self.filled]);
@@ -104,6 +110,9 @@ impl Conn {
             }
             self.input.copy_within(pos..self.filled, 0);
             self.filled -= pos;
+            if drained {
+                break;
+            }
         }
         self.refill(config, deadline, budget);
         while self.written < self.out.len() {
