@@ -129,6 +129,13 @@ def main():
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(server)
         wait_port(frame, "sortd")
+        # Redis and nginx (1 worker) serve from one thread: sortd with one event loop too.
+        frame1, http1 = free_port(), free_port()
+        procs.append(subprocess.Popen([os.path.join(BIN, "server"), "--frame-addr",
+                                       f"127.0.0.1:{frame1}", "--http-addr", f"127.0.0.1:{http1}",
+                                       "--threads", "1"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(frame1, "sortd --threads 1")
 
         have_redis = ensure("redis-server", "redis-server") and ensure("redis-benchmark", "redis-tools")
         rport = free_port()
@@ -169,8 +176,11 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
             ours = client_bench(frame, secs, "-c", "8")["requests_per_s"]
             sample("INSERT batch + sorted reply, 8 conns (vs EVAL 15×ZINCRBY+ZRANGE)", "req/s", ours,
                    redis_or_0(redis_n(15000), "eval", EVAL_BATCH, "1", "s"))
-            sample("the same (vs Redis PING round trips)", "req/s", ours,
-                   redis_or_0(redis_n(130000), "-t", "ping"))
+            ping = redis_or_0(redis_n(130000), "-t", "ping")
+            sample("the same (vs Redis PING round trips)", "req/s", ours, ping)
+            clear(frame1)
+            ours1 = client_bench(frame1, secs, "-c", "8")["requests_per_s"]
+            sample("the same, sortd --threads 1 (vs Redis PING round trips)", "req/s", ours1, ping)
 
             # 2. Pipelined ×16, in values per second.
             clear(frame)
@@ -194,6 +204,8 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
                 nginx_rate = wrk(f"http://127.0.0.1:{nginx_port}/", secs) if nginx_port else 0
                 sample("HTTP GET /health, wrk -t1 -c8 (vs nginx return 200)", "req/s",
                        wrk(f"http://127.0.0.1:{http}/health", secs), nginx_rate)
+                sample("HTTP GET /health, sortd --threads 1 (vs nginx, 1 worker)", "req/s",
+                       wrk(f"http://127.0.0.1:{http1}/health", secs), nginx_rate)
                 sample("HTTP GET /array?format=runs (vs nginx return 200)", "req/s",
                        wrk(f"http://127.0.0.1:{http}/array?format=runs", secs), nginx_rate)
 
