@@ -159,22 +159,12 @@ pub(crate) fn replay(
             Item::Record(entries) => entries.into_iter().for_each(|(v, d)| delta(v, d)),
             Item::End(End::Clean) => return Ok(size),
             Item::End(End::Torn { offset, reason }) => {
-                truncate(path, offset)?;
-                warnings.push(format!(
-                    "truncated a torn tail of {} at byte {offset} ({reason}; {} bytes dropped)",
-                    path.display(),
-                    size - offset
-                ));
-                return Ok(offset);
+                let what = format!("a torn tail of {}", path.display());
+                return truncate_with_warning(path, &what, offset, &reason, size, warnings);
             }
             Item::End(End::Corrupt { offset, reason }) if repair => {
-                truncate(path, offset)?;
-                warnings.push(format!(
-                    "--repair: truncated {} at byte {offset} ({reason}; {} bytes dropped)",
-                    path.display(),
-                    size - offset
-                ));
-                return Ok(offset);
+                let what = format!("{} (--repair)", path.display());
+                return truncate_with_warning(path, &what, offset, &reason, size, warnings);
             }
             Item::End(End::Corrupt { offset, reason }) => {
                 return Err(Error::Corrupt {
@@ -185,6 +175,23 @@ pub(crate) fn replay(
             }
         }
     }
+}
+
+/// Truncates `path` at `offset` and says so in `warnings`; returns the bytes kept.
+fn truncate_with_warning(
+    path: &Path,
+    what: &str,
+    offset: u64,
+    reason: &str,
+    size: u64,
+    warnings: &mut Vec<String>,
+) -> Result<u64, Error> {
+    truncate(path, offset)?;
+    warnings.push(format!(
+        "truncated {what} at byte {offset} ({reason}; {} bytes dropped)",
+        size - offset
+    ));
+    Ok(offset)
 }
 
 fn truncate(path: &Path, len: u64) -> Result<(), Error> {
