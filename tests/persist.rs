@@ -206,7 +206,13 @@ fn sigkill_under_load_loses_no_acknowledged_insert() {
     let mut tally = Tally::new();
     let mut rng = SmallRng::seed_from_u64(7);
     for round in 0..ROUNDS {
-        let p = Proc::start(&dir, None, &["--fsync", "always"]).unwrap();
+        // Odd rounds compact after almost every commit, so kills land mid-compaction too.
+        let compact_always = ["--compact-min-mib", "0", "--compact-factor", "0.5"];
+        let mut args = vec!["--fsync", "always"];
+        if round % 2 == 1 {
+            args.extend(compact_always);
+        }
+        let p = Proc::start(&dir, None, &args).unwrap();
         check_tally(&tally, &contents(p.frame));
         let (acks, acked) = mpsc::channel();
         let loaders: Vec<_> = (0..THREADS)
@@ -244,6 +250,10 @@ fn sigkill_under_load_loses_no_acknowledged_insert() {
         let mut seen = 0;
         while seen < kill_after && acked.recv().is_ok() {
             seen += 1;
+        }
+        if round % 2 == 1 {
+            let log = Client::connect(p.frame).unwrap().stats().unwrap().log.unwrap();
+            assert!(log.compactions > 0, "{log:?}");
         }
         p.kill();
         for loader in loaders {
