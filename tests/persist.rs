@@ -252,7 +252,12 @@ fn sigkill_under_load_loses_no_acknowledged_insert() {
             seen += 1;
         }
         if round % 2 == 1 {
-            let log = Client::connect(p.frame).unwrap().stats().unwrap().log.unwrap();
+            let log = Client::connect(p.frame)
+                .unwrap()
+                .stats()
+                .unwrap()
+                .log
+                .unwrap();
             assert!(log.compactions > 0, "{log:?}");
         }
         p.kill();

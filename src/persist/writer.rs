@@ -80,7 +80,17 @@ impl Writer {
     pub(crate) fn spawn(self, wake: Box<dyn Fn() + Send>) -> io::Result<JoinHandle<()>> {
         thread::Builder::new()
             .name("sortd-log".into())
-            .spawn(move || self.run(&*wake))
+            .spawn(move || {
+                let log = Arc::clone(&self.log);
+                // A panic here is a bug; still, the loops must not wait forever for it, nor go
+                // on acknowledging writes nobody logs.
+                let ran =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run(&*wake)));
+                if ran.is_err() {
+                    log.fail("the log writer thread panicked");
+                    wake();
+                }
+            })
     }
 
     fn run(mut self, wake: &dyn Fn()) {
