@@ -288,3 +288,30 @@ fn spawn_syncer(log: &Arc<Log>) -> Sender<File> {
     }
     tx
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Tickets;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    use rand::seq::SliceRandom;
+
+    /// In any order of completion, `next` is the count of done tickets from 0 without a gap.
+    #[test]
+    fn next_is_the_gap_free_count() {
+        for seed in 0..50 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let mut order: Vec<u64> = (0..1000).collect();
+            order.shuffle(&mut rng);
+            let mut t = Tickets::default();
+            let mut seen = vec![false; 1000];
+            for (k, &ticket) in order.iter().enumerate() {
+                t.done(ticket);
+                seen[ticket as usize] = true;
+                let expect = seen.iter().take_while(|&&d| d).count() as u64;
+                assert_eq!(t.next, expect, "seed {seed} after {k}");
+            }
+            assert!(t.early.is_empty());
+        }
+    }
+}
