@@ -252,11 +252,16 @@ fn stats(service: &Service) -> Reply {
     Reply::Json(reply)
 }
 
+/// A request body as JSON, or the 400 that says why it is not.
+fn json_body(body: &[u8]) -> Result<Value, Reply> {
+    serde_json::from_slice(body).map_err(|e| Reply::Error(400, format!("malformed JSON: {e}")))
+}
+
 /// `POST /array` with `{"values": [..]}`.
 fn post_array(body: &[u8], service: &Service, session: &mut Session) -> Reply {
-    let parsed: Value = match serde_json::from_slice(body) {
+    let parsed = match json_body(body) {
         Ok(v) => v,
-        Err(e) => return Reply::Error(400, format!("malformed JSON: {e}")),
+        Err(reply) => return reply,
     };
     let Some(items) = parsed.get("values").and_then(Value::as_array) else {
         return Reply::Error(400, r#"expected {"values": [integers]}"#.into());
@@ -283,9 +288,9 @@ fn post_array(body: &[u8], service: &Service, session: &mut Session) -> Reply {
 
 /// `POST /array/remove` with `{"value": v, "n": k}` (`n` defaults to 1).
 fn post_remove(body: &[u8], service: &Service, session: &mut Session) -> Reply {
-    let parsed: Value = match serde_json::from_slice(body) {
+    let parsed = match json_body(body) {
         Ok(v) => v,
-        Err(e) => return Reply::Error(400, format!("malformed JSON: {e}")),
+        Err(reply) => return reply,
     };
     let Some(value) = parsed.get("value").and_then(Value::as_i64) else {
         return Reply::Error(400, r#"expected {"value": integer, "n": count}"#.into());

@@ -440,14 +440,14 @@ pub(crate) fn open(options: &Options) -> Result<Opened, Error> {
         last_compaction_ms: AtomicU64::new(0),
         _lock: lock,
     });
-    let writer = Writer::new(
-        options.clone(),
-        std::sync::Arc::clone(&log),
+    let writer = Writer {
+        options: options.clone(),
+        log: std::sync::Arc::clone(&log),
         rx,
         file,
         path,
         generation,
-    );
+    };
     Ok(Opened {
         set: recovered.set,
         log,

@@ -25,12 +25,13 @@ const SECOND: Duration = Duration::from_secs(1);
 
 /// Owns the current log file; runs on its own thread once [`spawn`](Writer::spawn)ed.
 pub(crate) struct Writer {
-    options: Options,
-    log: Arc<Log>,
-    rx: Receiver<Msg>,
-    file: File,
-    path: PathBuf,
-    generation: u64,
+    pub(super) options: Options,
+    pub(super) log: Arc<Log>,
+    pub(super) rx: Receiver<Msg>,
+    /// The current log, its path and generation.
+    pub(super) file: File,
+    pub(super) path: PathBuf,
+    pub(super) generation: u64,
 }
 
 /// Tickets done, and the gap-free prefix the event loops wait on.
@@ -57,24 +58,6 @@ impl Tickets {
 }
 
 impl Writer {
-    pub(crate) fn new(
-        options: Options,
-        log: Arc<Log>,
-        rx: Receiver<Msg>,
-        file: File,
-        path: PathBuf,
-        generation: u64,
-    ) -> Self {
-        Writer {
-            options,
-            log,
-            rx,
-            file,
-            path,
-            generation,
-        }
-    }
-
     /// Starts the thread. `wake` is called whenever more replies may be released (or the
     /// log failed and held replies must be dropped).
     pub(crate) fn spawn(self, wake: Box<dyn Fn() + Send>) -> io::Result<JoinHandle<()>> {
