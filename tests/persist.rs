@@ -192,6 +192,20 @@ fn restart_after_sigterm_keeps_every_change() {
     p.terminate();
     let p = Proc::start(&dir, None, &[]).unwrap();
     assert_eq!(contents(p.frame), before);
+    p.terminate();
+
+    // Restarts without writes leave no empty logs behind: the two logs with data, and the
+    // last start's own (empty) log, which the next start removes.
+    for _ in 0..3 {
+        Proc::start(&dir, None, &[]).unwrap().terminate();
+    }
+    let logs = fs::read_dir(&dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("log".as_ref()))
+        .count();
+    assert_eq!(logs, 3);
+    let p = Proc::start(&dir, None, &[]).unwrap();
+    assert_eq!(contents(p.frame), before);
 }
 
 /// Per value: occurrences sent, and occurrences whose insert was acknowledged.

@@ -5,7 +5,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
-use super::record::{End, Item, LogReader};
+use super::record::{End, Item, LOG_HEADER_LEN, LogReader};
 use super::{Error, SNAPSHOT_FILE, snapshot};
 use crate::SortedMultiset;
 
@@ -94,6 +94,12 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
         }
         last_generation = generation;
         let kept = replay(&path, generation, repair, &mut warnings, &mut apply)?;
+        if kept == LOG_HEADER_LEN as u64 {
+            // A header and no record (a start with no writes): nothing to keep, and without
+            // this every restart would leave one more file behind.
+            fs::remove_file(&path).map_err(|e| Error::io("remove", &path, e))?;
+            continue;
+        }
         log_bytes += kept;
     }
     let mut short = 0u64;
@@ -141,7 +147,7 @@ pub(crate) fn replay(
         Ok((_, reader)) => reader,
         // A crash between creating a log and writing its header leaves it short: nothing
         // in it was ever acknowledged.
-        Err(reason) if size < super::record::LOG_HEADER_LEN as u64 || repair => {
+        Err(reason) if size < LOG_HEADER_LEN as u64 || repair => {
             fs::remove_file(path).map_err(|e| Error::io("remove", path, e))?;
             warnings.push(format!("removed {} ({reason})", path.display()));
             return Ok(0);
