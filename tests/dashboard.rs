@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 
 mod common;
 use common::{Running, small_config};
+use sortd::persist::{Fsync, Options};
+use sortd::server::Config;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -211,7 +213,15 @@ fn assert_no_console_errors(browser: &Browser) {
 /// server errors are shown on the page. Saves a screenshot to `target/dashboard.png`.
 #[test]
 fn dashboard_in_chromium() {
-    let server = Running::start(small_config());
+    // A persistent server: the page's writes go through the log like any client's.
+    let data = tempfile::tempdir().unwrap();
+    let server = Running::start(Config {
+        persistence: Some(Options {
+            fsync: Fsync::Always,
+            ..Options::new(data.path())
+        }),
+        ..small_config()
+    });
     let profile = std::env::temp_dir().join(format!("sortd-chromium-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&profile);
     let browser = Browser::start(&profile);
@@ -226,6 +236,11 @@ fn dashboard_in_chromium() {
         "return document.getElementById('len').textContent === '0'",
         Duration::from_secs(5),
         "the page shows an empty multiset",
+    );
+    browser.wait_for(
+        "return document.getElementById('storage').textContent === 'disk, fsync always'",
+        Duration::from_secs(5),
+        "the page shows where the data is kept",
     );
     assert_no_console_errors(&browser);
 
