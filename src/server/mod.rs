@@ -263,13 +263,15 @@ impl Server {
     ///
     /// If a poll instance or thread cannot be created, or polling fails.
     pub fn run(mut self) -> io::Result<()> {
-        let mut workers = Vec::new();
+        // Everything that can fail is made before any thread starts, so an error here
+        // leaves nothing running.
+        let mut ready = Vec::new();
         let mut lanes: Vec<Lane> = Vec::new();
-        for i in 0..self.config.threads.max(1) {
+        for _ in 0..self.config.threads.max(1) {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
             let (tx, rx) = crossbeam_channel::unbounded();
-            let worker = Worker {
+            ready.push(Worker {
                 poll,
                 incoming: rx,
                 shared: Arc::clone(&self.shared),
@@ -277,25 +279,36 @@ impl Server {
                 config: self.config.clone(),
                 session: Session::default(),
                 held: Vec::new(),
-            };
-            workers.push(
-                thread::Builder::new()
-                    .name(format!("sortd-worker-{i}"))
-                    .spawn(move || worker.run())?,
-            );
+            });
             lanes.push((tx, waker));
         }
         let writer = match self.writer.take() {
             Some(writer) => {
                 let wakers: Vec<Arc<Waker>> = lanes.iter().map(|(_, w)| Arc::clone(w)).collect();
-                // A failed wake is retried by the worker's own poll timeout.
+                // A failed wake is made good by the worker's idle sweep, which also
+                // releases held replies.
                 let wake = move || wakers.iter().for_each(|w| drop(w.wake()));
                 Some(writer.spawn(Box::new(wake))?)
             }
             None => None,
         };
+        let mut workers = Vec::new();
+        let mut started = Ok(());
+        for (i, worker) in ready.into_iter().enumerate() {
+            match thread::Builder::new()
+                .name(format!("sortd-worker-{i}"))
+                .spawn(move || worker.run())
+            {
+                Ok(handle) => workers.push(handle),
+                Err(e) => {
+                    // Shut down what did start, below, and report this.
+                    started = Err(e);
+                    break;
+                }
+            }
+        }
 
-        let accepted = self.accept_until_shutdown(&lanes);
+        let accepted = started.and_then(|()| self.accept_until_shutdown(&lanes));
 
         // Closing the listener refuses new connections at once; then every worker drains.
         drop(self.listener);

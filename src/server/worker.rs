@@ -100,6 +100,8 @@ impl Worker {
             if last_sweep.elapsed() >= IDLE_SWEEP {
                 last_sweep = Instant::now();
                 self.sweep_idle(&mut conns);
+                // In case a wake from the log writer was lost.
+                self.release_held(&mut conns);
             }
         }
     }
