@@ -604,3 +604,88 @@ fn write_error_at_run_time_stops_acknowledging() {
     check_tally(&tally, &contents(p.frame));
     assert!(tally.values().map(|t| t.1).sum::<u64>() > 0);
 }
+
+mod format {
+    //! The log and snapshot codecs on random input.
+
+    use super::*;
+    use proptest::prelude::*;
+    use sortd::persist::record::{End, Item, LogReader, MAX_ENTRIES};
+
+    /// Per value, the sum of the deltas read back.
+    fn read_back(bytes: &[u8]) -> (BTreeMap<i64, i128>, End) {
+        let (_, mut reader) = LogReader::open(bytes).unwrap().unwrap();
+        let mut sums = BTreeMap::new();
+        loop {
+            match reader.next_item().unwrap() {
+                Item::Record(entries) => {
+                    assert!(entries.len() <= MAX_ENTRIES);
+                    for (v, d) in entries {
+                        *sums.entry(v).or_insert(0i128) += i128::from(d);
+                    }
+                }
+                Item::End(end) => return (sums, end),
+            }
+        }
+    }
+
+    proptest! {
+        /// Any additions and removals, counts up to u64::MAX included, read back as the
+        /// same per-value sums, and a log cut anywhere after its header never reads as
+        /// corrupt.
+        #[test]
+        fn log_round_trips(
+            changes in prop::collection::vec(
+                prop::collection::vec((any::<i64>(), any::<bool>(), any::<u64>()), 1..20),
+                1..10,
+            ),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut log = Vec::new();
+            encode_log_header(9, &mut log);
+            let mut expect = BTreeMap::new();
+            for change in &changes {
+                let mut w = RecordWriter::begin(&mut log);
+                for &(v, add, n) in change {
+                    let n = n.max(1);
+                    if add { w.add(v, n) } else { w.remove(v, n) }
+                    let d = i128::from(n);
+                    *expect.entry(v).or_insert(0i128) += if add { d } else { -d };
+                }
+                prop_assert!(w.finish());
+            }
+            let (sums, end) = read_back(&log);
+            prop_assert_eq!(end, End::Clean);
+            prop_assert_eq!(sums, expect);
+
+            let at = 20 + cut.index(log.len() - 20);
+            let (_, end) = read_back(&log[..at]);
+            prop_assert!(!matches!(end, End::Corrupt { .. }), "cut at {}: {:?}", at, end);
+        }
+
+        /// A snapshot reads back exactly what was written, and any single flipped byte is
+        /// refused.
+        #[test]
+        fn snapshot_round_trips(
+            nets in prop::collection::btree_map(any::<i64>(), any::<i64>().prop_filter("net", |n| *n != 0), 0..50),
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let path = tmp.path().join("snapshot");
+            let runs: Vec<(i64, i64)> = nets.into_iter().collect();
+            let bytes = persist::snapshot::write(&path, 7, &runs).unwrap();
+            prop_assert_eq!(bytes, fs::metadata(&path).unwrap().len());
+            let mut read = Vec::new();
+            let covers = persist::snapshot::read(&path, |v, n| read.push((v, n))).unwrap();
+            prop_assert_eq!(covers, Ok(7));
+            prop_assert_eq!(&read, &runs);
+
+            let mut damaged = fs::read(&path).unwrap();
+            let i = flip.index(damaged.len());
+            damaged[i] ^= 0x10;
+            fs::write(&path, &damaged).unwrap();
+            let result = persist::snapshot::read(&path, |_, _| {}).unwrap();
+            prop_assert!(result.is_err(), "flipped byte {} accepted", i);
+        }
+    }
+}
