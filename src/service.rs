@@ -48,6 +48,9 @@ pub struct Session {
     batch: Batch,
     /// Whether the request being answered took a ticket (changed the data).
     changed: bool,
+    /// Whether its reply says nothing about the data (PING, `/health`), so it need not
+    /// wait for the log.
+    data_free: bool,
 }
 
 /// Applies requests to one shared multiset.
@@ -198,7 +201,10 @@ impl Service {
             Request::Count { value } => Response::Count(self.set.count(value)).encode(id, out),
             Request::Clear => Response::Count(self.clear(session)?).encode(id, out),
             Request::Stats => Response::Stats(self.stats()).encode(id, out),
-            Request::Ping(payload) => Response::Pong(payload.to_vec()).encode(id, out),
+            Request::Ping(payload) => {
+                session.data_free = true;
+                Response::Pong(payload.to_vec()).encode(id, out);
+            }
         }
         Ok(())
     }
@@ -280,7 +286,16 @@ impl Service {
     /// only once the log's durable ticket count reaches `n`. Call once after each reply.
     pub fn hold(&self, session: &mut Session) -> Option<u64> {
         let changed = std::mem::take(&mut session.changed);
+        if std::mem::take(&mut session.data_free) && !changed {
+            return None;
+        }
         self.log.as_ref()?.hold_for(changed)
+    }
+
+    /// Marks the reply being made as saying nothing about the data (a health check), so it
+    /// never waits for the log.
+    pub fn data_free(&self, session: &mut Session) {
+        session.data_free = true;
     }
 
     /// Hands the session's logged changes to the log writer. Event loops call it once per
@@ -340,5 +355,58 @@ impl Service {
             min_max: self.set.first().zip(self.set.last()),
             log: self.log.as_ref().map(|l| l.stats()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::Values;
+    use crate::http;
+    use crate::persist::{self, Options};
+
+    /// No log writer runs here, so a change stays unlogged: its reply and every read made
+    /// after it must wait, while PING and `/health` (which say nothing about the data) need not.
+    #[test]
+    fn only_data_free_replies_skip_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let opened = persist::open(&Options::new(dir.path())).unwrap();
+        let service = Service::new(Arc::new(opened.set), Limits::default()).with_log(opened.log);
+        let mut session = Session::default();
+        let mut out = Vec::new();
+        let mut frame = |request: Request<'_>, session: &mut Session| {
+            service.apply(&request, 1, &mut out, session);
+            service.hold(session)
+        };
+        assert_eq!(frame(Request::Ping(b"x"), &mut session), None);
+        let insert = Request::Insert {
+            values: Values::Slice(&[4, 2]),
+            ack_only: true,
+        };
+        assert_eq!(frame(insert, &mut session), Some(1));
+        let get = Request::Get {
+            min: 0,
+            max: 9,
+            limit: 0,
+        };
+        assert_eq!(frame(get, &mut session), Some(1));
+        assert_eq!(frame(Request::Stats, &mut session), Some(1));
+        assert_eq!(frame(Request::Ping(b"x"), &mut session), None);
+
+        let mut http = |raw: &str, session: &mut Session| {
+            let http::Parse::Complete(request, _) =
+                http::parse(raw.as_bytes(), &http::Limits::default())
+            else {
+                panic!("{raw}");
+            };
+            http::respond(&request, &service, session, &mut Vec::new());
+            service.hold(session)
+        };
+        assert_eq!(http("GET /health HTTP/1.1\r\n\r\n", &mut session), None);
+        assert_eq!(http("GET /stats HTTP/1.1\r\n\r\n", &mut session), Some(1));
+        assert_eq!(
+            http("POST /array/random HTTP/1.1\r\n\r\n", &mut session),
+            Some(2)
+        );
     }
 }

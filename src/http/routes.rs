@@ -118,7 +118,10 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
         ("/histogram", "GET") => histogram(req.query, service),
         ("/histogram", _) => Reply::Method("GET"),
         ("/stats", "GET") => stats(service),
-        ("/health", "GET") => Reply::Body("application/json", "{\"status\":\"ok\"}\n".into()),
+        ("/health", "GET") => {
+            service.data_free(session);
+            Reply::Body("application/json", "{\"status\":\"ok\"}\n".into())
+        }
         ("/metrics", "GET") => {
             let mut text = String::new();
             service.metrics().render(
