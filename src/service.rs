@@ -393,7 +393,7 @@ mod tests {
         assert_eq!(frame(Request::Stats, &mut session), Some(1));
         assert_eq!(frame(Request::Ping(b"x"), &mut session), None);
 
-        let mut http = |raw: &str, session: &mut Session| {
+        let http = |raw: &str, session: &mut Session| {
             let http::Parse::Complete(request, _) =
                 http::parse(raw.as_bytes(), &http::Limits::default())
             else {
