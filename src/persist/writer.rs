@@ -83,7 +83,13 @@ impl Writer {
         // Written since the last fsync was started.
         let mut dirty = false;
         let mut last_sync = Instant::now();
-        let syncer = (self.options.fsync == Fsync::EverySec).then(|| spawn_syncer(&self.log));
+        let (syncer, syncer_thread) = match self.options.fsync {
+            Fsync::EverySec => {
+                let (tx, handle) = spawn_syncer(&self.log);
+                (Some(tx), handle)
+            }
+            _ => (None, None),
+        };
         let mut compaction: Option<JoinHandle<Result<(), Error>>> = None;
         let mut next_compaction = Instant::now();
         let mut stop = false;
@@ -204,6 +210,12 @@ impl Writer {
         if dirty && let Err(e) = self.sync() {
             self.fail(&e, wake);
         }
+        // The fsync thread holds the log (and so the directory's lock): end it before the
+        // server returns, so a new server can open the directory at once.
+        drop(syncer);
+        if let Some(handle) = syncer_thread {
+            let _ = handle.join();
+        }
     }
 
     /// Whether the logs have outgrown the snapshot.
@@ -246,7 +258,7 @@ impl Writer {
 }
 
 /// The `everysec` fsync thread: syncs each file handle it is sent.
-fn spawn_syncer(log: &Arc<Log>) -> Sender<File> {
+fn spawn_syncer(log: &Arc<Log>) -> (Sender<File>, Option<JoinHandle<()>>) {
     let (tx, rx) = crossbeam_channel::bounded::<File>(1);
     let log = Arc::clone(log);
     // If the thread cannot start, every try_send fails and the log is synced at rotation
@@ -264,12 +276,15 @@ fn spawn_syncer(log: &Arc<Log>) -> Sender<File> {
                 }
             }
         });
-    if let Err(e) = spawned {
-        eprintln!(
-            "sortd: cannot start the fsync thread ({e}); the log is fsynced only at rotation and shutdown"
-        );
+    match spawned {
+        Ok(handle) => (tx, Some(handle)),
+        Err(e) => {
+            eprintln!(
+                "sortd: cannot start the fsync thread ({e}); the log is fsynced only at rotation and shutdown"
+            );
+            (tx, None)
+        }
     }
-    tx
 }
 
 #[cfg(test)]
