@@ -5,7 +5,7 @@ use std::fs;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::recovery::{list_logs, replay};
+use super::recovery::{list_logs, read_snapshot, replay};
 use super::{Error, Log, SNAPSHOT_FILE, now_ms, snapshot};
 
 /// Folds the snapshot and every log up to generation `through` (all closed: the writer has
@@ -20,11 +20,7 @@ pub(super) fn compact(dir: &Path, through: u64, log: &Log) -> Result<(), Error> 
     let mut net: BTreeMap<i64, i128> = BTreeMap::new();
     let mut fold = |v: i64, d: i64| *net.entry(v).or_default() += i128::from(d);
     let covers = if path.exists() {
-        match snapshot::read(&path, &mut fold) {
-            Ok(Ok(covers)) => covers,
-            Ok(Err(reason)) => return Err(Error::BadSnapshot { path, reason }),
-            Err(e) => return Err(Error::io("read", &path, e)),
-        }
+        read_snapshot(&path, &mut fold)?
     } else {
         0
     };

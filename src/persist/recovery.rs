@@ -77,11 +77,7 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
         let bytes = fs::metadata(&snap)
             .map_err(|e| Error::io("stat", &snap, e))?
             .len();
-        match snapshot::read(&snap, &mut apply) {
-            Ok(Ok(covers)) => (covers, bytes),
-            Ok(Err(reason)) => return Err(Error::BadSnapshot { path: snap, reason }),
-            Err(e) => return Err(Error::io("read", &snap, e)),
-        }
+        (read_snapshot(&snap, &mut apply)?, bytes)
     } else {
         (0, 0)
     };
@@ -118,6 +114,22 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
         log_bytes,
         warnings,
     })
+}
+
+/// Reads the snapshot at `path` through `run`; returns the generation it covers.
+///
+/// # Errors
+///
+/// [`Error::BadSnapshot`] if it is not whole and valid, [`Error::Io`] if it cannot be read.
+pub(crate) fn read_snapshot(path: &Path, run: impl FnMut(i64, i64)) -> Result<u64, Error> {
+    match snapshot::read(path, run) {
+        Ok(Ok(covers)) => Ok(covers),
+        Ok(Err(reason)) => Err(Error::BadSnapshot {
+            path: path.into(),
+            reason,
+        }),
+        Err(e) => Err(Error::io("read", path, e)),
+    }
 }
 
 /// Replays one log through `delta`; returns the bytes kept. A torn tail, or with `repair`
