@@ -202,7 +202,7 @@ impl Service {
             Request::Clear => Response::Count(self.clear(session)?).encode(id, out),
             Request::Stats => Response::Stats(self.stats()).encode(id, out),
             Request::Ping(payload) => {
-                session.data_free = true;
+                self.data_free(session);
                 Response::Pong(payload.to_vec()).encode(id, out);
             }
         }

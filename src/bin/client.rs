@@ -204,12 +204,9 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
             let s = client.stats()?;
             let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
             let log = s.log.map(|l| {
-                json!({
-                    "log_bytes": l.log_bytes, "snapshot_bytes": l.snapshot_bytes,
-                    "pending": l.pending, "fsyncs": l.fsyncs, "last_fsync_ms": l.last_fsync_ms,
-                    "compactions": l.compactions, "last_compaction_ms": l.last_compaction_ms,
-                    "failed": l.failed,
-                })
+                let mut figures = l.figures_json();
+                figures["failed"] = json!(l.failed);
+                figures
             });
             if args.json {
                 let mut out =

@@ -240,17 +240,10 @@ fn stats(service: &Service) -> Reply {
     let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let mut reply = json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max });
     if let (Some(l), Some(log)) = (s.log, service.log()) {
-        reply["persistence"] = json!({
-            "fsync": log.fsync().to_string(),
-            "log_bytes": l.log_bytes,
-            "snapshot_bytes": l.snapshot_bytes,
-            "pending": l.pending,
-            "fsyncs": l.fsyncs,
-            "last_fsync_ms": l.last_fsync_ms,
-            "compactions": l.compactions,
-            "last_compaction_ms": l.last_compaction_ms,
-            "failed": log.failure(),
-        });
+        let mut persistence = l.figures_json();
+        persistence["fsync"] = json!(log.fsync().to_string());
+        persistence["failed"] = json!(log.failure());
+        reply["persistence"] = persistence;
     }
     Reply::Json(reply)
 }

@@ -272,6 +272,29 @@ pub struct Stats {
     pub failed: bool,
 }
 
+impl Stats {
+    /// The seven figures as a JSON object (without `failed`, which each caller words its
+    /// own way), for `GET /stats` and `client stats --json`.
+    ///
+    /// ```
+    /// let stats = sortd::persist::Stats { fsyncs: 3, ..Default::default() };
+    /// assert_eq!(stats.figures_json()["fsyncs"], 3);
+    /// assert!(stats.figures_json().get("failed").is_none());
+    /// ```
+    #[must_use]
+    pub fn figures_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "log_bytes": self.log_bytes,
+            "snapshot_bytes": self.snapshot_bytes,
+            "pending": self.pending,
+            "fsyncs": self.fsyncs,
+            "last_fsync_ms": self.last_fsync_ms,
+            "compactions": self.compactions,
+            "last_compaction_ms": self.last_compaction_ms,
+        })
+    }
+}
+
 /// One event loop's records on their way to the writer.
 #[derive(Debug, Default)]
 pub(crate) struct Batch {
@@ -357,6 +380,12 @@ impl Log {
         if self.failed.set(reason.to_string()).is_ok() {
             eprintln!("sortd: the log failed, refusing writes from now on: {reason}");
         }
+    }
+
+    /// Counts an fsync of the log that just finished.
+    fn synced(&self) {
+        self.fsyncs.fetch_add(1, Relaxed);
+        self.last_fsync_ms.store(now_ms(), Relaxed);
     }
 
     /// Hands a loop's batch to the writer.

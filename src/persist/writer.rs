@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use super::{Error, Fsync, Log, Msg, Options, compact, create_log, now_ms};
+use super::{Error, Fsync, Log, Msg, Options, compact, create_log};
 
 /// Most bytes gathered into one group commit; more waits for the next round.
 const GROUP_MAX: usize = 8 << 20;
@@ -245,8 +245,7 @@ impl Writer {
         self.file
             .sync_data()
             .map_err(|e| format!("fsync {}: {e}", self.path.display()))?;
-        self.log.fsyncs.fetch_add(1, Relaxed);
-        self.log.last_fsync_ms.store(now_ms(), Relaxed);
+        self.log.synced();
         Ok(())
     }
 
@@ -268,10 +267,7 @@ fn spawn_syncer(log: &Arc<Log>) -> (Sender<File>, Option<JoinHandle<()>>) {
         .spawn(move || {
             for file in rx {
                 match file.sync_data() {
-                    Ok(()) => {
-                        log.fsyncs.fetch_add(1, Relaxed);
-                        log.last_fsync_ms.store(now_ms(), Relaxed);
-                    }
+                    Ok(()) => log.synced(),
                     Err(e) => log.fail(&format!("fsync: {e}")),
                 }
             }
