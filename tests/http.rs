@@ -187,6 +187,19 @@ fn original_routes() {
     assert!(server.set.is_empty());
     let r = one(a, &request("GET", "/clean_array", ""));
     assert_eq!(r.status, 200);
+
+    // More values than a listing may hold (1,000,000): /get_array refuses with 413 and
+    // points at the runs format; /array cuts the listing and says so.
+    server.set.insert_n(1, 2);
+    server.set.insert_n(5, 1_000_000);
+    let r = one(a, &request("GET", "/get_array", ""));
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("format=runs"), "{}", r.body);
+    let r = one(a, &request("GET", "/array", ""));
+    let listing: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(listing["values"], serde_json::json!([1, 1]));
+    assert_eq!(listing["truncated"], true);
+    assert_eq!(listing["len"], 1_000_002);
 }
 
 /// Each error status, as JSON, with `Allow` on 405.

@@ -142,9 +142,12 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
             TEXT,
             "sortd: a sorted multiset server. Try GET /array.\n".into(),
         ),
-        ("/get_array", "GET") => match listed(service) {
-            Ok(values) => Reply::Body(TEXT, format!("{values:?}\n")),
-            Err(e) => e,
+        ("/get_array", "GET") => match listed(service, i64::MIN, i64::MAX, usize::MAX) {
+            (values, false) => Reply::Body(TEXT, format!("{values:?}\n")),
+            (_, true) => Reply::Error(
+                413,
+                format!("more than {MAX_LISTED} values; use GET /array?format=runs"),
+            ),
         },
         ("/" | "/get_array", _) => Reply::Method("GET"),
         ("/add_value", "GET" | "POST") => match service.add_random(session) {
@@ -203,15 +206,7 @@ fn get_array(query: &str, service: &Service) -> Reply {
         let _ = writeln!(body, r#"],"truncated":{truncated}}}"#);
         return Reply::Body("application/json", body);
     }
-    let mut values = Vec::new();
-    let mut truncated = false;
-    for (i, (v, n)) in service.set().range_runs(min..=max).enumerate() {
-        if i == cap || values.len() as u64 + n > MAX_LISTED {
-            truncated = true;
-            break;
-        }
-        values.extend(std::iter::repeat_n(v, n as usize));
-    }
+    let (values, truncated) = listed(service, min, max, cap);
     let mut reply = json!({ "len": service.set().len(), "values": values });
     if truncated {
         reply["truncated"] = json!(true);
@@ -219,19 +214,17 @@ fn get_array(query: &str, service: &Service) -> Reply {
     Reply::Json(reply)
 }
 
-/// Every value, for the original's `/get_array`, or 413 when there are too many to list.
-fn listed(service: &Service) -> Result<Vec<i64>, Reply> {
+/// The values in `min..=max`, one per occurrence, from at most `cap` runs and at most
+/// [`MAX_LISTED`] values; and whether that cut anything off.
+fn listed(service: &Service, min: i64, max: i64, cap: usize) -> (Vec<i64>, bool) {
     let mut values = Vec::new();
-    for (v, n) in service.set().runs() {
-        if values.len() as u64 + n > MAX_LISTED {
-            return Err(Reply::Error(
-                413,
-                format!("more than {MAX_LISTED} values; use GET /array?format=runs"),
-            ));
+    for (i, (v, n)) in service.set().range_runs(min..=max).enumerate() {
+        if i == cap || values.len() as u64 + n > MAX_LISTED {
+            return (values, true);
         }
         values.extend(std::iter::repeat_n(v, n as usize));
     }
-    Ok(values)
+    (values, false)
 }
 
 /// `GET /stats`: the multiset's shape, and persistence figures when it is on.
