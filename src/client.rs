@@ -87,23 +87,13 @@ impl Client {
     ///
     /// As [`connect`](Client::connect).
     pub fn connect_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client, Error> {
-        let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
-        for a in addr.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&a, timeout) {
-                Ok(stream) => {
-                    stream.set_nodelay(true)?;
-                    return Ok(Client {
-                        stream,
-                        decoder: Decoder::new(DEFAULT_MAX_REPLY),
-                        input: Vec::new(),
-                        output: Vec::new(),
-                        next_id: 0,
-                    });
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(Error::Io(last))
+        Ok(Client {
+            stream: connect_stream(addr, timeout)?,
+            decoder: Decoder::new(DEFAULT_MAX_REPLY),
+            input: Vec::new(),
+            output: Vec::new(),
+            next_id: 0,
+        })
     }
 
     /// The server's address.
@@ -315,6 +305,22 @@ impl Client {
             other => Err(unexpected("COUNT", &other)),
         }
     }
+}
+
+/// A blocking TCP connection with Nagle off, trying each resolved address for at most
+/// `timeout` (shared with the multiplexed load generator, which then makes it non-blocking).
+pub(crate) fn connect_stream(addr: impl ToSocketAddrs, timeout: Duration) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::InvalidInput, "no address to connect to");
+    for a in addr.to_socket_addrs()? {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
 }
 
 /// Runs expanded into every occurrence.

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{TcpStream as StdStream, ToSocketAddrs};
+use std::net::TcpStream as StdStream;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
@@ -11,32 +11,18 @@ use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use super::{Config, Generator, Sent, Tally};
-use crate::client::{DEFAULT_MAX_REPLY, Error};
+use crate::client::{DEFAULT_MAX_REPLY, Error, connect_stream};
 use crate::frame::{Decoder, Response};
 
 /// Bytes asked of the kernel per read.
 const READ_CHUNK: usize = 64 * 1024;
 
-/// Connects a blocking socket (so refusals surface as errors before the clock starts).
+/// Connects blocking (so refusals surface as errors before the clock starts), then makes
+/// the socket non-blocking for the event loop.
 pub(super) fn connect(addr: &str) -> Result<StdStream, Error> {
-    let mut last = None;
-    for a in addr
-        .to_socket_addrs()
-        .map_err(|e| Error::Protocol(format!("cannot resolve {addr}: {e}")))?
-    {
-        match StdStream::connect_timeout(&a, Duration::from_secs(5)) {
-            Ok(s) => {
-                s.set_nodelay(true)?;
-                s.set_nonblocking(true)?;
-                return Ok(s);
-            }
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(Error::Protocol(format!(
-        "cannot reach {addr}: {}",
-        last.map_or_else(|| "no address".into(), |e| e.to_string())
-    )))
+    let stream = connect_stream(addr, Duration::from_secs(5))?;
+    stream.set_nonblocking(true)?;
+    Ok(stream)
 }
 
 struct Conn {
