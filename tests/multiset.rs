@@ -60,6 +60,53 @@ fn count_overflow_panics_without_change() {
     assert_eq!(set.count(&1), MAX_COUNT);
 }
 
+/// `len` is right at any total the API allows: past `i64::MAX`, up to `u64::MAX` (where it
+/// saturates) and back down, and `is_empty` with it.
+#[test]
+fn len_is_exact_at_huge_totals() {
+    let set = SortedMultiset::new();
+    set.insert_n(1, 1 << 63);
+    assert_eq!(set.len(), 1 << 63);
+    assert!(!set.is_empty());
+    set.insert_n(2, 1 << 62);
+    assert_eq!(set.len(), 3 << 62);
+    set.insert_n(3, MAX_COUNT);
+    assert_eq!(set.len(), u64::MAX, "a total beyond u64 saturates");
+    assert_eq!(set.distinct_len(), 3);
+    assert_eq!(set.remove_all(&3), MAX_COUNT);
+    assert_eq!(
+        set.len(),
+        3 << 62,
+        "exact again: nothing was lost while saturated"
+    );
+    assert_eq!(set.clear(), 3 << 62);
+    assert!(set.is_empty());
+    assert_eq!(set.distinct_len(), 0);
+}
+
+/// A batch that panics partway (a count would pass `MAX_COUNT`) leaves the counters
+/// matching exactly what it did insert.
+#[test]
+fn failing_batch_leaves_counters_consistent() {
+    let set = SortedMultiset::new();
+    set.insert_n(5, MAX_COUNT);
+    let mut batch = [1, 2, 2, 5, 9];
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        set.insert_batch(&mut batch)
+    }));
+    assert!(r.is_err());
+    // 1 and 2 went in before 5 failed; 9 never did.
+    assert_eq!(
+        set.runs().collect::<Vec<_>>(),
+        [(1, 1), (2, 2), (5, MAX_COUNT)]
+    );
+    assert_eq!(set.len(), u64::MAX, "MAX_COUNT + 3 saturates");
+    assert_eq!(set.distinct_len(), 3);
+    assert_eq!(set.remove_all(&5), MAX_COUNT);
+    assert_eq!(set.len(), 3);
+    assert_eq!(set.distinct_len(), 2);
+}
+
 /// Inverted and empty ranges yield nothing and never panic.
 #[allow(clippy::reversed_empty_ranges)] // the inverted range is the point of the test
 #[test]

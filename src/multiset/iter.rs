@@ -1,57 +1,87 @@
 //! Iterators over a [`SortedMultiset`](super::SortedMultiset): by run and by occurrence.
 
+use std::collections::VecDeque;
 use std::iter::FusedIterator;
 use std::ops::Bound;
 use std::sync::atomic::AtomicU64;
 
 use crossbeam_epoch as epoch;
-use crossbeam_skiplist::base;
+use crossbeam_skiplist::base::SkipList;
 
 use super::live_count;
 
-/// The skip-list walk shared by every iterator, fused: crossbeam's `Range` can rewind to
-/// the head once exhausted (crossbeam#1142), so we stop for good at the first `None`.
+/// Entries one refill walks: the most a walk holds the epoch pinned for, and the runs it
+/// buffers.
+pub(super) const BATCH: usize = 32;
+
+/// The skip-list walk shared by every iterator.
 ///
-/// The walk holds a reference count on its current node and pins the epoch only inside
-/// each step, as `SkipMap`'s own iterators do, so a slow consumer never holds back memory
-/// reclamation. Every entry it hands out is released before the step returns.
-pub(super) enum Cursor<'a, T: Ord> {
-    All(base::RefIter<'a, T, AtomicU64>),
-    Range(base::RefRange<'a, T, (Bound<T>, Bound<T>), T, AtomicU64>),
-    Done,
+/// It holds no reference into the list between steps: each refill pins the epoch, seeks
+/// past the last key it has seen, copies out up to [`BATCH`] live runs and unpins. So a
+/// slow consumer never holds back memory reclamation, and no node stays alive because an
+/// iterator passed it (crossbeam-skiplist 0.1.3's own `RefRange` leaks every node it walks:
+/// crossbeam-rs/crossbeam#1178). The price is one O(log n) seek per batch.
+///
+/// Weakly consistent: keys come out strictly ascending, so a value is never seen twice;
+/// every value present for the whole walk is seen; values inserted or removed meanwhile
+/// may or may not be. Fused: once it returns `None` it always will.
+pub(super) struct Cursor<'a, T> {
+    list: &'a SkipList<T, AtomicU64>,
+    /// Where the next refill starts: the range's start, then just past the last key walked.
+    from: Bound<T>,
+    /// The range's end.
+    to: Bound<T>,
+    /// Live runs walked and not yet handed out.
+    buf: VecDeque<(T, u64)>,
+    /// The last refill reached the end of the range.
+    exhausted: bool,
 }
 
-impl<T: Ord + Clone> Cursor<'_, T> {
-    /// The next entry with a live count, as `(value, count)`.
-    fn next_live(&mut self) -> Option<(T, u64)> {
-        let guard = &epoch::pin();
-        loop {
-            let entry = match self {
-                Cursor::All(it) => it.next(guard),
-                Cursor::Range(it) => it.next(guard),
-                Cursor::Done => None,
-            };
-            let Some(entry) = entry else {
-                // Replacing the walk drops it, which releases the node it holds.
-                *self = Cursor::Done;
-                return None;
-            };
-            let live = live_count(entry.value()).map(|n| (entry.key().clone(), n));
-            entry.release(guard);
-            if live.is_some() {
-                return live;
-            }
+impl<'a, T: Ord + Clone> Cursor<'a, T> {
+    pub(super) fn new(list: &'a SkipList<T, AtomicU64>, from: Bound<T>, to: Bound<T>) -> Self {
+        Cursor {
+            list,
+            from,
+            to,
+            buf: VecDeque::new(),
+            exhausted: false,
         }
     }
-}
 
-impl<T: Ord> Drop for Cursor<'_, T> {
-    /// Releases the node the walk holds; without this it would never be freed.
-    fn drop(&mut self) {
-        match self {
-            Cursor::All(it) => it.drop_impl(&epoch::pin()),
-            Cursor::Range(it) => it.drop_impl(&epoch::pin()),
-            Cursor::Done => {}
+    /// A cursor that yields nothing.
+    pub(super) fn empty(list: &'a SkipList<T, AtomicU64>) -> Self {
+        Cursor {
+            exhausted: true,
+            ..Cursor::new(list, Bound::Unbounded, Bound::Unbounded)
+        }
+    }
+
+    /// The next entry with a live count, as `(value, count)`.
+    fn next_live(&mut self) -> Option<(T, u64)> {
+        while self.buf.is_empty() && !self.exhausted {
+            self.refill();
+        }
+        self.buf.pop_front()
+    }
+
+    fn refill(&mut self) {
+        let guard = &epoch::pin();
+        let range = (self.from.as_ref(), self.to.as_ref());
+        let mut walked = 0;
+        let mut last = None;
+        for entry in self.list.range(range, guard) {
+            if let Some(n) = live_count(entry.value()) {
+                self.buf.push_back((entry.key().clone(), n));
+            }
+            last = Some(entry.key());
+            walked += 1;
+            if walked == BATCH {
+                break;
+            }
+        }
+        match last {
+            Some(key) if walked == BATCH => self.from = Bound::Excluded(key.clone()),
+            _ => self.exhausted = true,
         }
     }
 }
@@ -61,7 +91,7 @@ impl<T: Ord> Drop for Cursor<'_, T> {
 /// Weakly consistent: each count is the one seen when the walk reached that value.
 ///
 /// [`SortedMultiset::runs`]: super::SortedMultiset::runs
-pub struct Runs<'a, T: Ord> {
+pub struct Runs<'a, T> {
     pub(super) cursor: Cursor<'a, T>,
 }
 
@@ -78,7 +108,7 @@ impl<T: Ord + Clone> FusedIterator for Runs<'_, T> {}
 /// Every occurrence in ascending order, duplicates repeated: see [`SortedMultiset::iter`].
 ///
 /// [`SortedMultiset::iter`]: super::SortedMultiset::iter
-pub struct Iter<'a, T: Ord> {
+pub struct Iter<'a, T> {
     pub(super) cursor: Cursor<'a, T>,
     /// The current run and how many of its occurrences are still to be yielded.
     pub(super) run: Option<(T, u64)>,

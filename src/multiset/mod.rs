@@ -69,7 +69,12 @@ pub const MAX_COUNT: u64 = DEAD - 1;
 ///   run need not equal any value [`len`] ever had.
 /// - **Approximate under writes**: [`len`] and [`distinct_len`] are exact whenever no
 ///   write is in flight (for example after joining the writers), and otherwise somewhere
-///   near the truth, never negative. They cost O(cores), not O(n).
+///   near the truth, never negative. They cost O(cores), not O(n). A total beyond
+///   `u64::MAX` (possible: each value may hold up to [`MAX_COUNT`]) reads as `u64::MAX`;
+///   it is kept exactly, so removals bring [`len`] back to the exact figure.
+/// - **Ordered**: a thread that reads [`len`] or a count and sees a write also sees
+///   everything the writing thread did before that write (the counters are updated with
+///   `Release` and read with `Acquire`).
 ///
 /// # Invariants (the count protocol)
 ///
@@ -90,8 +95,12 @@ pub const MAX_COUNT: u64 = DEAD - 1;
 ///
 /// # Memory
 ///
-/// Removed entries are freed by crossbeam's epoch collector once no thread still holds a
-/// reference, so memory is returned a little after [`clear`], not at once.
+/// Removed entries are freed by crossbeam's epoch collector once no thread is pinned in an
+/// epoch that could still see them, so memory is returned a little after [`clear`], not at
+/// once. Iterators hold no reference into the list between steps (each step re-seeks past
+/// the last key it returned, under a short pin), so neither a slow iterator nor one that is
+/// dropped early keeps anything alive; `tests/multiset_memory.rs` checks that every walk
+/// leaves the heap where it started once the values are cleared.
 ///
 /// # Why `T: Clone + Send + 'static`
 ///
@@ -181,6 +190,19 @@ fn take_from(count: &AtomicU64, n: u64, unlink: impl FnOnce()) -> (u64, bool) {
             Ok(_) => return (taken, false),
             Err(seen) => cur = seen,
         }
+    }
+}
+
+/// Counter updates an insert owes, applied when it ends, even by unwinding.
+struct Owed<'a> {
+    counters: &'a Striped,
+    added: u64,
+    distinct: u64,
+}
+
+impl Drop for Owed<'_> {
+    fn drop(&mut self) {
+        self.counters.add(self.added, self.distinct);
     }
 }
 
@@ -288,16 +310,21 @@ where
         // One pin for the whole batch: each pin costs a fence. Batches are bounded by the
         // caller's memory, and a pin only delays reclamation while it is held.
         let guard = &epoch::pin();
-        let (mut added, mut distinct) = (0u64, 0u64);
+        // Counted as the batch goes, and applied even if a later value panics (a count
+        // that would pass MAX_COUNT), so the counters always match what was inserted.
+        let mut owed = Owed {
+            counters: &self.counters,
+            added: 0,
+            distinct: 0,
+        };
         for run in batch.chunk_by(|a, b| a == b) {
             let n = run.len() as u64;
             if self.add_raw(&run[0], n, guard) == n {
-                distinct += 1;
+                owed.distinct += 1;
             }
-            added += n;
+            owed.added += n;
         }
-        self.counters.add(added, distinct);
-        added
+        owed.added
     }
 
     /// Inserts every item of `iter` as one batch (see [`insert_batch`]) and returns how
@@ -398,7 +425,8 @@ where
     }
 
     /// Total occurrences, duplicates included. Exact when no write is in flight,
-    /// approximate (never negative) while writers run; O(cores).
+    /// approximate (never negative) while writers run; O(cores). Saturates at `u64::MAX`
+    /// (the total itself is kept exactly, whatever its size).
     ///
     /// # Examples
     ///
@@ -468,27 +496,34 @@ where
     }
 
     fn drain_with(&self, mut taken: impl FnMut(&T, u64)) {
-        let (mut occurrences, mut distinct) = (0, 0);
-        // A reference-counted walk pinned one step at a time, so that clearing a large set
-        // never holds back memory reclamation for the whole walk.
-        let mut walk = self.map.ref_iter();
+        // Walked in batches, each under its own short pin and without node reference
+        // counts, so clearing a large set never holds back memory reclamation for the
+        // whole walk. Each value's counters are updated as it goes: a panic in `taken`
+        // (a user's `clone`) leaves them matching what was removed.
+        let mut from = Bound::Unbounded;
         loop {
             let guard = &epoch::pin();
-            let Some(entry) = walk.next(guard) else {
-                walk.drop_impl(guard);
-                break;
-            };
-            let (n, _) = take_from(entry.value(), u64::MAX, || {
-                entry.remove(guard);
-            });
-            if n > 0 {
-                taken(entry.key(), n);
-                occurrences += n;
-                distinct += 1;
+            let mut walked = 0;
+            let mut last = None;
+            for entry in self.map.range((from.as_ref(), Bound::Unbounded), guard) {
+                let (n, died) = take_from(entry.value(), u64::MAX, || {
+                    entry.remove();
+                });
+                if n > 0 {
+                    self.counters.sub(n, u64::from(died));
+                    taken(entry.key(), n);
+                }
+                last = Some(entry.key());
+                walked += 1;
+                if walked == iter::BATCH {
+                    break;
+                }
             }
-            entry.release(guard);
+            match last {
+                Some(key) if walked == iter::BATCH => from = Bound::Excluded(key.clone()),
+                _ => return,
+            }
         }
-        self.counters.sub(occurrences, distinct);
     }
 
     /// The smallest value present (weakly consistent).
@@ -500,7 +535,9 @@ where
     /// assert_eq!(set.first(), Some(1));
     /// ```
     pub fn first(&self) -> Option<T> {
-        self.runs().next().map(|(v, _)| v)
+        self.map
+            .iter(&epoch::pin())
+            .find_map(|e| live_count(e.value()).map(|_| e.key().clone()))
     }
 
     /// The largest value present (weakly consistent).
@@ -576,7 +613,7 @@ where
     /// ```
     pub fn iter(&self) -> Iter<'_, T> {
         Iter {
-            cursor: Cursor::All(self.map.ref_iter()),
+            cursor: Cursor::new(&self.map, Bound::Unbounded, Bound::Unbounded),
             run: None,
         }
     }
@@ -591,7 +628,7 @@ where
     /// ```
     pub fn runs(&self) -> Runs<'_, T> {
         Runs {
-            cursor: Cursor::All(self.map.ref_iter()),
+            cursor: Cursor::new(&self.map, Bound::Unbounded, Bound::Unbounded),
         }
     }
 
@@ -630,10 +667,10 @@ where
     /// Calls `visit` with each `(value, count)` run within `range`, ascending, until it
     /// returns [`ControlFlow::Break`] (weakly consistent, like [`range_runs`](Self::range_runs)).
     ///
-    /// Faster than [`range_runs`](Self::range_runs) for short walks: the whole walk holds one
-    /// epoch pin and borrows each node, where the iterators pin and take a reference count
-    /// at every step. The price is that memory unlinked meanwhile is reclaimed only once the
-    /// walk returns, so keep walks bounded (the server caps a reply's runs).
+    /// Faster than [`range_runs`](Self::range_runs): the whole walk holds one epoch pin and
+    /// borrows each node, where the iterators copy out a few runs at a time and seek again
+    /// for the next few. The price is that memory unlinked meanwhile is reclaimed only once
+    /// the walk returns, so keep walks bounded (the server caps a reply's runs).
     ///
     /// # Examples
     ///
@@ -668,11 +705,11 @@ where
     }
 
     fn range_cursor<R: RangeBounds<T>>(&self, range: R) -> Cursor<'_, T> {
-        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-        if is_empty_range(&bounds) {
-            return Cursor::Done;
+        let (from, to) = (range.start_bound().cloned(), range.end_bound().cloned());
+        if is_empty_range(&(from.clone(), to.clone())) {
+            return Cursor::empty(&self.map);
         }
-        Cursor::Range(self.map.ref_range(bounds))
+        Cursor::new(&self.map, from, to)
     }
 
     /// Every occurrence, ascending, collected (weakly consistent).

@@ -3,24 +3,59 @@
 //! A single shared `AtomicU64` updated on every insert is one contended cache line that
 //! costs as much as a mutex (measured while designing issue 2: 0.9–1.0x `Mutex<BTreeMap>`).
 //! Instead each thread adds to its own padded shard and readers sum the shards.
+//!
+//! # Width
+//!
+//! Each value's count may reach `MAX_COUNT` (almost 2^64), so the total over many values
+//! can pass any `u64`. A shard's occurrence count is kept exactly as a 128-bit number: a
+//! `u64` low word biased by 2^63, plus a carry word that counts how often the low word
+//! wrapped. The bias puts the wrap points at ±2^63 from zero, where ordinary use never
+//! goes (a shard that only removes sits just below zero, far from a wrap), so the carry
+//! changes only with astronomically large counts.
+//!
+//! # Ordering
+//!
+//! Updates are `Release` and reads `Acquire`. The server relies on it: a reply that reports
+//! [`Striped::len`] waits for the log to cover every change it observed, and it learns
+//! which changes those are by loading the log's ticket counter *after* reading the length.
+//! An `Acquire` read that sees a change's `Release` update makes that change's ticket
+//! (taken before it) visible to the later load. On x86 both cost nothing extra.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicI64, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 
 use crossbeam_utils::CachePadded;
 
+/// The low word's value for a shard count of zero.
+const BIAS: u64 = 1 << 63;
+
 /// One shard: both counters live on the same line because the same thread updates both.
-#[derive(Default)]
 struct Shard {
+    /// Occurrences, biased by [`BIAS`], wrapping; the carry word holds the wraps.
     len: AtomicU64,
+    /// How many times `len` wrapped upwards, minus how many times it wrapped downwards.
+    carry: AtomicI64,
+    /// Distinct values, wrapping (their number is bounded by memory, far below 2^63).
     distinct: AtomicU64,
 }
 
-/// Sums of signed deltas kept as wrapping `u64`s spread over per-thread shards.
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            len: AtomicU64::new(BIAS),
+            carry: AtomicI64::new(0),
+            distinct: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Sums of signed deltas spread over per-thread shards.
 ///
 /// A remove on one thread may subtract what another thread's shard added, so a shard alone
-/// may wrap "below zero"; only the wrapping sum over all shards means anything. When no
-/// update is in flight that sum is exact. While updates run it is an approximation that may
-/// transiently look negative, which [`Striped::len`] and [`Striped::distinct`] clamp to 0.
+/// may be "below zero"; only the sum over all shards means anything. When no update is in
+/// flight that sum is exact. While updates run it is an approximation that may transiently
+/// look negative, which [`Striped::len`] and [`Striped::distinct`] clamp to 0.
 pub(crate) struct Striped {
     shards: Box<[CachePadded<Shard>]>,
 }
@@ -50,41 +85,87 @@ impl Striped {
     /// Records `occurrences` more occurrences, `distinct` of them first of their value.
     pub(crate) fn add(&self, occurrences: u64, distinct: u64) {
         let s = self.shard();
-        // Relaxed: the counters publish no other data; readers that need exactness
-        // synchronize with the writers by other means (join, channel, lock).
-        s.len.fetch_add(occurrences, Relaxed);
+        if occurrences != 0 {
+            let before = s.len.fetch_add(occurrences, Release);
+            if before.checked_add(occurrences).is_none() {
+                s.carry.fetch_add(1, Release);
+            }
+        }
         if distinct != 0 {
-            s.distinct.fetch_add(distinct, Relaxed);
+            s.distinct.fetch_add(distinct, Release);
         }
     }
 
     /// Records `occurrences` fewer occurrences, `distinct` values gone entirely.
     pub(crate) fn sub(&self, occurrences: u64, distinct: u64) {
         let s = self.shard();
-        s.len.fetch_sub(occurrences, Relaxed);
+        if occurrences != 0 {
+            let before = s.len.fetch_sub(occurrences, Release);
+            if before < occurrences {
+                s.carry.fetch_sub(1, Release);
+            }
+        }
         if distinct != 0 {
-            s.distinct.fetch_sub(distinct, Relaxed);
+            s.distinct.fetch_sub(distinct, Release);
         }
     }
 
+    /// Total occurrences, clamped to `0..=u64::MAX` (see the type's docs).
     pub(crate) fn len(&self) -> u64 {
-        clamp(
-            self.shards
-                .iter()
-                .fold(0u64, |acc, s| acc.wrapping_add(s.len.load(Relaxed))),
-        )
+        let sum: i128 = self
+            .shards
+            .iter()
+            .map(|s| {
+                let low = s.len.load(Acquire);
+                let carry = s.carry.load(Acquire);
+                (i128::from(carry) << 64) + i128::from(low) - i128::from(BIAS)
+            })
+            .sum();
+        u64::try_from(sum.max(0)).unwrap_or(u64::MAX)
     }
 
     pub(crate) fn distinct(&self) -> u64 {
-        clamp(
-            self.shards
-                .iter()
-                .fold(0u64, |acc, s| acc.wrapping_add(s.distinct.load(Relaxed))),
-        )
+        let sum = self
+            .shards
+            .iter()
+            .fold(0u64, |acc, s| acc.wrapping_add(s.distinct.load(Acquire)));
+        // A sum above i64::MAX can only be a transiently negative count: report it as 0.
+        if sum > i64::MAX as u64 { 0 } else { sum }
     }
 }
 
-/// A sum above `i64::MAX` can only be a transiently negative total: report it as empty.
-fn clamp(sum: u64) -> u64 {
-    if sum > i64::MAX as u64 { 0 } else { sum }
+#[cfg(test)]
+mod tests {
+    use super::Striped;
+
+    /// Exact at any total, including past `u64::MAX` (saturated) and back.
+    #[test]
+    fn totals_are_exact_across_wraps() {
+        let s = Striped::new();
+        s.add(1 << 63, 1);
+        assert_eq!(s.len(), 1 << 63);
+        s.add(u64::MAX - 1, 1);
+        assert_eq!(s.len(), u64::MAX);
+        s.add(u64::MAX - 1, 1);
+        assert_eq!(s.len(), u64::MAX, "saturates");
+        s.sub(u64::MAX - 1, 1);
+        s.sub(u64::MAX - 1, 1);
+        assert_eq!(s.len(), 1 << 63);
+        s.sub(1 << 63, 1);
+        assert_eq!((s.len(), s.distinct()), (0, 0));
+    }
+
+    /// A shard that only removes (another thread added) is fine, and so is the sum.
+    #[test]
+    fn shards_may_go_below_zero() {
+        let s = Striped::new();
+        std::thread::scope(|scope| {
+            scope.spawn(|| s.add(u64::MAX - 1, 1));
+        });
+        std::thread::scope(|scope| {
+            scope.spawn(|| s.sub(u64::MAX - 2, 0));
+        });
+        assert_eq!(s.len(), 1);
+        assert_eq!(s.distinct(), 1);
+    }
 }
