@@ -373,3 +373,20 @@ fn histogram_extrapolates_dense_buckets() {
         json!([{"lo":0,"hi":2499,"count":2500},{"lo":2500,"hi":4999,"count":2500}])
     );
 }
+
+/// Over the wire too: five values up to `i64::MAX` in four buckets count five occurrences
+/// (cad8c18 wrapped a bucket start past `i64::MAX` and counted ten).
+#[test]
+fn histogram_at_i64_max_counts_each_value_once() {
+    let server = Running::start(small_config());
+    server.set.extend((0..5).map(|k| i64::MAX - k));
+    let h = one(server.http, &request("GET", "/histogram?buckets=4", "")).json();
+    let counts: Vec<u64> = h["buckets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts.iter().sum::<u64>(), 5, "{h}");
+    assert_eq!(h["approximate"], false);
+}

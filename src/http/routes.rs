@@ -7,17 +7,13 @@ use serde_json::{Value, json};
 
 use super::{Request, write_error, write_response};
 use crate::frame::Error;
-use crate::service::{Service, Session};
+use crate::service::{Service, Session, histogram};
 
 /// Most values `GET /array` lists one by one; beyond it the reply says `"truncated": true`.
 const MAX_LISTED: u64 = 1_000_000;
 
 /// Most bars `GET /histogram` draws.
 const MAX_BUCKETS: u64 = 10_000;
-
-/// Runs `GET /histogram` counts exactly in one bucket; past this it extrapolates the rest of
-/// the bucket from the part it walked, so a poll costs O(buckets × this), not O(distinct).
-const EXACT_RUNS_PER_BUCKET: usize = 1000;
 
 /// The dashboard page, served to browsers at `/`: self-contained, nothing fetched elsewhere.
 const DASHBOARD: &str = include_str!("dashboard.html");
@@ -297,9 +293,7 @@ fn post_remove(body: &[u8], service: &Service, session: &mut Session) -> Reply {
     }
 }
 
-/// `GET /histogram?buckets=N`: one bar per value while there are at most N distinct values,
-/// otherwise N equal-width buckets over `min..=max`, each counted exactly up to
-/// [`EXACT_RUNS_PER_BUCKET`] runs and extrapolated beyond (then `"approximate": true`).
+/// `GET /histogram?buckets=N`: see [`histogram::histogram`].
 fn histogram(query: &str, service: &Service) -> Reply {
     let mut buckets = 100u64;
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -311,48 +305,15 @@ fn histogram(query: &str, service: &Service) -> Reply {
             _ => return Reply::Error(400, format!("unknown query parameter {pair:?}")),
         }
     }
-    let set = service.set();
-    let (len, distinct) = (set.len(), set.distinct_len());
-    let (Some(min), Some(max)) = (set.first(), set.last()) else {
-        return Reply::Json(
-            json!({ "len": len, "distinct": distinct, "min": null, "max": null, "approximate": false, "buckets": [] }),
-        );
-    };
-    let mut approximate = false;
-    let bars: Vec<Value> = if distinct <= buckets {
-        set.runs()
-            .map(|(v, c)| json!({ "lo": v, "hi": v, "count": c }))
-            .collect()
-    } else {
-        // Width rounded up so that `buckets` of them cover min..=max; i128 so that the span
-        // of the whole i64 range does not overflow.
-        let span = i128::from(max) - i128::from(min) + 1;
-        let width = (span + i128::from(buckets) - 1) / i128::from(buckets);
-        (0..i128::from(buckets))
-            .map(|i| {
-                let lo = i128::from(min) + width * i;
-                let hi = (lo + width - 1).min(i128::from(max));
-                let (mut count, mut walked, mut last) = (0u64, 0, lo);
-                for (v, c) in set
-                    .range_runs(lo as i64..=hi as i64)
-                    .take(EXACT_RUNS_PER_BUCKET)
-                {
-                    count += c;
-                    walked += 1;
-                    last = i128::from(v);
-                }
-                if walked == EXACT_RUNS_PER_BUCKET && last < hi {
-                    // Scale by the share of the bucket's width walked so far.
-                    approximate = true;
-                    let share = (last - lo + 1) as f64 / (hi - lo + 1) as f64;
-                    count = (count as f64 / share) as u64;
-                }
-                json!({ "lo": lo as i64, "hi": hi as i64, "count": count })
-            })
-            .collect()
-    };
+    let h = histogram::histogram(service.set(), buckets);
+    let (min, max) = h.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
+    let bars: Vec<Value> = h
+        .buckets
+        .iter()
+        .map(|b| json!({ "lo": b.lo, "hi": b.hi, "count": b.count }))
+        .collect();
     Reply::Json(json!({
-        "len": len, "distinct": distinct, "min": min, "max": max,
-        "approximate": approximate, "buckets": bars,
+        "len": h.len, "distinct": h.distinct, "min": min, "max": max,
+        "approximate": h.approximate, "buckets": bars,
     }))
 }

@@ -4,6 +4,8 @@
 //! routes call its typed operations. Replies are encoded straight into the caller's output
 //! buffer, so the event loop only moves bytes.
 
+pub mod histogram;
+
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
