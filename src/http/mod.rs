@@ -16,6 +16,7 @@
 //! assert_eq!(service.set().to_vec(), [1, 3]);
 //! ```
 
+pub mod body;
 mod routes;
 
 pub use routes::respond;

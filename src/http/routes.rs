@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use serde_json::{Value, json};
 
-use super::{Request, write_error, write_response};
+use super::{Request, body, write_error, write_response};
 use crate::frame::Error;
 use crate::service::{Service, Session, histogram};
 
@@ -237,33 +237,11 @@ fn stats(service: &Service) -> Reply {
     Reply::Json(reply)
 }
 
-/// A request body as JSON, or the 400 that says why it is not.
-fn json_body(body: &[u8]) -> Result<Value, Reply> {
-    serde_json::from_slice(body).map_err(|e| Reply::Error(400, format!("malformed JSON: {e}")))
-}
-
 /// `POST /array` with `{"values": [..]}`.
 fn post_array(body: &[u8], service: &Service, session: &mut Session) -> Reply {
-    let parsed = match json_body(body) {
-        Ok(v) => v,
-        Err(reply) => return reply,
-    };
-    let Some(items) = parsed.get("values").and_then(Value::as_array) else {
-        return Reply::Error(400, r#"expected {"values": [integers]}"#.into());
-    };
-    let max = service.limits().max_values as usize;
-    if items.len() > max {
-        return Reply::Error(
-            413,
-            format!("{} values in one request; the limit is {max}", items.len()),
-        );
-    }
-    let mut values = Vec::with_capacity(items.len());
-    for item in items {
-        match item.as_i64() {
-            Some(v) => values.push(v),
-            None => return Reply::Error(400, format!("{item} is not a 64-bit integer")),
-        }
+    let mut values = Vec::new();
+    if let Err(e) = body::values(body, service.limits().max_values as usize, &mut values) {
+        return Reply::Error(e.status, e.message);
     }
     match service.insert(session, &mut values) {
         Ok(inserted) => Reply::Json(json!({ "inserted": inserted, "len": service.set().len() })),
@@ -273,19 +251,9 @@ fn post_array(body: &[u8], service: &Service, session: &mut Session) -> Reply {
 
 /// `POST /array/remove` with `{"value": v, "n": k}` (`n` defaults to 1).
 fn post_remove(body: &[u8], service: &Service, session: &mut Session) -> Reply {
-    let parsed = match json_body(body) {
-        Ok(v) => v,
-        Err(reply) => return reply,
-    };
-    let Some(value) = parsed.get("value").and_then(Value::as_i64) else {
-        return Reply::Error(400, r#"expected {"value": integer, "n": count}"#.into());
-    };
-    let n = match parsed.get("n") {
-        None => 1,
-        Some(n) => match n.as_u64() {
-            Some(n) => n,
-            None => return Reply::Error(400, format!("n = {n} is not a count")),
-        },
+    let (value, n) = match body::remove(body) {
+        Ok(parsed) => parsed,
+        Err(e) => return Reply::Error(e.status, e.message),
     };
     match service.remove_n(session, value, n) {
         Ok(removed) => Reply::Json(json!({ "removed": removed, "len": service.set().len() })),

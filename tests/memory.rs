@@ -1,19 +1,23 @@
-//! Long runs × memory: every iterator and walk gives back what it walked once the values
-//! are removed. A counting allocator measures the heap; nothing else runs in this binary,
-//! so the figures are the multiset's alone.
+//! Memory, measured by a counting allocator: walks give back what they walked once the
+//! values are removed, and request bodies cost what they hold, not a JSON tree of it.
 //!
-//! Regression for crossbeam-skiplist 0.1.3's `RefRange` (crossbeam-rs/crossbeam#1178):
-//! a range walk kept a reference on every node it passed, so `range()` and `range_runs()`
-//! leaked each node they walked once it was removed.
+//! The tests in this binary take [`EXCLUSIVE`] so that no other test allocates while one
+//! measures.
 
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sortd::SortedMultiset;
+use sortd::http::{self, Parse};
+use sortd::service::{Limits, Service, Session};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+/// Held by each test for its whole run.
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
 /// Bytes currently allocated on the heap.
 fn live_bytes() -> i128 {
@@ -89,8 +93,14 @@ fn walks() -> Vec<(&'static str, fn(&SortedMultiset<i64>) -> u64)> {
 /// Insert 20,000 distinct values, walk them, clear: ten cycles per walk, after which the
 /// heap must be back near where it started (a leak of one node per value would be
 /// 20,000 × 10 nodes, megabytes).
+///
+/// Regression for crossbeam-skiplist 0.1.3's `RefRange` (crossbeam-rs/crossbeam#1178): a
+/// range walk kept a reference on every node it passed, so on cad8c18 `range()` and
+/// `range_runs()` (behind `GET /array`, `/get_array`, `/histogram`) leaked every node
+/// they walked once it was removed.
 #[test]
 fn every_walk_gives_its_memory_back_after_clear() {
+    let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
     const VALUES: i64 = 20_000;
     const CYCLES: usize = 10;
     // Far below one leaked node per value per cycle (≥ 32 B × 20,000 × 10 = 6 MB); the
@@ -123,4 +133,50 @@ fn every_walk_gives_its_memory_back_after_clear() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A 16 MiB `POST /array` body of zeros (8 million values, over the 1,000,000 limit) is
+/// refused with 413 while costing little more than the values kept up to the limit.
+/// cad8c18 built a `serde_json::Value` tree of the whole body first: about 272 MiB.
+/// The same for `POST /array/remove` with a 16 MiB field it does not use.
+#[test]
+fn json_bodies_are_bounded_while_parsed() {
+    let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let service = Service::new(Arc::new(SortedMultiset::new()), Limits::default());
+    let zeros = |prefix: &str| {
+        let mut body = String::from(prefix);
+        while body.len() < (16 << 20) - 16 {
+            body.push_str("0,");
+        }
+        body.push_str("0]}");
+        body
+    };
+    for (path, body, status) in [
+        ("/array", zeros(r#"{"values":["#), 413),
+        ("/array/remove", zeros(r#"{"value":1,"junk":["#), 200),
+    ] {
+        let raw = format!(
+            "POST {path} HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let limits = http::Limits::default();
+        let Parse::Complete(request, _) = http::parse(raw.as_bytes(), &limits) else {
+            panic!("{path}: not parsed");
+        };
+        let before = GLOBAL.stats().bytes_allocated;
+        let mut out = Vec::new();
+        http::respond(&request, &service, &mut Session::default(), &mut out);
+        let allocated = GLOBAL.stats().bytes_allocated - before;
+        let head = String::from_utf8_lossy(&out[..out.len().min(200)]).into_owned();
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{path}: {head}"
+        );
+        // The values kept up to the limit (8 MB, grown by doubling) and the reply.
+        assert!(
+            allocated < 24 << 20,
+            "{path}: {} MiB allocated for a 16 MiB body",
+            allocated >> 20
+        );
+    }
 }
