@@ -134,6 +134,7 @@ pub fn http(data: &[u8]) {
         Limits {
             max_values: 64,
             max_reply_runs: 64,
+            max_reply_bytes: 4096,
         },
     );
     let limits = http::Limits {

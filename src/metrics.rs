@@ -4,7 +4,9 @@
 //! value to be one the counter really had.
 
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crossbeam_utils::CachePadded;
 
 /// Route labels for HTTP request counts; anything else counts as `other`.
 pub const ROUTES: [&str; 13] = [
@@ -48,6 +50,21 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Connections refused at the connection limit.
     pub connections_refused: AtomicU64,
+    /// Backpressure gauges, one padded slot per event loop (loop `i` uses slot
+    /// `i % LOOP_SLOTS`), so loops never share a cache line for them; summed on scrape.
+    loops: Box<[CachePadded<LoopGauges>]>,
+}
+
+/// Slots for per-loop gauges.
+const LOOP_SLOTS: usize = 64;
+
+/// One event loop's backpressure figures, changed only when they change.
+#[derive(Debug, Default)]
+struct LoopGauges {
+    /// Reply bytes queued and not yet taken by their peers.
+    queued: AtomicI64,
+    /// Connections not read because their queued output reached the high-water mark.
+    stalled: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -59,6 +76,7 @@ impl Default for Metrics {
             connections_open: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            loops: (0..LOOP_SLOTS).map(|_| CachePadded::default()).collect(),
         }
     }
 }
@@ -80,6 +98,18 @@ impl Metrics {
     /// Counts one frame received with `opcode`.
     pub fn frame(&self, opcode: u8) {
         self.frames[usize::from(opcode)].fetch_add(1, Relaxed);
+    }
+
+    /// Notes a change in event loop `event_loop`'s queued reply bytes and stalled
+    /// connections (`sortd_output_queued_bytes`, `sortd_connections_stalled`).
+    pub fn backpressure(&self, event_loop: usize, queued: i64, stalled: i64) {
+        let slot = &self.loops[event_loop % LOOP_SLOTS];
+        if queued != 0 {
+            slot.queued.fetch_add(queued, Relaxed);
+        }
+        if stalled != 0 {
+            slot.stalled.fetch_add(stalled, Relaxed);
+        }
     }
 
     /// Counts one ERROR frame sent.
@@ -135,7 +165,11 @@ impl Metrics {
                 writeln!(out, "sortd_frames_total{{opcode=\"{op:#04x}\"}} {n}")?;
             }
         }
-        let gauges: [(&str, &str, &str, u64); 6] = [
+        let sum = |f: fn(&LoopGauges) -> &AtomicI64| {
+            let total: i64 = self.loops.iter().map(|g| f(g).load(Relaxed)).sum();
+            u64::try_from(total).unwrap_or(0)
+        };
+        let gauges: [(&str, &str, &str, u64); 8] = [
             (
                 "sortd_frame_errors_total",
                 "counter",
@@ -159,6 +193,18 @@ impl Metrics {
                 "counter",
                 "Connections refused at the limit.",
                 self.connections_refused.load(Relaxed),
+            ),
+            (
+                "sortd_output_queued_bytes",
+                "gauge",
+                "Reply bytes queued for connections and not yet taken by them.",
+                sum(|g| &g.queued),
+            ),
+            (
+                "sortd_connections_stalled",
+                "gauge",
+                "Connections whose requests wait because their queued output reached half of --max-output.",
+                sum(|g| &g.stalled),
             ),
             (
                 "sortd_elements",

@@ -5,14 +5,13 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::mpsc;
 use std::thread;
 
-use common::{Running, http_call, small_config};
+use common::{Proc, Running, http_call, small_config};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use sortd::client::{Client, Error as ClientError};
@@ -31,115 +30,18 @@ fn contents(addr: SocketAddr) -> Vec<(i64, u64)> {
     runs
 }
 
-/// The server binary, started on free ports; killed on drop if still running.
-struct Proc {
-    child: Child,
-    frame: SocketAddr,
-    http: SocketAddr,
-}
-
-impl Proc {
-    /// Starts `server --data-dir dir args..`, through `sh -c shell_prefix` when given (to
-    /// set resource limits). Returns stderr when it exits instead of starting.
-    fn start(dir: &Path, shell_prefix: Option<&str>, args: &[&str]) -> Result<Proc, String> {
-        let server = env!("CARGO_BIN_EXE_server");
-        let mut all = vec![
-            "--frame-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-            "--threads",
-            "2",
-            "--data-dir",
-            dir.to_str().expect("UTF-8 path"),
-        ];
-        all.extend_from_slice(args);
-        let mut cmd = match shell_prefix {
-            Some(prefix) => {
-                let mut c = Command::new("sh");
-                c.arg("-c")
-                    .arg(format!("{prefix}; exec \"$0\" \"$@\""))
-                    .arg(server);
-                c
-            }
-            None => Command::new(server),
-        };
-        let mut child = cmd
-            .args(&all)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn server");
-        // The banner is printed once both ports are bound: the readiness signal.
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read banner");
-        if line.is_empty() {
-            let mut err = String::new();
-            child
-                .stderr
-                .take()
-                .expect("stderr")
-                .read_to_string(&mut err)
-                .expect("read stderr");
-            child.wait().expect("wait");
-            return Err(err);
-        }
-        let addr_after = |marker: &str| -> SocketAddr {
-            let rest = &line[line.find(marker).expect("banner") + marker.len()..];
-            rest.split([',', ' '])
-                .next()
-                .unwrap()
-                .parse()
-                .expect("address")
-        };
-        Ok(Proc {
-            frame: addr_after("frame protocol on "),
-            http: addr_after("HTTP on http://"),
-            child,
-        })
-    }
-
-    /// SIGTERM, then waits; returns stderr. Panics if the exit was not clean.
-    fn terminate(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        assert!(self.child.wait().expect("wait").success());
-        self.stderr()
-    }
-
-    /// SIGKILL: no chance to flush anything.
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("wait");
-    }
-
-    fn stderr(&mut self) -> String {
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            e.read_to_string(&mut err).expect("read stderr");
-        }
-        err
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The server binary persisting to `dir`, through `sh -c shell_prefix` when given.
+fn start(dir: &Path, shell_prefix: Option<&str>, args: &[&str]) -> Result<Proc, String> {
+    let mut all = vec!["--data-dir", dir.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    Proc::start(shell_prefix, &all)
 }
 
 #[test]
 fn restart_after_sigterm_keeps_every_change() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
-    let p = Proc::start(&dir, None, &["--fsync", "everysec"]).unwrap();
+    let p = start(&dir, None, &["--fsync", "everysec"]).unwrap();
     let mut c = Client::connect(p.frame).unwrap();
     // Every kind of change, over both protocols.
     c.insert(&[5, 3, 5, 9, -7, i64::MIN, i64::MAX]).unwrap();
@@ -184,27 +86,27 @@ fn restart_after_sigterm_keeps_every_change() {
     drop(c);
     p.terminate();
 
-    let p = Proc::start(&dir, None, &[]).unwrap();
+    let p = start(&dir, None, &[]).unwrap();
     assert_eq!(contents(p.frame), before);
     // And once more, now that the data spans two log generations.
     Client::connect(p.frame).unwrap().insert(&[1]).unwrap();
     let before = contents(p.frame);
     p.terminate();
-    let p = Proc::start(&dir, None, &[]).unwrap();
+    let p = start(&dir, None, &[]).unwrap();
     assert_eq!(contents(p.frame), before);
     p.terminate();
 
     // Restarts without writes leave no empty logs behind: the two logs with data, and the
     // last start's own (empty) log, which the next start removes.
     for _ in 0..3 {
-        Proc::start(&dir, None, &[]).unwrap().terminate();
+        start(&dir, None, &[]).unwrap().terminate();
     }
     let logs = fs::read_dir(&dir)
         .unwrap()
         .filter(|e| e.as_ref().unwrap().path().extension() == Some("log".as_ref()))
         .count();
     assert_eq!(logs, 3);
-    let p = Proc::start(&dir, None, &[]).unwrap();
+    let p = start(&dir, None, &[]).unwrap();
     assert_eq!(contents(p.frame), before);
 }
 
@@ -230,7 +132,7 @@ fn sigkill_under_load_loses_no_acknowledged_insert() {
         if round % 2 == 1 {
             args.extend(compact_always);
         }
-        let p = Proc::start(&dir, None, &args).unwrap();
+        let p = start(&dir, None, &args).unwrap();
         check_tally(&tally, &contents(p.frame));
         let (acks, acked) = mpsc::channel();
         let loaders: Vec<_> = (0..THREADS)
@@ -288,7 +190,7 @@ fn sigkill_under_load_loses_no_acknowledged_insert() {
         }
         assert_eq!(seen, kill_after, "the load ended before the kill");
     }
-    let p = Proc::start(&dir, None, &[]).unwrap();
+    let p = start(&dir, None, &[]).unwrap();
     check_tally(&tally, &contents(p.frame));
     assert!(tally.values().map(|t| t.1).sum::<u64>() >= 80);
 }
@@ -542,7 +444,7 @@ fn unusable_data_dir_is_a_clear_error_at_start() {
     drop(first);
 
     // A disk that takes no bytes at all (file size limit 0): the binary says so and exits.
-    let err = Proc::start(&dir, Some("trap '' XFSZ; ulimit -f 0"), &[])
+    let err = start(&dir, Some("trap '' XFSZ; ulimit -f 0"), &[])
         .err()
         .expect("must not start");
     assert!(
@@ -559,7 +461,7 @@ fn write_error_at_run_time_stops_acknowledging() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("data");
     // dash counts `ulimit -f` in 512-byte blocks: the log may grow to 1024 bytes.
-    let p = Proc::start(
+    let p = start(
         &dir,
         Some("trap '' XFSZ; ulimit -f 2"),
         &["--fsync", "always"],
@@ -604,7 +506,7 @@ fn write_error_at_run_time_stops_acknowledging() {
     check_tally(&tally, &contents(p.frame));
     p.kill();
 
-    let p = Proc::start(&dir, None, &[]).unwrap();
+    let p = start(&dir, None, &[]).unwrap();
     check_tally(&tally, &contents(p.frame));
     assert!(tally.values().map(|t| t.1).sum::<u64>() > 0);
 }

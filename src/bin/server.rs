@@ -59,8 +59,9 @@ struct Args {
     #[arg(long, default_value_t = 300)]
     idle_timeout: u64,
 
-    /// Most reply bytes queued for one connection before it is dropped (reading from it
-    /// pauses at half this).
+    /// Most reply bytes queued for one connection: its requests are decoded only while less
+    /// than half of this is queued, and longer replies are truncated to half of it. At
+    /// least 65536.
     #[arg(long, default_value_t = 64 << 20)]
     max_output: usize,
 
@@ -84,7 +85,8 @@ struct Args {
     compact_factor: f64,
 
     /// ... and at least this many MiB.
-    #[arg(long, default_value_t = 64, requires = "data_dir")]
+    #[arg(long, default_value_t = 64, requires = "data_dir",
+          value_parser = clap::value_parser!(u64).range(0..=1 << 40))]
     compact_min_mib: u64,
 
     /// Start even if a log has a bad record before its end, truncating it there (what
@@ -108,6 +110,7 @@ fn main() -> ExitCode {
         limits: Limits {
             max_values: args.max_values,
             max_reply_runs: args.max_reply_runs,
+            ..Limits::default()
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),
         max_output: args.max_output,

@@ -10,7 +10,17 @@ use crate::frame::Error;
 use crate::service::{Service, Session, histogram};
 
 /// Most values `GET /array` lists one by one; beyond it the reply says `"truncated": true`.
+/// Fewer when they would not fit in the reply budget ([`Limits::max_reply_bytes`]).
+///
+/// [`Limits::max_reply_bytes`]: crate::service::Limits::max_reply_bytes
 const MAX_LISTED: u64 = 1_000_000;
+
+/// Room kept in a reply for its status line, headers and the JSON around a list.
+const ENVELOPE: usize = 512;
+/// The most text one `[value,count],` run takes.
+const JSON_RUN_BYTES: usize = 44;
+/// The most text one histogram bucket takes.
+const JSON_BUCKET_BYTES: usize = 90;
 
 /// Most bars `GET /histogram` draws.
 const MAX_BUCKETS: u64 = 10_000;
@@ -138,11 +148,21 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
             TEXT,
             "sortd: a sorted multiset server. Try GET /array.\n".into(),
         ),
-        ("/get_array", "GET") => match listed(service, i64::MIN, i64::MAX, usize::MAX) {
+        ("/get_array", "GET") => match listed(
+            service,
+            i64::MIN,
+            i64::MAX,
+            usize::MAX,
+            service.limits().max_reply_bytes.saturating_sub(ENVELOPE),
+            2,
+        ) {
             (values, false) => Reply::Body(TEXT, format!("{values:?}\n")),
-            (_, true) => Reply::Error(
+            (values, true) => Reply::Error(
                 413,
-                format!("more than {MAX_LISTED} values; use GET /array?format=runs"),
+                format!(
+                    "more than {} values; use GET /array?format=runs",
+                    values.len()
+                ),
             ),
         },
         ("/" | "/get_array", _) => Reply::Method("GET"),
@@ -180,14 +200,16 @@ fn get_array(query: &str, service: &Service) -> Reply {
             return Reply::Error(400, format!("bad value in {pair:?}"));
         }
     }
-    let cap = service.reply_runs(limit) as usize;
+    let cap = service.runs_limit(limit) as usize;
+    // The body stops while the next run is sure to fit in the reply budget.
+    let budget = service.limits().max_reply_bytes.saturating_sub(ENVELOPE);
     if runs {
         // Written directly rather than through a serde_json::Value: one walk under one pin,
         // no intermediate vector, no per-run allocation.
         let mut body = String::from(r#"{"runs":["#);
         let (mut n, mut truncated) = (0, false);
         service.set().visit_runs(min..=max, |v, c| {
-            if n == cap {
+            if n == cap || body.len() + JSON_RUN_BYTES > budget {
                 truncated = true;
                 return ControlFlow::Break(());
             }
@@ -202,7 +224,7 @@ fn get_array(query: &str, service: &Service) -> Reply {
         let _ = writeln!(body, r#"],"truncated":{truncated}}}"#);
         return Reply::Body("application/json", body);
     }
-    let (values, truncated) = listed(service, min, max, cap);
+    let (values, truncated) = listed(service, min, max, cap, budget, 1);
     let mut reply = json!({ "len": service.set().len(), "values": values });
     if truncated {
         reply["truncated"] = json!(true);
@@ -211,16 +233,37 @@ fn get_array(query: &str, service: &Service) -> Reply {
 }
 
 /// The values in `min..=max`, one per occurrence, from at most `cap` runs and at most
-/// [`MAX_LISTED`] values; and whether that cut anything off.
-fn listed(service: &Service, min: i64, max: i64, cap: usize) -> (Vec<i64>, bool) {
+/// [`MAX_LISTED`] values, whose text (each value's digits plus `separator` bytes) stays
+/// within `budget`; and whether that cut anything off.
+fn listed(
+    service: &Service,
+    min: i64,
+    max: i64,
+    cap: usize,
+    budget: usize,
+    separator: usize,
+) -> (Vec<i64>, bool) {
     let mut values = Vec::new();
+    let mut text = 0;
     for (i, (v, n)) in service.set().range_runs(min..=max).enumerate() {
-        if i == cap || values.len() as u64 + n > MAX_LISTED {
+        let each = decimal_len(v) + separator;
+        let fits = (budget - text.min(budget)) / each;
+        if i == cap || values.len() as u64 + n > MAX_LISTED || n > fits as u64 {
             return (values, true);
         }
         values.extend(std::iter::repeat_n(v, n as usize));
+        text += each * n as usize;
     }
     (values, false)
+}
+
+/// Characters in `v`'s decimal form.
+fn decimal_len(v: i64) -> usize {
+    let digits = v
+        .unsigned_abs()
+        .checked_ilog10()
+        .map_or(1, |d| d as usize + 1);
+    digits + usize::from(v < 0)
 }
 
 /// `GET /stats`: the multiset's shape, and persistence figures when it is on.
@@ -273,7 +316,9 @@ fn histogram(query: &str, service: &Service) -> Reply {
             _ => return Reply::Error(400, format!("unknown query parameter {pair:?}")),
         }
     }
-    let h = histogram::histogram(service.set(), buckets);
+    // Fewer bars than asked if they would not fit in the reply budget.
+    let room = service.limits().max_reply_bytes.saturating_sub(ENVELOPE) / JSON_BUCKET_BYTES;
+    let h = histogram::histogram(service.set(), buckets.min(room.max(1) as u64));
     let (min, max) = h.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let bars: Vec<Value> = h
         .buckets

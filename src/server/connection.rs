@@ -54,8 +54,14 @@ pub(super) struct Connection {
     pub(super) last_active: Instant,
     /// Set after a fatal protocol error or EOF: flush what is queued, then close.
     closing: bool,
-    /// Reading stopped because too much output is queued; resume once it drains.
-    paused: bool,
+    /// The socket may hold bytes not read yet. Readiness is edge-triggered, so no new event
+    /// comes for them: set by a READABLE event, cleared by a read that drains the socket.
+    unread: bool,
+    /// Decoding stopped at the high-water mark with input left over; resume as output
+    /// drains.
+    stalled: bool,
+    /// Queued bytes and stall last reported to the metrics.
+    reported: (usize, bool),
 }
 
 /// What the event loop should do with a connection after it ran.
@@ -88,7 +94,9 @@ impl Connection {
             listed: false,
             last_active: Instant::now(),
             closing: false,
-            paused: false,
+            unread: false,
+            stalled: false,
+            reported: (0, false),
         }
     }
 
@@ -97,8 +105,15 @@ impl Connection {
         self.closing = true;
     }
 
-    /// Handles readiness: reads what is available (unless too much output is queued:
-    /// backpressure), answers every complete frame in order, and writes what it can.
+    /// Handles readiness: answers buffered requests and reads more while less than half of
+    /// `max_output` is queued (backpressure per request, not per read), and writes what it
+    /// can.
+    ///
+    /// A request is decoded only while queued output is under the high-water mark
+    /// (`max_output / 2`), and one reply is at most `max_output / 2` bytes (the service's
+    /// reply budget), so queued output never exceeds `max_output`. A peer that pipelines
+    /// more than it reads simply stops being read; one that stops reading altogether is
+    /// dropped by the idle timeout, never cut off mid-reply.
     pub(super) fn ready(
         &mut self,
         readable: bool,
@@ -106,24 +121,29 @@ impl Connection {
         session: &mut Session,
         max_output: usize,
     ) -> io::Result<Next> {
-        let mut read = readable || self.paused;
+        let high_water = max_output / 2;
+        self.unread |= readable;
         loop {
             self.release(service);
-            if read && !self.closing && self.read_available(service, session, max_output)? {
-                // The peer finished sending: flush what we owe, then close.
-                self.closing = true;
+            if !self.closing && self.pending_output() < high_water {
+                if self.stalled {
+                    self.process(service, session, high_water);
+                }
+                if self.unread
+                    && !self.stalled
+                    && self.read_available(service, session, high_water)?
+                {
+                    // The peer finished sending: flush what we owe, then close.
+                    self.closing = true;
+                }
             }
             self.flush()?;
-            // Readiness is edge-triggered: no new event will come for bytes already waiting,
-            // so once the peer has taken enough output, go back and read them now.
-            read = self.paused && self.pending_output() < max_output / 2;
-            if !read {
+            // Go round again while output drained enough to take more requests that are
+            // already here (buffered, or unread in the socket).
+            let more = self.stalled || self.unread;
+            if self.closing || !more || self.pending_output() >= high_water {
                 break;
             }
-        }
-        if self.pending_output() > max_output {
-            // A client that never reads: disconnect rather than grow without bound.
-            return Ok(Next::Close);
         }
         if self.closing && self.pending_output() == 0 {
             return Ok(Next::Close);
@@ -171,58 +191,76 @@ impl Connection {
         }
     }
 
+    /// How queued bytes and the stall changed since the last call, for the loop's gauges.
+    pub(super) fn gauge_change(&mut self) -> (i64, i64) {
+        let now = (self.pending_output(), self.stalled && !self.closing);
+        let (was_queued, was_stalled) = std::mem::replace(&mut self.reported, now);
+        (
+            now.0 as i64 - was_queued as i64,
+            i64::from(now.1) - i64::from(was_stalled),
+        )
+    }
+
+    /// Withdraws what this connection reported to the gauges (it is being closed).
+    pub(super) fn gauge_withdraw(&self) -> (i64, i64) {
+        (-(self.reported.0 as i64), -i64::from(self.reported.1))
+    }
+
     /// Bytes queued and not yet written.
     pub(super) fn pending_output(&self) -> usize {
         self.output.len() - self.written
     }
 
-    /// Reads until `WouldBlock`, EOF, or enough output is queued that the peer must drain
-    /// it first. Returns whether the peer closed its side.
+    /// Reads and answers until `WouldBlock`, EOF, or the high-water mark (then `stalled`,
+    /// with the rest of the input kept). Returns whether the peer closed its side.
     fn read_available(
         &mut self,
         service: &Service,
         session: &mut Session,
-        max_output: usize,
+        high_water: usize,
     ) -> io::Result<bool> {
-        self.paused = false;
-        loop {
-            if self.pending_output() >= max_output / 2 {
-                self.paused = true;
-                return Ok(false);
-            }
-            if self.closing {
-                return Ok(false);
-            }
+        while !self.closing && !self.stalled {
             if self.input.len() - self.filled < READ_CHUNK {
                 self.input.resize(self.filled + READ_CHUNK, 0);
             }
             let room = self.input.len() - self.filled;
             match self.stream.read(&mut self.input[self.filled..]) {
-                Ok(0) => return Ok(true),
+                Ok(0) => {
+                    self.unread = false;
+                    return Ok(true);
+                }
                 Ok(n) => {
                     self.filled += n;
-                    // Answer as we go, so the input buffer never holds more than one
-                    // incomplete frame plus one read.
-                    self.process(service, session);
                     if n < room {
                         // A short read emptied the socket's receive queue. Bytes that arrive
                         // after it raise a new edge-triggered event, so skip the read that
                         // would only say WouldBlock: one syscall less per request.
+                        self.unread = false;
+                    }
+                    // Answer as we go, so the input buffer never holds more than one
+                    // incomplete request plus one read.
+                    self.process(service, session, high_water);
+                    if !self.unread {
                         return Ok(false);
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.unread = false;
+                    return Ok(false);
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        Ok(false)
     }
 
-    /// Answers every complete request in the input buffer, in order.
-    fn process(&mut self, service: &Service, session: &mut Session) {
+    /// Answers complete requests in the input buffer, in order, until it holds none or
+    /// queued output reaches `high_water` (then `stalled`).
+    fn process(&mut self, service: &Service, session: &mut Session, high_water: usize) {
         let pos = match self.protocol {
-            Protocol::Frame => self.process_frames(service, session),
-            Protocol::Http => self.process_http(service, session),
+            Protocol::Frame => self.process_frames(service, session, high_water),
+            Protocol::Http => self.process_http(service, session, high_water),
         };
         self.input.copy_within(pos..self.filled, 0);
         self.filled -= pos;
@@ -232,10 +270,21 @@ impl Connection {
         }
     }
 
+    /// Whether another request may be decoded now; notes a stall at the high-water mark.
+    fn may_decode(&mut self, high_water: usize) -> bool {
+        self.stalled = self.pending_output() >= high_water;
+        !self.closing && !self.stalled
+    }
+
     /// Answers HTTP requests; returns how many input bytes they used.
-    fn process_http(&mut self, service: &Service, session: &mut Session) -> usize {
+    fn process_http(
+        &mut self,
+        service: &Service,
+        session: &mut Session,
+        high_water: usize,
+    ) -> usize {
         let mut pos = 0;
-        while !self.closing {
+        while self.may_decode(high_water) {
             match http::parse(&self.input[pos..self.filled], &self.http_limits) {
                 http::Parse::Incomplete => break,
                 http::Parse::Complete(request, used) => {
@@ -256,9 +305,14 @@ impl Connection {
     }
 
     /// Answers frames; returns how many input bytes they used.
-    fn process_frames(&mut self, service: &Service, session: &mut Session) -> usize {
+    fn process_frames(
+        &mut self,
+        service: &Service,
+        session: &mut Session,
+        high_water: usize,
+    ) -> usize {
         let mut pos = 0;
-        while !self.closing {
+        while self.may_decode(high_water) {
             let (used, item) = self.decoder.decode(&self.input[pos..self.filled]);
             pos += used;
             match item {

@@ -67,8 +67,10 @@ pub struct Config {
     pub limits: Limits,
     /// A connection that completes no request and takes no reply for this long is dropped.
     pub idle_timeout: Duration,
-    /// Most reply bytes queued for one connection; reading from it pauses at half this, and
-    /// it is dropped beyond it.
+    /// Most reply bytes queued for one connection. Its requests are decoded only while less
+    /// than half of this is queued, and one reply is at most half of it (longer ones are
+    /// truncated, as with [`Limits::max_reply_runs`]), so the queue never grows past it.
+    /// At least [`MIN_OUTPUT`].
     pub max_output: usize,
     /// How long shutdown waits for replies still being written.
     pub shutdown_grace: Duration,
@@ -90,6 +92,80 @@ impl Default for Config {
             max_output: 64 << 20,
             shutdown_grace: Duration::from_secs(5),
             persistence: None,
+        }
+    }
+}
+
+/// The smallest [`Config::max_output`] accepted: every reply of fixed size (the dashboard
+/// page, `/metrics`, an error) fits in half of it.
+pub const MIN_OUTPUT: usize = 64 << 10;
+
+/// The most worker threads a server starts.
+pub const MAX_THREADS: usize = 1024;
+
+/// The longest [`Config::shutdown_grace`] and [`Config::idle_timeout`] accepted: a day.
+pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+impl Config {
+    /// Checks every limit before anything is bound or allocated, so that no flag can make
+    /// the server overflow a size or a deadline later.
+    ///
+    /// # Errors
+    ///
+    /// `InvalidInput`, naming the setting and its allowed range.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::Config;
+    ///
+    /// assert!(Config::default().validate().is_ok());
+    /// let tiny = Config { max_output: 1024, ..Config::default() };
+    /// assert!(tiny.validate().unwrap_err().to_string().contains("max_output"));
+    /// ```
+    pub fn validate(&self) -> io::Result<()> {
+        let bad = |what: String| Err(io::Error::new(io::ErrorKind::InvalidInput, what));
+        if self.max_output < MIN_OUTPUT {
+            return bad(format!(
+                "max_output {} is below the minimum of {MIN_OUTPUT} bytes",
+                self.max_output
+            ));
+        }
+        if !(1..=MAX_THREADS).contains(&self.threads) {
+            return bad(format!(
+                "threads must be 1..={MAX_THREADS}, not {}",
+                self.threads
+            ));
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1".into());
+        }
+        for (name, wait) in [
+            ("shutdown_grace", self.shutdown_grace),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if wait > MAX_WAIT {
+                return bad(format!("{name} must be at most {} s", MAX_WAIT.as_secs()));
+            }
+        }
+        if let Some(p) = &self.persistence
+            && !(p.compact_factor.is_finite() && p.compact_factor >= 0.0)
+        {
+            return bad(format!(
+                "compact_factor must be a finite number ≥ 0, not {}",
+                p.compact_factor
+            ));
+        }
+        Ok(())
+    }
+
+    /// The limits requests are held to, with the reply budget this configuration implies.
+    fn service_limits(&self) -> Limits {
+        // A frame's payload length is a u32: keep every reply well inside it.
+        let cap = (self.max_output / 2).min(u32::MAX as usize - 4096);
+        Limits {
+            max_reply_bytes: self.limits.max_reply_bytes.min(cap),
+            ..self.limits
         }
     }
 }
@@ -145,10 +221,12 @@ impl Server {
     ///
     /// # Errors
     ///
-    /// If an address cannot be bound (in use, not local), the OS refuses a poll instance, or
-    /// the data directory cannot be opened, locked or recovered (the message says which file
+    /// `InvalidInput` if a limit is out of range ([`Config::validate`]); otherwise if an
+    /// address cannot be bound (in use, not local), the OS refuses a poll instance, or the
+    /// data directory cannot be opened, locked or recovered (the message says which file
     /// and why).
     pub fn bind(config: Config) -> io::Result<Server> {
+        config.validate()?;
         let Some(options) = &config.persistence else {
             return Server::with_set(config, Arc::new(SortedMultiset::new()));
         };
@@ -166,6 +244,7 @@ impl Server {
     /// As [`Server::bind`]; `InvalidInput` if [`Config::persistence`] is set (a persistent
     /// server loads its multiset from the data directory: use [`Server::bind`]).
     pub fn with_set(config: Config, set: Arc<SortedMultiset<i64>>) -> io::Result<Server> {
+        config.validate()?;
         if config.persistence.is_some() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -195,7 +274,7 @@ impl Server {
         }
         let waker = Arc::new(Waker::new(poll.registry(), ACCEPTOR_WAKER)?);
         Ok(Server {
-            service: Service::new(set, config.limits),
+            service: Service::new(set, config.service_limits()),
             config,
             listener,
             http_listener,
@@ -267,11 +346,12 @@ impl Server {
         // leaves nothing running.
         let mut ready = Vec::new();
         let mut lanes: Vec<Lane> = Vec::new();
-        for _ in 0..self.config.threads.max(1) {
+        for index in 0..self.config.threads.max(1) {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
             let (tx, rx) = crossbeam_channel::unbounded();
             ready.push(Worker {
+                index,
                 poll,
                 incoming: rx,
                 shared: Arc::clone(&self.shared),

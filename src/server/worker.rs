@@ -21,6 +21,8 @@ pub(super) const WAKER: Token = Token(usize::MAX);
 const IDLE_SWEEP: Duration = Duration::from_millis(250);
 
 pub(super) struct Worker {
+    /// This loop's number, for its metrics slot.
+    pub(super) index: usize,
     pub(super) poll: Poll,
     pub(super) incoming: Receiver<(TcpStream, Protocol)>,
     pub(super) shared: Arc<Shared>,
@@ -78,6 +80,7 @@ impl Worker {
 
             if deadline.is_none() && self.shared.shutdown.load(Acquire) {
                 // Shutdown: stop reading, close what owes nothing, flush the rest.
+                // The grace is bounded (Config::validate), so this cannot overflow.
                 deadline = Some(Instant::now() + self.config.shutdown_grace);
                 let keys: Vec<usize> = conns.iter().map(|(k, _)| k).collect();
                 for key in keys {
@@ -144,6 +147,10 @@ impl Worker {
 
     /// Applies what a connection asked for: new interest, or removal.
     fn settle(&mut self, conns: &mut Slab<Connection>, key: usize, next: Next) {
+        let (queued, stalled) = conns[key].gauge_change();
+        self.service
+            .metrics()
+            .backpressure(self.index, queued, stalled);
         match next {
             Next::Close => {
                 let conn = conns.remove(key);
@@ -179,6 +186,10 @@ impl Worker {
     }
 
     fn close(&self, mut conn: Connection) {
+        let (queued, stalled) = conn.gauge_withdraw();
+        self.service
+            .metrics()
+            .backpressure(self.index, queued, stalled);
         // Errors here mean the socket is already gone; either way it is dropped below.
         let _ = self.poll.registry().deregister(&mut conn.stream);
         self.service

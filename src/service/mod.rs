@@ -17,6 +17,11 @@ use crate::metrics::Metrics;
 use crate::persist::record::RecordWriter;
 use crate::persist::{Batch, Log};
 
+/// A RUNS frame's bytes besides its runs: header, total and run count.
+const RUNS_FRAME_OVERHEAD: usize = crate::frame::HEADER_LEN + 12;
+/// One run in a RUNS frame.
+const RUN_FRAME_BYTES: usize = 16;
+
 /// Range of the values ADD_RANDOM adds: the original's `add_value`.
 pub const RANDOM_RANGE: std::ops::RangeInclusive<i64> = 1000..=10000;
 
@@ -27,6 +32,12 @@ pub struct Limits {
     pub max_values: u32,
     /// Most `(value, count)` runs one reply carries; more are cut, with `TRUNCATED` set.
     pub max_reply_runs: u32,
+    /// Most bytes one reply of variable length may take (RUNS frames, listings, JSON runs);
+    /// longer ones are cut and flagged as truncated (`/get_array`, which cannot say so,
+    /// answers 413). The server sets it to half its `max_output`, so that a connection's
+    /// queued output never passes `max_output`: requests are decoded only while less than
+    /// half of it is queued.
+    pub max_reply_bytes: usize,
 }
 
 impl Default for Limits {
@@ -34,6 +45,7 @@ impl Default for Limits {
         Limits {
             max_values: 1_000_000,
             max_reply_runs: 1_000_000,
+            max_reply_bytes: 32 << 20,
         }
     }
 }
@@ -327,14 +339,29 @@ impl Service {
         w.finish(truncated);
     }
 
-    /// How many runs a reply asking for `limit` carries: `limit`, or the server's maximum
-    /// when `limit` is 0 or above it.
+    /// How many runs a reply asking for `limit` may carry: `limit`, or the server's maximum
+    /// when `limit` is 0 or above it. Replies also keep to [`Limits::max_reply_bytes`].
     #[must_use]
-    pub fn reply_runs(&self, limit: u32) -> u32 {
+    pub fn runs_limit(&self, limit: u32) -> u32 {
         match limit {
             0 => self.limits.max_reply_runs,
             n => n.min(self.limits.max_reply_runs),
         }
+    }
+
+    /// How many runs a RUNS frame asking for `limit` carries: [`runs_limit`], and never
+    /// more than fit in [`Limits::max_reply_bytes`].
+    ///
+    /// [`runs_limit`]: Self::runs_limit
+    #[must_use]
+    pub fn reply_runs(&self, limit: u32) -> u32 {
+        let room = self
+            .limits
+            .max_reply_bytes
+            .saturating_sub(RUNS_FRAME_OVERHEAD)
+            / RUN_FRAME_BYTES;
+        self.runs_limit(limit)
+            .min(u32::try_from(room).unwrap_or(u32::MAX))
     }
 
     /// Adds one random value in [`RANDOM_RANGE`]; returns it and the length afterwards.

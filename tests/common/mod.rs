@@ -2,9 +2,12 @@
 // Each test binary uses a different part of these helpers.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::thread;
+use std::time::{Duration, Instant};
 
 use sortd::server::{Config, Server, ShutdownHandle};
 
@@ -77,4 +80,151 @@ pub fn http_call(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16
         .split_once("\r\n\r\n")
         .map_or(String::new(), |(_, b)| b.to_string());
     (status, body)
+}
+
+/// The server binary, started on free ports with two event loops unless `args` say
+/// otherwise; killed on drop if still running.
+pub struct Proc {
+    pub child: Child,
+    pub frame: SocketAddr,
+    pub http: SocketAddr,
+}
+
+impl Proc {
+    /// Starts `server args..`, through `sh -c shell_prefix` when given (to set resource
+    /// limits). Returns stderr when it exits instead of starting.
+    pub fn start(shell_prefix: Option<&str>, args: &[&str]) -> Result<Proc, String> {
+        let server = env!("CARGO_BIN_EXE_server");
+        let mut all = vec!["--frame-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"];
+        if !args.contains(&"--threads") {
+            all.extend(["--threads", "2"]);
+        }
+        all.extend_from_slice(args);
+        let mut cmd = match shell_prefix {
+            Some(prefix) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("{prefix}; exec \"$0\" \"$@\""))
+                    .arg(server);
+                c
+            }
+            None => Command::new(server),
+        };
+        let mut child = cmd
+            .args(&all)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        // The banner is printed once both ports are bound: the readiness signal.
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("read banner");
+        if line.is_empty() {
+            let mut err = String::new();
+            child
+                .stderr
+                .take()
+                .expect("stderr")
+                .read_to_string(&mut err)
+                .expect("read stderr");
+            child.wait().expect("wait");
+            return Err(err);
+        }
+        let addr_after = |marker: &str| -> SocketAddr {
+            let rest = &line[line.find(marker).expect("banner") + marker.len()..];
+            rest.split([',', ' '])
+                .next()
+                .unwrap()
+                .parse()
+                .expect("address")
+        };
+        Ok(Proc {
+            frame: addr_after("frame protocol on "),
+            http: addr_after("HTTP on http://"),
+            child,
+        })
+    }
+
+    /// SIGTERM, then waits; returns stderr. Panics if the exit was not clean.
+    pub fn terminate(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+        assert!(self.child.wait().expect("wait").success());
+        self.stderr()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("wait");
+    }
+
+    /// Waits for the process to exit by itself (within `within`); its exit status and
+    /// stderr.
+    pub fn wait_exit(mut self, within: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return (status, self.stderr());
+            }
+            assert!(Instant::now() < deadline, "the server did not exit");
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn stderr(&mut self) -> String {
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            e.read_to_string(&mut err).expect("read stderr");
+        }
+        err
+    }
+
+    /// The server's resident set, in KiB (`VmRSS` in `/proc/PID/status`).
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("read /proc status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmRSS")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One line of `GET /metrics`: the value of `name` (with its labels, as printed), or 0
+/// when absent.
+pub fn metric(http: SocketAddr, name: &str) -> u64 {
+    let (status, text) = http_call(http, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse().expect("metric value"))
+}
+
+/// Polls `condition` until it holds or `within` passes; says which.
+pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
 }

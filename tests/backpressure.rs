@@ -1,0 +1,251 @@
+//! Pipelining × every output limit, on both protocols, against the server binary (so its
+//! memory can be sampled): `--max-output` bounds what is queued for a connection however
+//! many requests it pipelines, a client that reads gets every reply whole, one that does
+//! not read is held at the bound and dropped by the idle timeout, and a reply longer than
+//! the budget is truncated rather than queued.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::thread;
+use std::time::Duration;
+
+use common::{Proc, eventually, http_call, metric};
+use sortd::client::Client;
+use sortd::frame::{Request, Response};
+
+/// 1 MiB: the high-water mark is 512 KiB, and a reply is at most 512 KiB.
+const MAX_OUTPUT: usize = 1 << 20;
+/// Distinct values in the multiset: a whole listing is 10,000 runs, 160,024 bytes as a
+/// RUNS frame (about 140 KiB as JSON), so three fit under the high-water mark, not four.
+const DISTINCT: i64 = 10_000;
+/// Pipelined requests: 1,000 × 160 KB is 160 MB of replies for 32 KB of requests.
+const PIPELINED: u32 = 1000;
+
+fn server(extra: &[&str]) -> Proc {
+    let max = MAX_OUTPUT.to_string();
+    let mut args = vec!["--max-output", max.as_str()];
+    args.extend_from_slice(extra);
+    let p = Proc::start(None, &args).expect("server starts");
+    let mut c = Client::connect(p.frame).unwrap();
+    let values: Vec<i64> = (0..DISTINCT).map(|v| v * 7).collect();
+    c.insert_ack(&values).unwrap();
+    p
+}
+
+fn get_all() -> Request<'static> {
+    Request::Get {
+        min: i64::MIN,
+        max: i64::MAX,
+        limit: 0,
+    }
+}
+
+/// Waits until the server holds one connection stalled at the high-water mark, then checks
+/// the bound: queued output within `--max-output`, few requests decoded, memory flat.
+fn assert_held_at_the_bound(p: &Proc, rss_before: u64, decoded: impl Fn() -> u64) {
+    assert!(
+        eventually(Duration::from_secs(20), || metric(
+            p.http,
+            "sortd_connections_stalled"
+        ) == 1),
+        "the pipelining connection never stalled"
+    );
+    let queued = metric(p.http, "sortd_output_queued_bytes");
+    assert!(
+        queued as usize <= MAX_OUTPUT,
+        "{queued} bytes queued, over --max-output {MAX_OUTPUT}"
+    );
+    // What was decoded is what is queued plus what the kernel's socket buffers hold
+    // (a few MB on loopback): far below the 2,000 pipelined.
+    let n = decoded();
+    assert!(n < 200, "{n} of {PIPELINED} requests decoded");
+    let grown = p.rss_kib().saturating_sub(rss_before);
+    assert!(grown < 48 << 10, "server RSS grew by {grown} KiB");
+}
+
+/// A frame client pipelines 2,000 "GET everything" requests and reads nothing: the server
+/// stops decoding at the high-water mark (cad8c18 answered every request in each 64 KiB
+/// read: +584 MiB). Then the client reads: all 2,000 replies arrive whole and in order.
+#[test]
+fn frame_pipelining_is_held_at_max_output_then_served_whole() {
+    let p = server(&[]);
+    let rss_before = p.rss_kib();
+    let mut c = Client::connect(p.frame).unwrap();
+    let ids: Vec<u32> = (0..PIPELINED).map(|_| c.send(&get_all())).collect();
+    c.flush().unwrap();
+    let gets_before = metric(p.http, "sortd_frames_total{opcode=\"0x02\"}");
+    assert_held_at_the_bound(&p, rss_before, || {
+        metric(p.http, "sortd_frames_total{opcode=\"0x02\"}") - gets_before
+    });
+    for (i, &sent) in ids.iter().enumerate() {
+        let (id, reply) = c.recv().unwrap();
+        assert_eq!(id, sent, "replies in request order");
+        match reply {
+            Response::Runs {
+                runs, truncated, ..
+            } => assert!(runs.len() == DISTINCT as usize && !truncated, "reply {i}"),
+            other => panic!("reply {i}: {other:?}"),
+        }
+    }
+    assert!(eventually(Duration::from_secs(10), || {
+        metric(p.http, "sortd_connections_stalled") == 0
+            && metric(p.http, "sortd_output_queued_bytes") == 0
+    }));
+}
+
+/// A client that reads as fast as it can while pipelining 200 large replies is never cut
+/// off (cad8c18 dropped it mid-frame after 33 replies, with no error).
+#[test]
+fn a_reading_client_is_never_cut_off() {
+    let p = server(&["--threads", "1"]);
+    let stream = TcpStream::connect(p.frame).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let sender = thread::spawn(move || {
+        let mut wire = Vec::new();
+        for id in 0..200 {
+            get_all().encode(id, &mut wire);
+        }
+        writer.write_all(&wire).unwrap();
+    });
+    let mut reader = std::io::BufReader::new(stream);
+    let mut decoder = sortd::frame::Decoder::new(u32::MAX);
+    let mut buf = Vec::new();
+    let mut got = 0;
+    while got < 200 {
+        let mut chunk = [0u8; 64 << 10];
+        let n = reader.read(&mut chunk).unwrap();
+        assert!(n > 0, "connection closed after {got} replies");
+        buf.extend_from_slice(&chunk[..n]);
+        loop {
+            let (used, frame) = decoder.decode(&buf);
+            let Some(frame) = frame else { break };
+            let frame = frame.unwrap();
+            assert_eq!(frame.header.request_id, got);
+            assert!(matches!(
+                Response::parse(&frame),
+                Ok(Response::Runs { ref runs, truncated: false, .. }) if runs.len() == DISTINCT as usize
+            ));
+            got += 1;
+            buf.drain(..used);
+        }
+    }
+    sender.join().unwrap();
+}
+
+/// The same over HTTP: 2,000 pipelined `GET /array?format=runs` are held at the bound,
+/// then all answered whole once the client reads.
+#[test]
+fn http_pipelining_is_held_at_max_output_then_served_whole() {
+    let p = server(&[]);
+    let rss_before = p.rss_kib();
+    let mut s = TcpStream::connect(p.http).unwrap();
+    let request = "GET /array?format=runs HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.write_all(request.repeat(PIPELINED as usize).as_bytes())
+        .unwrap();
+    let label = "sortd_http_requests_total{route=\"/array\",status=\"200\"}";
+    let before = metric(p.http, label);
+    assert_held_at_the_bound(&p, rss_before, || metric(p.http, label) - before);
+    // Read every response: status line, Content-Length, body with all the runs.
+    let mut reader = std::io::BufReader::new(s);
+    for i in 0..PIPELINED {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8];
+            reader.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 "), "response {i}: {head}");
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; len];
+        reader.read_exact(&mut body).unwrap();
+        // Whole and untruncated; every hundredth parsed in full.
+        assert!(body.ends_with(b"],\"truncated\":false}\n"), "response {i}");
+        if i % 100 == 0 {
+            let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(json["runs"].as_array().unwrap().len(), DISTINCT as usize);
+        }
+    }
+}
+
+/// A client that pipelines and never reads is held at the bound, then dropped by the
+/// idle timeout, and its queued output is freed.
+#[test]
+fn a_client_that_never_reads_is_dropped_by_the_idle_timeout() {
+    let p = server(&["--idle-timeout", "1"]);
+    let mut c = Client::connect(p.frame).unwrap();
+    for _ in 0..PIPELINED {
+        c.send(&get_all());
+    }
+    c.flush().unwrap();
+    assert!(eventually(Duration::from_secs(20), || {
+        metric(p.http, "sortd_connections_stalled") == 1
+    }));
+    // Dropped once idle for a second: nothing stalled or queued remains.
+    assert!(
+        eventually(Duration::from_secs(20), || {
+            metric(p.http, "sortd_connections_stalled") == 0
+                && metric(p.http, "sortd_output_queued_bytes") == 0
+        }),
+        "the stalled connection was never dropped"
+    );
+}
+
+/// A reply longer than half of `--max-output` is cut to fit and flagged, on every route
+/// that can say so; `/get_array`, which cannot, answers 413.
+#[test]
+fn replies_longer_than_the_budget_are_truncated() {
+    let p = server(&[]);
+    let mut c = Client::connect(p.frame).unwrap();
+    let more: Vec<i64> = (0..70_000).map(|v| v * 7 + 1).collect();
+    c.insert_ack(&more).unwrap();
+    let (runs, truncated) = c.get(i64::MIN, i64::MAX, 0).unwrap();
+    assert!(truncated);
+    assert!(runs.len() * 16 <= MAX_OUTPUT / 2, "{} runs", runs.len());
+    assert!(
+        runs.len() > 30_000,
+        "{} runs: the budget is not used",
+        runs.len()
+    );
+    // INSERT's own reply is cut the same way.
+    match c.insert_runs(&[1]) {
+        Ok(runs) => assert!(runs.len() * 16 <= MAX_OUTPUT / 2),
+        Err(e) => panic!("{e}"),
+    }
+    for path in ["/array?format=runs", "/array"] {
+        let (status, body) = http_call(p.http, "GET", path, "");
+        assert_eq!(status, 200, "{path}");
+        assert!(body.len() <= MAX_OUTPUT / 2, "{path}: {} bytes", body.len());
+        let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(json["truncated"], true, "{path}");
+    }
+    let (status, body) = http_call(p.http, "GET", "/get_array", "");
+    assert_eq!(status, 413, "{body}");
+    let (status, body) = http_call(p.http, "GET", "/histogram?buckets=10000", "");
+    assert_eq!(status, 200);
+    assert!(body.len() <= MAX_OUTPUT / 2, "{} bytes", body.len());
+}
+
+/// Flags that would overflow a size or a deadline are refused at start, with the reason.
+#[test]
+fn out_of_range_flags_are_refused_at_start() {
+    for (args, says) in [
+        (&["--max-output", "1000"][..], "max_output"),
+        (&["--threads", "0"][..], "threads"),
+        (
+            &["--shutdown-grace", "18446744073709551615"][..],
+            "shutdown_grace",
+        ),
+        (&["--max-connections", "0"][..], "max_connections"),
+    ] {
+        let err = Proc::start(None, args).err().expect("refused");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
