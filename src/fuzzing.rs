@@ -135,6 +135,7 @@ pub fn http(data: &[u8]) {
             max_values: 64,
             max_reply_runs: 64,
             max_reply_bytes: 4096,
+            ..Limits::default()
         },
     );
     let limits = http::Limits {

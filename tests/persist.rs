@@ -595,3 +595,25 @@ mod format {
         }
     }
 }
+
+/// With persistence, a panic in an event loop fails fast: the server exits non-zero
+/// instead of leaving every later reply waiting forever for the dead loop's log tickets
+/// (cad8c18 hung), and a restart recovers every acknowledged change from the log.
+#[test]
+fn a_panicking_event_loop_with_persistence_fails_fast() {
+    use sortd::service::PANIC_PING;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let p = start(&dir, None, &["--fsync", "always", "--debug-panic-on-ping"]).unwrap();
+    let mut a = Client::connect(p.frame).unwrap();
+    let mut b = Client::connect(p.frame).unwrap();
+    a.insert_ack(&[1, 2, 3]).unwrap();
+    b.insert_ack(&[4]).unwrap();
+    assert!(a.ping(PANIC_PING).is_err());
+    let (status, stderr) = p.wait_exit(std::time::Duration::from_secs(30));
+    assert!(!status.success(), "{status}");
+    assert!(stderr.contains("panicked"), "{stderr}");
+    let p = start(&dir, None, &[]).unwrap();
+    assert_eq!(contents(p.frame), [(1, 1), (2, 1), (3, 1), (4, 1)]);
+}

@@ -452,3 +452,61 @@ fn graceful_shutdown_flushes_then_closes() {
     assert_eq!(ids, (0..50).collect::<Vec<_>>());
     assert!(TcpStream::connect(server.addr).is_err(), "port still open");
 }
+
+/// A panic while handling a request (injected: a PING with a magic payload) costs only the
+/// connections of that event loop, in memory: the loop serves new connections, the other
+/// loop never notices, nothing acknowledged is lost, and the connection count is right.
+#[test]
+fn a_panicking_event_loop_recovers_in_memory() {
+    use sortd::client::Client;
+    use sortd::service::{Limits, PANIC_PING};
+
+    let server = Running::start(Config {
+        limits: Limits {
+            panic_on_ping: true,
+            ..Limits::default()
+        },
+        ..small_config()
+    });
+    // Four connections, two per loop (the acceptor deals them round robin).
+    let mut clients: Vec<Client> = (0..4)
+        .map(|_| Client::connect(server.addr).unwrap())
+        .collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.insert_ack(&[i as i64; 3]).unwrap();
+    }
+    assert!(
+        clients[0].ping(PANIC_PING).is_err(),
+        "the panicking request gets no reply"
+    );
+    let survivors = clients
+        .iter_mut()
+        .skip(1)
+        .filter_map(|c| c.insert_ack(&[9]).ok())
+        .count();
+    assert!(survivors >= 2, "the other loop's connections keep working");
+    // Every loop takes new connections again.
+    let mut fresh: Vec<Client> = (0..4)
+        .map(|_| Client::connect(server.addr).unwrap())
+        .collect();
+    for c in &mut fresh {
+        c.insert_ack(&[10]).unwrap();
+    }
+    let runs = fresh[0].get(i64::MIN, i64::MAX, 0).unwrap().0;
+    let count = |v: i64| runs.iter().find(|r| r.0 == v).map_or(0, |r| r.1);
+    for i in 0..4 {
+        assert_eq!(count(i), 3, "value {i}: acknowledged before the panic");
+    }
+    assert_eq!(count(9), survivors as u64);
+    assert_eq!(count(10), 4);
+    drop(clients);
+    drop(fresh);
+    let http = server.http;
+    assert!(
+        common::eventually(Duration::from_secs(10), || common::metric(
+            http,
+            "sortd_connections_open"
+        ) == 1),
+        "connections of the dead loop still counted as open (the scrape itself is one)"
+    );
+}

@@ -93,6 +93,11 @@ struct Args {
     /// follows the bad record is lost). Without it such a log stops the start-up.
     #[arg(long, requires = "data_dir")]
     repair: bool,
+
+    /// Fault injection for tests: a PING with the payload "sortd: panic here" panics the
+    /// event loop that handles it.
+    #[arg(long, hide = true)]
+    debug_panic_on_ping: bool,
 }
 
 fn main() -> ExitCode {
@@ -110,6 +115,7 @@ fn main() -> ExitCode {
         limits: Limits {
             max_values: args.max_values,
             max_reply_runs: args.max_reply_runs,
+            panic_on_ping: args.debug_panic_on_ping,
             ..Limits::default()
         },
         idle_timeout: Duration::from_secs(args.idle_timeout),

@@ -359,6 +359,8 @@ impl Server {
                 config: self.config.clone(),
                 session: Session::default(),
                 held: Vec::new(),
+                conns: slab::Slab::new(),
+                stop: self.shutdown_handle(),
             });
             lanes.push((tx, waker));
         }

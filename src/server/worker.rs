@@ -1,6 +1,8 @@
 //! A worker: one thread, one `mio::Poll`, the connections handed to it.
 
+use std::any::Any;
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
 use std::time::{Duration, Instant};
@@ -11,7 +13,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use super::connection::{Connection, Next, Protocol};
-use super::{Config, Shared};
+use super::{Config, Shared, ShutdownHandle};
 use crate::service::{Service, Session};
 
 /// The token of the worker's waker; connections use their slab index.
@@ -32,13 +34,51 @@ pub(super) struct Worker {
     pub(super) session: Session,
     /// Connections with replies waiting for the log; looked at when the writer wakes us.
     pub(super) held: Vec<usize>,
+    /// This loop's connections, by token.
+    pub(super) conns: Slab<Connection>,
+    /// Stops the whole server when this loop cannot go on.
+    pub(super) stop: ShutdownHandle,
 }
 
 impl Worker {
+    /// Serves connections until shutdown (see [`serve`](Self::serve)), surviving a panic in
+    /// request handling as well as it safely can:
+    ///
+    /// - in memory, the loop drops the connections it had (one of them was mid-request)
+    ///   and goes on serving: the multiset itself is never left inconsistent by a panic;
+    /// - with persistence it fails fast: the log is marked failed (so no loop acknowledges
+    ///   anything more, and replies held for the dead loop's changes are dropped rather
+    ///   than waited for), the server shuts down, and [`Server::run`] returns the error, so
+    ///   a supervisor restarts it and recovery replays the log. A change the loop applied
+    ///   but never handed to the log writer is never acknowledged to anyone.
+    ///
+    /// [`Server::run`]: super::Server::run
+    pub(super) fn run(mut self) -> io::Result<()> {
+        loop {
+            let panic = match catch_unwind(AssertUnwindSafe(|| self.serve())) {
+                Ok(result) => return result,
+                Err(panic) => panic_message(panic.as_ref()).to_string(),
+            };
+            let what = format!("event loop {} panicked: {panic}", self.index);
+            eprintln!("sortd: {what}");
+            for (_, conn) in std::mem::take(&mut self.conns) {
+                self.close(conn);
+            }
+            self.held.clear();
+            if let Some(log) = self.service.log() {
+                log.fail(&what);
+                self.stop.shutdown();
+                return Err(io::Error::other(what));
+            }
+            // In memory: a fresh session (the old one may hold a half-applied request's
+            // buffers) and the same poll, channel and waker.
+            self.session = Session::default();
+        }
+    }
+
     /// Serves connections until shutdown, then flushes what is owed (bounded by the
     /// configured grace period) and returns.
-    pub(super) fn run(mut self) -> io::Result<()> {
-        let mut conns: Slab<Connection> = Slab::new();
+    fn serve(&mut self) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = Instant::now();
         let mut deadline: Option<Instant> = None;
@@ -52,12 +92,12 @@ impl Worker {
             let mut woken = false;
             for event in &events {
                 if event.token() == WAKER {
-                    self.adopt(&mut conns)?;
+                    self.adopt()?;
                     woken = true;
                     continue;
                 }
                 let key = event.token().0;
-                let Some(conn) = conns.get_mut(key) else {
+                let Some(conn) = self.conns.get_mut(key) else {
                     continue;
                 };
                 let readable = event.is_readable() || event.is_read_closed();
@@ -69,11 +109,11 @@ impl Worker {
                         self.config.max_output,
                     )
                     .unwrap_or(Next::Close);
-                self.settle(&mut conns, key, next);
+                self.settle(key, next);
             }
             if woken {
                 // The log writer (or the acceptor) woke us: send what the log now covers.
-                self.release_held(&mut conns);
+                self.release_held();
             }
             // Once per iteration: this loop's changes go to the log writer as one batch.
             self.service.submit(&mut self.session);
@@ -82,37 +122,37 @@ impl Worker {
                 // Shutdown: stop reading, close what owes nothing, flush the rest.
                 // The grace is bounded (Config::validate), so this cannot overflow.
                 deadline = Some(Instant::now() + self.config.shutdown_grace);
-                let keys: Vec<usize> = conns.iter().map(|(k, _)| k).collect();
+                let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                 for key in keys {
-                    let next = match conns[key].pending_output() {
+                    let next = match self.conns[key].pending_output() {
                         0 => Next::Close,
                         _ => Next::Keep { wants_write: true },
                     };
-                    conns[key].close_after_flush();
-                    self.settle(&mut conns, key, next);
+                    self.conns[key].close_after_flush();
+                    self.settle(key, next);
                 }
             }
             if let Some(deadline) = deadline
-                && (conns.is_empty() || Instant::now() >= deadline)
+                && (self.conns.is_empty() || Instant::now() >= deadline)
             {
-                for conn in conns.drain() {
+                for (_, conn) in std::mem::take(&mut self.conns) {
                     self.close(conn);
                 }
                 return Ok(());
             }
             if last_sweep.elapsed() >= IDLE_SWEEP {
                 last_sweep = Instant::now();
-                self.sweep_idle(&mut conns);
+                self.sweep_idle();
                 // In case a wake from the log writer was lost.
-                self.release_held(&mut conns);
+                self.release_held();
             }
         }
     }
 
     /// Registers the connections the acceptor sent.
-    fn adopt(&mut self, conns: &mut Slab<Connection>) -> io::Result<()> {
+    fn adopt(&mut self) -> io::Result<()> {
         while let Ok((mut stream, protocol)) = self.incoming.try_recv() {
-            let entry = conns.vacant_entry();
+            let entry = self.conns.vacant_entry();
             self.poll
                 .registry()
                 .register(&mut stream, Token(entry.key()), Interest::READABLE)?;
@@ -127,9 +167,9 @@ impl Worker {
     }
 
     /// Gives every connection with held replies a chance to send what was released.
-    fn release_held(&mut self, conns: &mut Slab<Connection>) {
+    fn release_held(&mut self) {
         for key in std::mem::take(&mut self.held) {
-            let Some(conn) = conns.get_mut(key) else {
+            let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
             conn.listed = false;
@@ -141,23 +181,23 @@ impl Worker {
                     self.config.max_output,
                 )
                 .unwrap_or(Next::Close);
-            self.settle(conns, key, next);
+            self.settle(key, next);
         }
     }
 
     /// Applies what a connection asked for: new interest, or removal.
-    fn settle(&mut self, conns: &mut Slab<Connection>, key: usize, next: Next) {
-        let (queued, stalled) = conns[key].gauge_change();
+    fn settle(&mut self, key: usize, next: Next) {
+        let (queued, stalled) = self.conns[key].gauge_change();
         self.service
             .metrics()
             .backpressure(self.index, queued, stalled);
         match next {
             Next::Close => {
-                let conn = conns.remove(key);
+                let conn = self.conns.remove(key);
                 self.close(conn);
             }
             Next::Keep { wants_write } => {
-                let conn = &mut conns[key];
+                let conn = &mut self.conns[key];
                 if conn.is_held() && !conn.listed {
                     conn.listed = true;
                     self.held.push(key);
@@ -178,7 +218,7 @@ impl Worker {
                     .reregister(&mut conn.stream, Token(key), interest)
                     .is_err()
                 {
-                    let conn = conns.remove(key);
+                    let conn = self.conns.remove(key);
                     self.close(conn);
                 }
             }
@@ -200,16 +240,26 @@ impl Worker {
 
     /// Drops connections that neither sent nor took a byte within the idle timeout:
     /// slowloris senders and dead peers.
-    fn sweep_idle(&self, conns: &mut Slab<Connection>) {
+    fn sweep_idle(&mut self) {
         let timeout = self.config.idle_timeout;
-        let idle: Vec<usize> = conns
+        let idle: Vec<usize> = self
+            .conns
             .iter()
             .filter(|(_, c)| c.last_active.elapsed() >= timeout)
             .map(|(k, _)| k)
             .collect();
         for key in idle {
-            let conn = conns.remove(key);
+            let conn = self.conns.remove(key);
             self.close(conn);
         }
     }
+}
+
+/// What a panic said, for the log line.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
 }

@@ -38,7 +38,15 @@ pub struct Limits {
     /// queued output never passes `max_output`: requests are decoded only while less than
     /// half of it is queued.
     pub max_reply_bytes: usize,
+    /// Fault injection for tests: when set, a PING whose payload is [`PANIC_PING`] makes
+    /// the request handler panic, as a bug would.
+    #[doc(hidden)]
+    pub panic_on_ping: bool,
 }
+
+/// The PING payload that panics the handler when [`Limits::panic_on_ping`] is set.
+#[doc(hidden)]
+pub const PANIC_PING: &[u8] = b"sortd: panic here";
 
 impl Default for Limits {
     fn default() -> Self {
@@ -46,6 +54,7 @@ impl Default for Limits {
             max_values: 1_000_000,
             max_reply_runs: 1_000_000,
             max_reply_bytes: 32 << 20,
+            panic_on_ping: false,
         }
     }
 }
@@ -216,6 +225,11 @@ impl Service {
             Request::Clear => Response::Count(self.clear(session)?).encode(id, out),
             Request::Stats => Response::Stats(self.stats()).encode(id, out),
             Request::Ping(payload) => {
+                assert!(
+                    !(self.limits.panic_on_ping && *payload == PANIC_PING),
+                    "injected fault: PING {:?}",
+                    String::from_utf8_lossy(PANIC_PING)
+                );
                 self.data_free(session);
                 Response::Pong(payload.to_vec()).encode(id, out);
             }
