@@ -147,26 +147,38 @@ fn live_count(count: &AtomicU64) -> Option<u64> {
     }
 }
 
-/// Adds `n` to a non-dead count; `None` if the entry is dead (the caller must retry).
-///
-/// # Panics
-///
-/// If the count would exceed [`MAX_COUNT`]; the count is left unchanged.
-fn add_to(count: &AtomicU64, n: u64) -> Option<u64> {
+/// What adding to one entry's count did.
+enum Added {
+    /// The count after the addition.
+    To(u64),
+    /// The entry is dead: the caller must retry with a fresh one.
+    Dead,
+    /// The count (this one) would pass [`MAX_COUNT`]; nothing was changed.
+    Overflow(u64),
+}
+
+/// Adds `n` to a non-dead count, unless that would pass [`MAX_COUNT`].
+fn add_to(count: &AtomicU64, n: u64) -> Added {
     let mut cur = count.load(Acquire);
     loop {
         if cur == DEAD {
-            return None;
+            return Added::Dead;
         }
         let new = match cur.checked_add(n) {
             Some(new) if new <= MAX_COUNT => new,
-            _ => panic!("SortedMultiset: a value's count would exceed MAX_COUNT"),
+            _ => return Added::Overflow(cur),
         };
         match count.compare_exchange_weak(cur, new, AcqRel, Acquire) {
-            Ok(_) => return Some(new),
+            Ok(_) => return Added::To(new),
             Err(seen) => cur = seen,
         }
     }
+}
+
+/// The panic of the adding methods when a count would pass [`MAX_COUNT`].
+#[cold]
+fn count_overflow() -> ! {
+    panic!("SortedMultiset: a value's count would exceed MAX_COUNT")
 }
 
 /// Takes up to `n` occurrences from an entry, marking it dead if that takes the last.
@@ -255,22 +267,46 @@ where
     /// assert_eq!(set.len(), 3);
     /// ```
     pub fn insert_n(&self, value: T, n: u64) -> u64 {
-        if n == 0 {
-            return self.count(&value);
-        }
-        let after = self.add_raw(&value, n, &epoch::pin());
-        self.counters.add(n, u64::from(after == n));
-        after
+        self.try_insert_n(value, n)
+            .unwrap_or_else(|| count_overflow())
     }
 
-    /// Adds `n` occurrences without touching the length counters; returns the new count.
-    fn add_raw(&self, value: &T, n: u64, guard: &Guard) -> u64 {
+    /// Adds `n` occurrences of `value` unless its count would pass [`MAX_COUNT`]; returns
+    /// the count afterwards, or `None` (and changes nothing) if it would.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::multiset::MAX_COUNT;
+    ///
+    /// let set = sortd::SortedMultiset::new();
+    /// assert_eq!(set.try_insert_n(7, MAX_COUNT), Some(MAX_COUNT));
+    /// assert_eq!(set.try_insert_n(7, 1), None);
+    /// assert_eq!(set.count(&7), MAX_COUNT);
+    /// ```
+    pub fn try_insert_n(&self, value: T, n: u64) -> Option<u64> {
+        if n == 0 {
+            return Some(self.count(&value));
+        }
+        let after = self.add_raw(&value, n, &epoch::pin()).ok()?;
+        self.counters.add(n, u64::from(after == n));
+        Some(after)
+    }
+
+    /// Adds `n` occurrences without touching the length counters; returns the new count,
+    /// or `Err` with the current count if the addition would pass [`MAX_COUNT`].
+    fn add_raw(&self, value: &T, n: u64, guard: &Guard) -> Result<u64, u64> {
         // Fast path: a live entry exists, so no node is allocated, nothing is cloned, and
         // the entry is borrowed under `guard` without touching its reference count.
-        if let Some(entry) = self.map.get(value, guard)
-            && let Some(after) = add_to(entry.value(), n)
-        {
-            return after;
+        if let Some(entry) = self.map.get(value, guard) {
+            match add_to(entry.value(), n) {
+                Added::To(after) => return Ok(after),
+                Added::Overflow(count) => return Err(count),
+                Added::Dead => {}
+            }
+        }
+        if n > MAX_COUNT {
+            return Err(0);
         }
         loop {
             // Invariant 2: link a fresh entry (count 0), replacing a dead one if present.
@@ -281,12 +317,14 @@ where
                 |c| c.load(Acquire) == DEAD,
                 guard,
             );
-            let after = add_to(entry.value(), n);
+            let added = add_to(entry.value(), n);
             entry.release(guard);
-            if let Some(after) = after {
-                return after;
+            match added {
+                Added::To(after) => return Ok(after),
+                Added::Overflow(count) => return Err(count),
+                // The entry died between linking and our increment: replace it.
+                Added::Dead => {}
             }
-            // The entry died between linking and our increment: go round and replace it.
         }
     }
 
@@ -319,7 +357,10 @@ where
         };
         for run in batch.chunk_by(|a, b| a == b) {
             let n = run.len() as u64;
-            if self.add_raw(&run[0], n, guard) == n {
+            let after = self
+                .add_raw(&run[0], n, guard)
+                .unwrap_or_else(|_| count_overflow());
+            if after == n {
                 owed.distinct += 1;
             }
             owed.added += n;

@@ -75,7 +75,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::{Acquire, Relaxed};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 
@@ -86,6 +86,9 @@ pub(crate) use writer::Writer;
 pub const SNAPSHOT_FILE: &str = "snapshot";
 /// The lock file's name in the data directory.
 pub const LOCK_FILE: &str = "LOCK";
+
+/// How long a start-up waits for a data directory's lock before calling it in use.
+const LOCK_PATIENCE: Duration = Duration::from_secs(2);
 
 /// When the log is fsynced; the meanings Redis gives `appendfsync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -446,14 +449,40 @@ pub(crate) fn open(options: &Options) -> Result<Opened, Error> {
         .write(true)
         .open(&lock_path)
         .map_err(|e| Error::io("create", &lock_path, e))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
-        Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
+    // A lock (flock) belongs to the open file, and a child process forked by this program
+    // (or by one that embeds the server) shares it until it execs, which on a loaded
+    // machine can take a while after the server that held it has stopped. So a lock that
+    // is taken is tried again for a moment before the directory counts as in use.
+    let deadline = Instant::now() + LOCK_PATIENCE;
+    loop {
+        match lock.try_lock() {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: lock_path }),
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("lock", &lock_path, e)),
+        }
     }
     let recovered = recovery::recover(dir, options.repair)?;
     let generation = recovered.last_generation + 1;
-    let (path, file) = create_log(dir, generation)?;
+    let (path, mut file) = create_log(dir, generation)?;
+    // Make recovery's clamps durable before anything else is logged (recovery::recover,
+    // "Removals that were never added"): the new log starts with the additions that bring
+    // every value's sum over the logs back to its recovered count.
+    let mut repair_bytes = 0;
+    if !recovered.repairs.is_empty() {
+        let mut bytes = Vec::new();
+        let mut w = record::RecordWriter::begin(&mut bytes);
+        for &(value, n) in &recovered.repairs {
+            w.add(value, n);
+        }
+        w.finish();
+        file.write_all(&bytes)
+            .and_then(|()| file.sync_data())
+            .map_err(|e| Error::io("write", &path, e))?;
+        repair_bytes = bytes.len() as u64;
+    }
     let (tx, rx) = crossbeam_channel::unbounded();
     let log = std::sync::Arc::new(Log {
         issued: AtomicU64::new(0),
@@ -461,7 +490,9 @@ pub(crate) fn open(options: &Options) -> Result<Opened, Error> {
         failed: OnceLock::new(),
         tx,
         fsync: options.fsync,
-        log_bytes: AtomicU64::new(recovered.log_bytes + record::LOG_HEADER_LEN as u64),
+        log_bytes: AtomicU64::new(
+            recovered.log_bytes + record::LOG_HEADER_LEN as u64 + repair_bytes,
+        ),
         snapshot_bytes: AtomicU64::new(recovered.snapshot_bytes),
         fsyncs: AtomicU64::new(0),
         last_fsync_ms: AtomicU64::new(0),

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use super::record::{End, Item, LOG_HEADER_LEN, LogReader};
 use super::{Error, SNAPSHOT_FILE, snapshot};
 use crate::SortedMultiset;
+use crate::multiset::MAX_COUNT;
 
 /// What start-up found.
 pub(crate) struct Recovered {
@@ -19,6 +20,10 @@ pub(crate) struct Recovered {
     pub(crate) log_bytes: u64,
     /// What was mended, for the operator.
     pub(crate) warnings: Vec<String>,
+    /// Occurrences the logs remove but never add, per value: the recovered multiset does
+    /// not have them, so the log must say so durably before anything new is logged
+    /// (see [`recover`]).
+    pub(crate) repairs: Vec<(i64, u64)>,
 }
 
 /// The file name of generation `generation`'s log.
@@ -53,6 +58,16 @@ pub(crate) fn list_logs(dir: &Path) -> Result<Vec<(u64, PathBuf)>, Error> {
 /// with data after it stops the start-up with [`Error::Corrupt`], unless `repair`: then the
 /// log is truncated there too. Logs the snapshot already covers (left by a crash during
 /// compaction) and a leftover temporary snapshot are removed.
+///
+/// # Removals that were never added
+///
+/// Two event loops hand their records to the writer independently, so a crash can leave
+/// a removal in the log without the insertion it removed (loop B removed a value loop A
+/// had just inserted; B's record was written, A's was not; neither was acknowledged). The
+/// multiset recovered from that holds neither, which is right; but the log still sums to
+/// −1 for the value, and would cancel a later, acknowledged insertion of it at the next
+/// start. So each such shortfall is returned in [`Recovered::repairs`], and the caller
+/// logs a compensating addition (durably) before serving anything.
 pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
     let set = SortedMultiset::new();
     let mut warnings = Vec::new();
@@ -64,13 +79,22 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
     }
     // Removals are applied after every addition: records from different event loops may
     // sit in either order, and a removal replayed before its insertion would be lost.
+    // Additions past MAX_COUNT (possible transiently in that order, or in a hostile log)
+    // wait in `excess`, which removals take from first.
     let mut removals: HashMap<i64, u64> = HashMap::new();
+    let mut excess: HashMap<i64, u64> = HashMap::new();
     let mut apply = |v: i64, d: i64| {
+        let n = d.unsigned_abs();
         if d > 0 {
-            set.insert_n(v, d.unsigned_abs());
+            if set.try_insert_n(v, n).is_none() {
+                let room = MAX_COUNT - set.count(&v);
+                set.insert_n(v, room);
+                let e = excess.entry(v).or_default();
+                *e = e.saturating_add(n - room);
+            }
         } else {
             let r = removals.entry(v).or_default();
-            *r = r.saturating_add(d.unsigned_abs());
+            *r = r.saturating_add(n);
         }
     };
     let (covers, snapshot_bytes) = if snap.exists() {
@@ -98,13 +122,31 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
         }
         log_bytes += kept;
     }
-    let mut short = 0u64;
+    let mut repairs = Vec::new();
     for (value, n) in removals {
-        short += n - set.remove_n(&value, n);
+        let over = excess.remove(&value).unwrap_or(0);
+        let rest = n.saturating_sub(over);
+        let short = rest - set.remove_n(&value, rest);
+        if short > 0 {
+            repairs.push((value, short));
+        }
+        if over > n {
+            excess.insert(value, over - n);
+        }
     }
-    if short > 0 {
+    repairs.sort_unstable();
+    if !repairs.is_empty() {
+        let occurrences: u64 = repairs.iter().map(|r| r.1).sum();
         warnings.push(format!(
-            "the logs remove {short} occurrences that were never added; ignored"
+            "the logs remove {occurrences} occurrences of {} values that they never add \
+             (a crash between two event loops' records); logged a compensating addition",
+            repairs.len()
+        ));
+    }
+    if !excess.is_empty() {
+        warnings.push(format!(
+            "the logs add more than {MAX_COUNT} occurrences of {} values; capped",
+            excess.len()
         ));
     }
     Ok(Recovered {
@@ -113,6 +155,7 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
         snapshot_bytes,
         log_bytes,
         warnings,
+        repairs,
     })
 }
 
