@@ -366,6 +366,73 @@ fn a_lone_removal_never_cancels_a_later_acknowledged_insert() {
     }
 }
 
+/// The same hole, made the way a crash makes it: one event loop applies a big INSERT whose
+/// first value is 7 while a connection on the other loop removes 7 again and again. The
+/// removal's record reaches the log while the insert is still being applied (its own
+/// record goes to the writer only when its loop iteration ends): SIGKILL then. After the
+/// restart an acknowledged insert of 7 must survive a kill and two more restarts.
+#[test]
+fn a_crash_between_two_loops_records_then_restarts_keeps_later_inserts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let p = start(&dir, None, &["--fsync", "always"]).unwrap();
+    let frame = p.frame;
+    // Connections are dealt to the two loops in turn: the inserter on one, the remover on
+    // the other.
+    let mut inserter = Client::connect(frame).unwrap();
+    let mut remover = Client::connect(frame).unwrap();
+    let big = thread::spawn(move || {
+        let mut values = vec![7];
+        values.extend(1_000_000..1_600_000);
+        let _ = inserter.insert_ack(&values);
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let removing = {
+        let stop = std::sync::Arc::clone(&stop);
+        thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                remover.send(&sortd::frame::Request::Remove { value: 7, n: 1 });
+                if remover.flush().is_err() {
+                    return;
+                }
+                thread::sleep(std::time::Duration::from_millis(2));
+            }
+        })
+    };
+    // The log grows past its header only when the removal's record is written: nothing
+    // else has changed the multiset.
+    let log = log_path(&dir, 1);
+    let logged = common::eventually(std::time::Duration::from_secs(60), || {
+        fs::metadata(&log).is_ok_and(|m| m.len() > 20)
+    });
+    p.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = big.join();
+    removing.join().unwrap();
+    assert!(logged, "the removal was never logged");
+
+    let p = start(&dir, None, &["--fsync", "always"]).unwrap();
+    let before = contents(p.frame)
+        .iter()
+        .find(|r| r.0 == 7)
+        .map_or(0, |r| r.1);
+    Client::connect(p.frame).unwrap().insert_ack(&[7]).unwrap();
+    p.kill();
+    for restart in 0..2 {
+        let p = start(&dir, None, &[]).unwrap();
+        let sevens = contents(p.frame)
+            .iter()
+            .find(|r| r.0 == 7)
+            .map_or(0, |r| r.1);
+        assert_eq!(
+            sevens,
+            before + 1,
+            "restart {restart}: the acknowledged 7 is gone"
+        );
+        p.terminate();
+    }
+}
+
 #[test]
 fn corrupt_record_stops_start_up_unless_repair() {
     let (mut bytes, starts) = log_bytes(1, &CHANGES);

@@ -228,3 +228,54 @@ pub fn eventually(within: Duration, mut condition: impl FnMut() -> bool) -> bool
         thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A keep-alive HTTP/1.1 connection for tests: one request, one response.
+pub struct HttpConn {
+    reader: BufReader<std::net::TcpStream>,
+}
+
+impl HttpConn {
+    pub fn open(addr: SocketAddr) -> std::io::Result<HttpConn> {
+        let stream = std::net::TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        Ok(HttpConn {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Sends one request and reads its response: status and body.
+    pub fn call(&mut self, method: &str, path: &str, body: &str) -> std::io::Result<(u16, String)> {
+        use std::io::Write;
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.reader.get_mut().write_all(request.as_bytes())?;
+        let mut head = String::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            if line == "\r\n" {
+                break;
+            }
+            head.push_str(&line);
+        }
+        let bad = |what: &str| std::io::Error::other(format!("{what} in {head:?}"));
+        let status = head
+            .get(9..12)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("no status"))?;
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| bad("no Content-Length"))?;
+        let mut body = vec![0; len];
+        self.reader.read_exact(&mut body)?;
+        String::from_utf8(body)
+            .map(|b| (status, b))
+            .map_err(|_| bad("a body that is not UTF-8"))
+    }
+}
