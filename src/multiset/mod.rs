@@ -560,9 +560,19 @@ where
                     break;
                 }
             }
-            match last {
-                Some(key) if walked == iter::BATCH => from = Bound::Excluded(key.clone()),
-                _ => return,
+            let next = match last {
+                Some(key) if walked == iter::BATCH => Some(Bound::Excluded(key.clone())),
+                _ => None,
+            };
+            // Every node unlinked above is garbage deferred to this thread's epoch bag.
+            // Left alone, the collector frees at most a few bags per 128 pins, so the
+            // memory of a cleared million values would stay allocated until hundreds of
+            // thousands of later operations (crossbeam-rs/crossbeam#540). Flushing hands
+            // the bag over and collects as fast as the drain produces garbage.
+            guard.flush();
+            match next {
+                Some(bound) => from = bound,
+                None => return,
             }
         }
     }

@@ -188,13 +188,23 @@ impl Proc {
 
     /// The server's resident set, in KiB (`VmRSS` in `/proc/PID/status`).
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS")
+    }
+
+    /// The anonymous part of the resident set (the heap and stacks, not the binary's own
+    /// pages, which stay resident once touched), in KiB.
+    pub fn rss_anon_kib(&self) -> u64 {
+        self.status_kib("RssAnon")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .expect("read /proc status");
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+            .unwrap_or_else(|| panic!("{field} in /proc status"))
     }
 }
 
