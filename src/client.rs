@@ -17,12 +17,41 @@ use std::time::Duration;
 use crate::frame::{self, Decoder, Request, Response, Stats, Values};
 
 /// Largest reply payload the client accepts by default: 256 MiB.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sortd::client::DEFAULT_MAX_REPLY, 256 << 20);
+/// ```
 pub const DEFAULT_MAX_REPLY: u32 = 256 << 20;
 
 /// Most occurrences [`Client::insert`] expands runs into (800 MB of `i64`s).
+///
+/// # Examples
+///
+/// ```
+/// let too_many = [(1, sortd::client::MAX_EXPANDED + 1)];
+/// assert!(sortd::client::expand(&too_many).is_err());
+/// ```
 pub const MAX_EXPANDED: u64 = 100_000_000;
 
 /// What can go wrong talking to the server.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::client::{Client, Error};
+/// use sortd::frame::ErrorCode;
+/// # let server = sortd::server::doc_server();
+/// let mut c = Client::connect(server.frame_addr())?;
+/// let too_many = vec![0; 1_000_001]; // over the server's default --max-values
+/// match c.insert_ack(&too_many) {
+///     Err(Error::Server(e)) => assert_eq!(e.code, ErrorCode::LIMIT_EXCEEDED),
+///     other => panic!("{other:?}"),
+/// }
+/// assert_eq!(c.count(0)?, 0); // the connection goes on
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug)]
 pub enum Error {
     /// Connecting, reading or writing failed.
@@ -61,6 +90,18 @@ impl From<io::Error> for Error {
 
 /// A connection to a sortd server. Requests can be sent one at a time (the typed methods)
 /// or pipelined ([`send`](Client::send) many, then [`recv`](Client::recv) each reply).
+///
+/// # Examples
+///
+/// ```
+/// use sortd::client::Client;
+/// # let server = sortd::server::doc_server();
+/// let mut c = Client::connect(server.frame_addr())?;
+/// assert_eq!(c.insert(&[5, 1, 5])?, [1, 5, 5]);
+/// assert_eq!(c.remove(5, 1)?, 1);
+/// assert_eq!(c.count(5)?, 1);
+/// # Ok::<(), sortd::client::Error>(())
+/// ```
 pub struct Client {
     stream: TcpStream,
     decoder: Decoder,
@@ -77,6 +118,15 @@ impl Client {
     /// # Errors
     ///
     /// If no address resolves or none accepts the connection.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.ping(b"hello")?;
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn connect(addr: impl ToSocketAddrs) -> Result<Client, Error> {
         Client::connect_timeout(addr, Duration::from_secs(5))
     }
@@ -86,6 +136,16 @@ impl Client {
     /// # Errors
     ///
     /// As [`connect`](Client::connect).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # let server = sortd::server::doc_server();
+    /// let c = sortd::client::Client::connect_timeout(server.frame_addr(), Duration::from_secs(2))?;
+    /// assert_eq!(c.peer_addr()?, server.frame_addr());
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn connect_timeout(addr: impl ToSocketAddrs, timeout: Duration) -> Result<Client, Error> {
         Ok(Client {
             stream: connect_stream(addr, timeout)?,
@@ -101,12 +161,34 @@ impl Client {
     /// # Errors
     ///
     /// If the socket is no longer connected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let c = sortd::client::Client::connect(server.frame_addr())?;
+    /// assert_eq!(c.peer_addr()?, server.frame_addr());
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn peer_addr(&self) -> Result<SocketAddr, Error> {
         Ok(self.stream.peer_addr()?)
     }
 
     /// Queues a request without waiting for its reply; returns its request id. Queued
     /// requests are written together on the next [`flush`](Client::flush) or `recv`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::frame::{Request, Response};
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// let first = c.send(&Request::Count { value: 1 });
+    /// let second = c.send(&Request::Clear);
+    /// assert_eq!(c.recv()?, (first, Response::Count(0)));
+    /// assert_eq!(c.recv()?, (second, Response::Count(0)));
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn send(&mut self, request: &Request<'_>) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
@@ -119,6 +201,18 @@ impl Client {
     /// # Errors
     ///
     /// If the write fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::frame::Request;
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.send(&Request::Ping(b"x"));
+    /// c.flush()?; // on the wire now; the reply waits for recv
+    /// assert!(c.recv().is_ok());
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn flush(&mut self) -> Result<(), Error> {
         self.stream.write_all(&self.output)?;
         self.output.clear();
@@ -131,6 +225,17 @@ impl Client {
     /// # Errors
     ///
     /// On I/O failure, if the server closes the connection, or sends a bad frame.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::frame::{Request, Response};
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// let id = c.send(&Request::Remove { value: 3, n: 1 });
+    /// assert_eq!(c.recv()?, (id, Response::Count(0)));
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn recv(&mut self) -> Result<(u32, Response), Error> {
         if !self.output.is_empty() {
             self.flush()?;
@@ -182,6 +287,15 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv), or a server error (limits).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// assert_eq!(c.insert(&[3, 1, 3])?, [1, 3, 3]);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn insert(&mut self, values: &[i64]) -> Result<Vec<i64>, Error> {
         expand(&self.insert_runs(values)?)
     }
@@ -191,6 +305,15 @@ impl Client {
     /// # Errors
     ///
     /// As [`insert`](Client::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// assert_eq!(c.insert_runs(&[3, 1, 3])?, [(1, 1), (3, 2)]);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn insert_runs(&mut self, values: &[i64]) -> Result<Vec<(i64, u64)>, Error> {
         match self.call(&Request::Insert {
             values: Values::Slice(values),
@@ -206,6 +329,15 @@ impl Client {
     /// # Errors
     ///
     /// As [`insert`](Client::insert).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// assert_eq!(c.insert_ack(&[3, 1, 3])?, 3);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn insert_ack(&mut self, values: &[i64]) -> Result<u64, Error> {
         match self.call(&Request::Insert {
             values: Values::Slice(values),
@@ -222,6 +354,17 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[1, 2, 2, 9])?;
+    /// assert_eq!(c.get(2, 10, 0)?, (vec![(2, 2), (9, 1)], false));
+    /// assert_eq!(c.get(i64::MIN, i64::MAX, 1)?, (vec![(1, 1)], true));
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn get(
         &mut self,
         min: i64,
@@ -241,6 +384,17 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// let (value, len) = c.add_random()?;
+    /// assert!((1000..=10000).contains(&value));
+    /// assert_eq!(len, 1);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn add_random(&mut self) -> Result<(i64, u64), Error> {
         match self.call(&Request::AddRandom)? {
             Response::Value { value, len } => Ok((value, len)),
@@ -253,6 +407,16 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[4, 4])?;
+    /// assert_eq!(c.remove(4, 5)?, 2);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn remove(&mut self, value: i64, n: u64) -> Result<u64, Error> {
         self.count_reply(&Request::Remove { value, n })
     }
@@ -262,6 +426,16 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[4, 4])?;
+    /// assert_eq!(c.count(4)?, 2);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn count(&mut self, value: i64) -> Result<u64, Error> {
         self.count_reply(&Request::Count { value })
     }
@@ -271,6 +445,16 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[4, 4, 5])?;
+    /// assert_eq!(c.clear()?, 3);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn clear(&mut self) -> Result<u64, Error> {
         self.count_reply(&Request::Clear)
     }
@@ -280,6 +464,18 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[4, 4, -5])?;
+    /// let s = c.stats()?;
+    /// assert_eq!((s.len, s.distinct, s.min_max), (3, 2, Some((-5, 4))));
+    /// assert!(s.log.is_none()); // not persisting
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn stats(&mut self) -> Result<Stats, Error> {
         match self.call(&Request::Stats)? {
             Response::Stats(s) => Ok(s),
@@ -292,6 +488,15 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv), or if the echo differs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.ping(b"are you there?")?;
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
     pub fn ping(&mut self, payload: &[u8]) -> Result<(), Error> {
         match self.call(&Request::Ping(payload))? {
             Response::Pong(echo) if echo == payload => Ok(()),
@@ -328,6 +533,13 @@ pub(crate) fn connect_stream(addr: impl ToSocketAddrs, timeout: Duration) -> io:
 /// # Errors
 ///
 /// If they hold more than [`MAX_EXPANDED`] occurrences (checked before allocating).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(sortd::client::expand(&[(1, 2), (5, 1)])?, [1, 1, 5]);
+/// # Ok::<(), sortd::client::Error>(())
+/// ```
 pub fn expand(runs: &[(i64, u64)]) -> Result<Vec<i64>, Error> {
     let total = runs.iter().fold(0u64, |t, &(_, n)| t.saturating_add(n));
     if total > MAX_EXPANDED {

@@ -14,17 +14,28 @@
 //! assert_eq!(set.runs().collect::<Vec<_>>(), [(1, 1), (3, 1), (5, 1)]);
 //! ```
 //!
+//! # Features
+//!
+//! - `server` (default): the wire protocol, server, client, persistence, load generator and
+//!   the `server` and `client` binaries. Without it (`default-features = false`) the crate
+//!   is the multiset alone, depending only on crossbeam.
+//! - `serde`: `Serialize` and `Deserialize` for [`SortedMultiset`], as its runs.
+//!
 //! # Layout
 //!
 //! - [`multiset`]: [`SortedMultiset`], its count protocol and its consistency guarantees.
-//! - [`frame`]: the binary wire protocol's types and its pure, incremental codec.
-//! - [`http`]: a hand-rolled HTTP/1.1 request parser (httparse) and the REST routes (no I/O).
-//! - [`metrics`]: the counters behind `GET /metrics`.
-//! - [`service`]: applies requests to the shared multiset and encodes the replies (no I/O).
-//! - [`persist`]: the optional append-only log of count deltas, snapshots and recovery.
-//! - [`server`]: the mio event loops that serve the frame protocol over TCP.
-//! - [`client`]: a blocking client for the frame protocol, with pipelining.
-//! - [`bench`]: the load generator behind `client bench`.
+#![cfg_attr(
+    feature = "server",
+    doc = r#"- [`frame`]: the binary wire protocol's types and its pure, incremental codec.
+- [`http`]: a hand-rolled HTTP/1.1 request parser (httparse) and the REST routes (no I/O).
+- [`metrics`]: the counters behind `GET /metrics`.
+- [`service`]: applies requests to the shared multiset and encodes the replies (no I/O).
+- [`persist`]: the optional append-only log of count deltas, snapshots and recovery.
+- [`server`]: the mio event loops that serve both protocols over TCP.
+- [`client`]: a blocking client for the frame protocol, with pipelining.
+- [`mod@bench`]: the load generator behind `client bench`.
+"#
+)]
 //!
 //! # Consistency
 //!
@@ -35,16 +46,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "server")]
 pub mod bench;
+#[cfg(feature = "server")]
 pub mod client;
+#[cfg(feature = "server")]
 pub mod frame;
+#[cfg(feature = "server")]
 #[doc(hidden)]
 pub mod fuzzing;
+#[cfg(feature = "server")]
 pub mod http;
+#[cfg(feature = "server")]
 pub mod metrics;
 pub mod multiset;
+#[cfg(feature = "server")]
 pub mod persist;
+#[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
 pub mod service;
 
 pub use multiset::SortedMultiset;

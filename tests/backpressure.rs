@@ -3,6 +3,7 @@
 //! many requests it pipelines, a client that reads gets every reply whole, one that does
 //! not read is held at the bound and dropped by the idle timeout, and a reply longer than
 //! the budget is truncated rather than queued.
+#![cfg(feature = "server")]
 
 mod common;
 

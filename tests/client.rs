@@ -1,4 +1,5 @@
 //! The client library and the `client` binary against an in-process server on port 0.
+#![cfg(feature = "server")]
 
 use std::net::TcpListener;
 use std::process::{Command, Output};

@@ -3,6 +3,7 @@
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`.ci/run` installs them); fails
 //! with a clear message where they are missing, rather than passing silently.
+#![cfg(feature = "server")]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

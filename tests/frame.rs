@@ -1,4 +1,5 @@
 //! The frame codec: round trips under any split of the stream, and every error path.
+#![cfg(feature = "server")]
 
 use proptest::prelude::*;
 use sortd::frame::{

@@ -1,5 +1,6 @@
 //! Replays the committed fuzz seed corpora through the fuzz targets' checks, so plain
 //! `cargo test` covers them without cargo-fuzz.
+#![cfg(feature = "server")]
 
 use std::fs;
 use std::path::Path;

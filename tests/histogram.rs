@@ -1,6 +1,7 @@
 //! `GET /histogram`'s arithmetic, for any values and any bucket count: bars ascend, cover
 //! `min..=max` exactly without a gap or overlap, and (when nothing is extrapolated) their
 //! counts are the model's and sum to `len`.
+#![cfg(feature = "server")]
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,5 @@
 //! The HTTP API: the parser alone (every split point), then routes over real sockets.
+#![cfg(feature = "server")]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

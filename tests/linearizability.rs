@@ -14,6 +14,7 @@
 //! occurrence makes some value's history non-linearizable.
 //!
 //! `cargo test --release --test linearizability -- --ignored` runs longer versions.
+#![cfg(feature = "server")]
 
 mod common;
 

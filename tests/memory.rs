@@ -5,14 +5,13 @@
 //! measures.
 
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sortd::SortedMultiset;
-use sortd::http::{self, Parse};
-use sortd::service::{Limits, Service, Session};
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
 
+#[cfg(feature = "server")]
 mod common;
 
 #[global_allocator]
@@ -141,8 +140,13 @@ fn every_walk_gives_its_memory_back_after_clear() {
 /// refused with 413 while costing little more than the values kept up to the limit.
 /// cad8c18 built a `serde_json::Value` tree of the whole body first: about 272 MiB.
 /// The same for `POST /array/remove` with a 16 MiB field it does not use.
+#[cfg(feature = "server")]
 #[test]
 fn json_bodies_are_bounded_while_parsed() {
+    use sortd::http::{self, Parse};
+    use sortd::service::{Limits, Service, Session};
+    use std::sync::Arc;
+
     let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
     let service = Service::new(Arc::new(SortedMultiset::new()), Limits::default());
     let zeros = |prefix: &str| {
@@ -187,6 +191,7 @@ fn json_bodies_are_bounded_while_parsed() {
 /// distinct values, whole listings, HTTP writes and reads, churned connections), then a
 /// clear. Afterwards the heap must be back near where it started: nothing the load
 /// allocated (nodes, connection buffers, replies) stays live.
+#[cfg(feature = "server")]
 #[test]
 fn server_heap_returns_to_its_baseline_after_load_and_clear() {
     let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());

@@ -1,5 +1,6 @@
 //! Persistence: restart, crash (SIGKILL under load), torn and corrupt logs built byte by
 //! byte, compaction racing writers, and a disk that stops taking writes.
+#![cfg(feature = "server")]
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! The server end to end, in-process on port 0, over real sockets.
+#![cfg(feature = "server")]
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -9,6 +9,7 @@
 //! ```sh
 //! SORTD_SOAK_SECS=300 cargo test --release --test soak -- --nocapture
 //! ```
+#![cfg(feature = "server")]
 
 mod common;
 

@@ -22,6 +22,15 @@ use crate::frame::{Request, Response, Values};
 mod multiplexed;
 
 /// Where inserted values come from.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::bench::Distribution;
+///
+/// assert_eq!("uniform".parse::<Distribution>(), Ok(Distribution::Uniform));
+/// assert!("zipf".parse::<Distribution>().is_err());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Distribution {
     /// The original client's: uniform in 0..=100.
@@ -61,6 +70,16 @@ impl FromStr for Distribution {
 }
 
 /// Relative weights of the operations each connection sends.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::bench::Mix;
+///
+/// let mix: Mix = "insert=70,get=30".parse()?;
+/// assert_eq!((mix.insert, mix.ack, mix.get), (70, 0, 30));
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Mix {
     /// INSERT answered with the sorted runs.
@@ -102,6 +121,32 @@ impl FromStr for Mix {
 }
 
 /// What to run.
+///
+/// # Examples
+///
+/// ```
+/// # let server = sortd::server::doc_server();
+/// use std::time::Duration;
+/// use sortd::bench::{self, Config, Distribution};
+///
+/// let report = bench::run(&Config {
+///     addr: server.frame_addr().to_string(),
+///     connections: 2,
+///     threads: 0,
+///     duration: Some(Duration::from_secs(5)),
+///     requests: Some(200),
+///     pipeline: 4,
+///     batch: 10..=20,
+///     distribution: Distribution::Original,
+///     mix: "ack=1".parse()?,
+///     seed: 7,
+///     verify: true,
+///     progress: false,
+/// })?;
+/// assert_eq!(report.errors, 0);
+/// assert_eq!(report.verified, Some(true));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Server address.
@@ -133,6 +178,32 @@ pub struct Config {
 }
 
 /// What a run measured.
+///
+/// # Examples
+///
+/// ```
+/// # let server = sortd::server::doc_server();
+/// use sortd::bench::{self, Config, Distribution};
+///
+/// let report = bench::run(&Config {
+///     addr: server.frame_addr().to_string(),
+///     connections: 1,
+///     threads: 1,
+///     duration: None,
+///     requests: Some(100),
+///     pipeline: 1,
+///     batch: 5..=5,
+///     distribution: Distribution::Uniform,
+///     mix: "insert=1".parse()?,
+///     seed: 1,
+///     verify: false,
+///     progress: false,
+/// })?;
+/// assert!(report.requests >= 100);
+/// assert!(report.latency_us[0] <= report.latency_us[4]); // p50 <= max
+/// println!("{:.0} requests/s", report.requests_per_sec());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Report {
     /// Replies received (errors included).
@@ -151,18 +222,65 @@ pub struct Report {
 
 impl Report {
     /// Replies per second.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let report = sortd::bench::Report {
+    ///     requests: 500,
+    ///     values: 0,
+    ///     errors: 0,
+    ///     elapsed: Duration::from_secs(2),
+    ///     latency_us: [10, 20, 30, 40, 50],
+    ///     verified: None,
+    /// };
+    /// assert_eq!(report.requests_per_sec(), 250.0);
+    /// ```
     #[must_use]
     pub fn requests_per_sec(&self) -> f64 {
         self.requests as f64 / self.elapsed.as_secs_f64()
     }
 
     /// Inserted values per second.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let report = sortd::bench::Report {
+    ///     requests: 10,
+    ///     values: 150,
+    ///     errors: 0,
+    ///     elapsed: Duration::from_secs(3),
+    ///     latency_us: [10, 20, 30, 40, 50],
+    ///     verified: None,
+    /// };
+    /// assert_eq!(report.values_per_sec(), 50.0);
+    /// ```
     #[must_use]
     pub fn values_per_sec(&self) -> f64 {
         self.values as f64 / self.elapsed.as_secs_f64()
     }
 
     /// The report as a JSON object.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let report = sortd::bench::Report {
+    ///     requests: 10,
+    ///     values: 150,
+    ///     errors: 0,
+    ///     elapsed: Duration::from_secs(1),
+    ///     latency_us: [10, 20, 30, 40, 50],
+    ///     verified: Some(true),
+    /// };
+    /// let json = report.to_json();
+    /// assert_eq!(json["requests"], 10);
+    /// assert_eq!(json["verified"], true);
+    /// ```
     #[must_use]
     pub fn to_json(&self) -> serde_json::Value {
         let [p50, p90, p99, p999, max] = self.latency_us;
@@ -327,6 +445,30 @@ impl Generator {
 /// # Errors
 ///
 /// If the server cannot be reached, or `verify` finds it not empty at the start.
+///
+/// # Examples
+///
+/// ```
+/// # let server = sortd::server::doc_server();
+/// use sortd::bench::{self, Config, Distribution};
+///
+/// let report = bench::run(&Config {
+///     addr: server.frame_addr().to_string(),
+///     connections: 4,
+///     threads: 1,
+///     duration: None,
+///     requests: Some(400),
+///     pipeline: 2,
+///     batch: 10..=20,
+///     distribution: Distribution::Skewed,
+///     mix: "insert=70,ack=20,get=10".parse()?,
+///     seed: 3,
+///     verify: false,
+///     progress: false,
+/// })?;
+/// assert!(report.requests >= 400 && report.errors == 0);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn run(config: &Config) -> Result<Report, Error> {
     if config.verify {
         let stats = Client::connect(&config.addr)?.stats()?;

@@ -7,6 +7,8 @@
 //! between losing to `Mutex<BTreeMap>` and beating it (README.md, "Benchmarks").
 
 mod iter;
+#[cfg(feature = "serde")]
+mod serialize;
 mod striped;
 
 use std::fmt;
@@ -805,6 +807,27 @@ impl<T: Ord + Clone + Send + 'static> FromIterator<T> for SortedMultiset<T> {
 impl<T: Ord + Clone + Send + 'static> Extend<T> for SortedMultiset<T> {
     fn extend<I: IntoIterator<Item = T>>(&mut self, iter: I) {
         SortedMultiset::extend(self, iter);
+    }
+}
+
+/// Iterates every occurrence in ascending order, as [`SortedMultiset::iter`].
+///
+/// # Examples
+///
+/// ```
+/// let set = sortd::SortedMultiset::from_iter([2, 1, 2]);
+/// let mut seen = Vec::new();
+/// for v in &set {
+///     seen.push(v);
+/// }
+/// assert_eq!(seen, [1, 2, 2]);
+/// ```
+impl<'a, T: Ord + Clone + Send + 'static> IntoIterator for &'a SortedMultiset<T> {
+    type Item = T;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.iter()
     }
 }
 

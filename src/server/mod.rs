@@ -49,6 +49,25 @@ use connection::Protocol;
 use worker::Worker;
 
 /// Everything the server can be told; every limit has a default fit for a small machine.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use sortd::server::{Config, Server};
+///
+/// let config = Config {
+///     frame_addr: "127.0.0.1:0".parse()?,
+///     http_addr: None,
+///     threads: 1,
+///     idle_timeout: Duration::from_secs(30),
+///     ..Config::default()
+/// };
+/// config.validate()?;
+/// let server = Server::bind(config)?.spawn()?;
+/// # drop(server);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug)]
 pub struct Config {
     /// Where the frame protocol listens; port 0 picks a free port.
@@ -98,12 +117,40 @@ impl Default for Config {
 
 /// The smallest [`Config::max_output`] accepted: every reply of fixed size (the dashboard
 /// page, `/metrics`, an error) fits in half of it.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::server::{Config, MIN_OUTPUT};
+///
+/// let small = Config { max_output: MIN_OUTPUT, ..Config::default() };
+/// assert!(small.validate().is_ok());
+/// let too_small = Config { max_output: MIN_OUTPUT - 1, ..Config::default() };
+/// assert!(too_small.validate().is_err());
+/// ```
 pub const MIN_OUTPUT: usize = 64 << 10;
 
 /// The most worker threads a server starts.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::server::{Config, MAX_THREADS};
+///
+/// assert!(Config { threads: MAX_THREADS + 1, ..Config::default() }.validate().is_err());
+/// ```
 pub const MAX_THREADS: usize = 1024;
 
 /// The longest [`Config::shutdown_grace`] and [`Config::idle_timeout`] accepted: a day.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::server::{Config, MAX_WAIT};
+///
+/// let forever = Config { shutdown_grace: MAX_WAIT * 2, ..Config::default() };
+/// assert!(forever.validate().is_err());
+/// ```
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 impl Config {
@@ -184,6 +231,26 @@ const HTTP_LISTENER: Token = Token(1);
 const ACCEPTOR_WAKER: Token = Token(2);
 
 /// A bound, not yet running server.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::client::Client;
+/// use sortd::server::{Config, Server};
+///
+/// let server = Server::bind(Config {
+///     frame_addr: "127.0.0.1:0".parse()?,
+///     http_addr: Some("127.0.0.1:0".parse()?),
+///     ..Config::default()
+/// })?;
+/// let addr = server.frame_addr();
+/// let stop = server.shutdown_handle();
+/// let running = std::thread::spawn(move || server.run());
+/// assert_eq!(Client::connect(addr)?.insert(&[2, 1])?, [1, 2]);
+/// stop.shutdown();
+/// running.join().expect("server thread")?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Server {
     config: Config,
     listener: TcpListener,
@@ -199,6 +266,17 @@ pub struct Server {
 }
 
 /// Stops a running [`Server`] from any thread. Cloneable; calling it twice is harmless.
+///
+/// # Examples
+///
+/// ```
+/// # let server = sortd::server::doc_server();
+/// let stop = server.shutdown_handle();
+/// stop.shutdown();
+/// stop.shutdown(); // harmless
+/// server.stop()?;
+/// # Ok::<(), std::io::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct ShutdownHandle {
     shared: Arc<Shared>,
@@ -207,6 +285,15 @@ pub struct ShutdownHandle {
 
 impl ShutdownHandle {
     /// Asks the server to shut down gracefully (see the module docs) and returns at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// server.shutdown_handle().shutdown();
+    /// server.stop()?; // returns once every owed reply is written
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
     pub fn shutdown(&self) {
         self.shared.shutdown.store(true, Release);
         // If the wake fails the acceptor still sees the flag on its next poll timeout.
@@ -225,6 +312,21 @@ impl Server {
     /// address cannot be bound (in use, not local), the OS refuses a poll instance, or the
     /// data directory cannot be opened, locked or recovered (the message says which file
     /// and why).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config {
+    ///     frame_addr: "127.0.0.1:0".parse()?,
+    ///     http_addr: None,
+    ///     ..Config::default()
+    /// })?;
+    /// assert_ne!(server.frame_addr().port(), 0);
+    /// assert!(server.set().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn bind(config: Config) -> io::Result<Server> {
         config.validate()?;
         let Some(options) = &config.persistence else {
@@ -243,6 +345,23 @@ impl Server {
     ///
     /// As [`Server::bind`]; `InvalidInput` if [`Config::persistence`] is set (a persistent
     /// server loads its multiset from the data directory: use [`Server::bind`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sortd::SortedMultiset;
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let set = Arc::new(SortedMultiset::from_iter([3, 1]));
+    /// let server = Server::with_set(
+    ///     Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() },
+    ///     Arc::clone(&set),
+    /// )?
+    /// .spawn()?;
+    /// assert_eq!(sortd::client::Client::connect(server.frame_addr())?.count(3)?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with_set(config: Config, set: Arc<SortedMultiset<i64>>) -> io::Result<Server> {
         config.validate()?;
         if config.persistence.is_some() {
@@ -290,18 +409,49 @@ impl Server {
 
     /// What recovery mended when the data directory was opened (a torn tail truncated, a
     /// leftover file removed), one line each; empty without persistence.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?;
+    /// assert!(server.recovery_warnings().is_empty()); // in memory: nothing to recover
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn recovery_warnings(&self) -> &[String] {
         &self.warnings
     }
 
     /// The log, when persistence is on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?;
+    /// assert!(server.log().is_none()); // no --data-dir
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn log(&self) -> Option<&Log> {
         self.service.log()
     }
 
     /// The address the frame protocol is bound to (with the real port if 0 was asked).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?;
+    /// assert!(server.frame_addr().ip().is_loopback());
+    /// assert_ne!(server.frame_addr().port(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Panics
     ///
@@ -314,6 +464,16 @@ impl Server {
     }
 
     /// The address HTTP is bound to, if it is enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?;
+    /// assert_eq!(server.http_addr(), None);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_listener
@@ -322,6 +482,18 @@ impl Server {
     }
 
     /// A handle that stops this server once it runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?;
+    /// let stop = server.shutdown_handle();
+    /// stop.shutdown(); // before run: run returns at once
+    /// server.run()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
@@ -331,9 +503,61 @@ impl Server {
     }
 
     /// The multiset this server serves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?;
+    /// server.set().insert(7); // the program's own writes, beside its clients'
+    /// assert_eq!(server.set().len(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn set(&self) -> &Arc<SortedMultiset<i64>> {
         self.service.set()
+    }
+
+    /// Runs the server on a thread of its own; the returned handle knows its addresses and
+    /// stops it (gracefully, waiting for the thread) when dropped.
+    ///
+    /// # Errors
+    ///
+    /// If the thread cannot be started.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::client::Client;
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config {
+    ///     frame_addr: "127.0.0.1:0".parse()?,
+    ///     http_addr: None,
+    ///     ..Config::default()
+    /// })?
+    /// .spawn()?;
+    /// Client::connect(server.frame_addr())?.insert_ack(&[1, 2])?;
+    /// assert_eq!(server.set().len(), 2);
+    /// server.stop()?; // or just drop it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn spawn(self) -> io::Result<Spawned> {
+        let frame_addr = self.frame_addr();
+        let http_addr = self.http_addr();
+        let stop = self.shutdown_handle();
+        let set = Arc::clone(self.set());
+        let thread = thread::Builder::new()
+            .name("sortd-server".into())
+            .spawn(move || self.run())?;
+        Ok(Spawned {
+            frame_addr,
+            http_addr,
+            stop,
+            set,
+            thread: Some(thread),
+        })
     }
 
     /// Runs until shut down: starts the workers, accepts connections on this thread.
@@ -341,6 +565,19 @@ impl Server {
     /// # Errors
     ///
     /// If a poll instance or thread cannot be created, or polling fails.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?;
+    /// let stop = server.shutdown_handle();
+    /// let running = std::thread::spawn(move || server.run());
+    /// stop.shutdown();
+    /// running.join().expect("server thread")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn run(mut self) -> io::Result<()> {
         // Everything that can fail is made before any thread starts, so an error here
         // leaves nothing running.
@@ -486,6 +723,138 @@ impl Server {
         }
         Ok(())
     }
+}
+
+/// A [`Server`] running on its own thread, from [`Server::spawn`]. Dropping it shuts the
+/// server down gracefully and waits for it.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::server::{Config, Server};
+///
+/// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?
+///     .spawn()?;
+/// sortd::client::Client::connect(server.frame_addr())?.insert_ack(&[1])?;
+/// drop(server); // shuts down and waits
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Spawned {
+    frame_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    stop: ShutdownHandle,
+    set: Arc<SortedMultiset<i64>>,
+    thread: Option<thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Spawned {
+    /// Where the frame protocol listens.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// sortd::client::Client::connect(server.frame_addr())?.ping(b"")?;
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    #[must_use]
+    pub fn frame_addr(&self) -> SocketAddr {
+        self.frame_addr
+    }
+
+    /// Where HTTP listens, if it does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let http = server.http_addr().expect("this one serves HTTP");
+    /// assert!(http.ip().is_loopback());
+    /// ```
+    #[must_use]
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// The multiset the server serves.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// sortd::client::Client::connect(server.frame_addr())?.insert_ack(&[4, 4])?;
+    /// assert_eq!(server.set().count(&4), 2);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    #[must_use]
+    pub fn set(&self) -> &Arc<SortedMultiset<i64>> {
+        &self.set
+    }
+
+    /// A handle that stops the server from anywhere.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let stop = server.shutdown_handle();
+    /// std::thread::spawn(move || stop.shutdown()).join().unwrap();
+    /// server.stop()?;
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.stop.clone()
+    }
+
+    /// Shuts the server down gracefully and returns what [`Server::run`] returned.
+    ///
+    /// # Errors
+    ///
+    /// As [`Server::run`]; also if the server thread panicked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// server.stop()?; // what Server::run returned
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn stop(mut self) -> io::Result<()> {
+        self.stop_inner()
+    }
+
+    fn stop_inner(&mut self) -> io::Result<()> {
+        self.stop.shutdown();
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the server thread panicked"))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.stop_inner();
+    }
+}
+
+/// A server on free loopback ports with the default limits, for the documentation's
+/// examples.
+#[doc(hidden)]
+#[must_use]
+pub fn doc_server() -> Spawned {
+    let config = Config {
+        frame_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+        threads: 2,
+        ..Config::default()
+    };
+    Server::bind(config)
+        .and_then(Server::spawn)
+        .expect("a server on free loopback ports")
 }
 
 /// Tells a client over the connection limit why it is being closed, if its socket takes the
