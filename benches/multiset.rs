@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Barrier, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -44,6 +43,39 @@ trait Contender: Send + Sync + 'static {
     /// Reads the `(value, count)` runs in `lo..lo + RANGE_WIDTH`, as a service reply would;
     /// returns how many occurrences it saw.
     fn range_read(&self, lo: i64) -> u64;
+    /// Inserts one value: one call, one lock, one pin (what a user's loop of `insert(v)`
+    /// does).
+    fn insert_one(&self, value: i64);
+    /// One thread's run of `iters` operations over `pool`: per-thread state lives here.
+    fn thread_run(&self, pool: &[Vec<i64>], iters: usize, op: Op, thread: u64) -> u64 {
+        let mut scratch = Vec::with_capacity(32);
+        let mut seq = 0;
+        let mut seen = 0;
+        for i in 0..iters {
+            let batch = &pool[i % POOL];
+            match op {
+                Op::Batches { mixed: true } if i % 10 == 9 => {
+                    seen += self.range_read(batch[0].min(i64::MAX - RANGE_WIDTH));
+                }
+                Op::Batches { .. } => {
+                    scratch.clear();
+                    scratch.extend_from_slice(batch);
+                    self.insert_batch(&mut scratch, thread, &mut seq);
+                }
+                Op::PerCall => batch.iter().for_each(|&v| self.insert_one(v)),
+            }
+        }
+        seen
+    }
+}
+
+/// What the benchmark threads do.
+#[derive(Clone, Copy)]
+enum Op {
+    /// Insert each batch whole; with `mixed`, every tenth is a range read instead.
+    Batches { mixed: bool },
+    /// Insert each value of each batch with its own call.
+    PerCall,
 }
 
 impl Contender for SortedMultiset<i64> {
@@ -59,6 +91,40 @@ impl Contender for SortedMultiset<i64> {
             .range_runs(lo..lo.saturating_add(RANGE_WIDTH))
             .collect();
         runs.iter().map(|&(_, c)| c).sum()
+    }
+    fn insert_one(&self, value: i64) {
+        self.insert(value);
+    }
+}
+
+/// The same multiset, each thread going through its own `Handle` (cached entries).
+struct WithHandle(SortedMultiset<i64>);
+
+impl Contender for WithHandle {
+    const NAME: &'static str = "SortedMultiset+Handle";
+    fn new() -> Self {
+        WithHandle(SortedMultiset::new())
+    }
+    fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
+        self.0.insert_batch(batch);
+    }
+    fn range_read(&self, lo: i64) -> u64 {
+        self.0.range_read(lo)
+    }
+    fn insert_one(&self, value: i64) {
+        self.0.insert(value);
+    }
+    fn thread_run(&self, pool: &[Vec<i64>], iters: usize, op: Op, thread: u64) -> u64 {
+        let Op::PerCall = op else {
+            return self.0.thread_run(pool, iters, op, thread);
+        };
+        let mut h = self.0.handle();
+        for i in 0..iters {
+            for &v in &pool[i % POOL] {
+                h.insert(v);
+            }
+        }
+        0
     }
 }
 
@@ -90,6 +156,9 @@ impl Contender for MutexMap {
     fn range_read(&self, lo: i64) -> u64 {
         btree_range_read(&self.0.lock().unwrap(), lo)
     }
+    fn insert_one(&self, value: i64) {
+        *self.0.lock().unwrap().entry(value).or_insert(0) += 1;
+    }
 }
 
 struct RwLockMap(RwLock<BTreeMap<i64, u64>>);
@@ -104,6 +173,9 @@ impl Contender for RwLockMap {
     }
     fn range_read(&self, lo: i64) -> u64 {
         btree_range_read(&self.0.read().unwrap(), lo)
+    }
+    fn insert_one(&self, value: i64) {
+        *self.0.write().unwrap().entry(value).or_insert(0) += 1;
     }
 }
 
@@ -134,6 +206,11 @@ impl Contender for MutexVec {
         let copy: Vec<i64> = vec[start..end].to_vec();
         copy.len() as u64
     }
+    fn insert_one(&self, value: i64) {
+        let mut vec = self.0.lock().unwrap();
+        let at = vec.partition_point(|&x| x <= value);
+        vec.insert(at, value);
+    }
 }
 
 /// One skip-list node per occurrence: `(value, unique id)`.
@@ -160,6 +237,9 @@ impl Contender for NodePerOccurrence {
             }
         }
         runs.iter().map(|&(_, c)| c).sum()
+    }
+    fn insert_one(&self, _: i64) {
+        unreachable!("not run per call: one node per occurrence is shown by the batches")
     }
 }
 
@@ -198,19 +278,18 @@ impl Dist {
     }
 }
 
-/// The operations one thread runs: each batch is an insert, or (in the mixed workload) every
-/// tenth is a range read instead.
+/// The operations one thread runs over batches drawn from `dist`.
 struct Workload {
     dist: Dist,
-    mixed: bool,
+    op: Op,
 }
 
 impl Workload {
     fn name(&self) -> String {
-        if self.mixed {
-            format!("{}_mixed_90_10", self.dist.name())
-        } else {
-            format!("{}_insert", self.dist.name())
+        match self.op {
+            Op::Batches { mixed: true } => format!("{}_mixed_90_10", self.dist.name()),
+            Op::Batches { mixed: false } => format!("{}_insert", self.dist.name()),
+            Op::PerCall => format!("{}_per_call_insert", self.dist.name()),
         }
     }
 }
@@ -233,24 +312,10 @@ fn run<C: Contender>(workload: &Workload, pools: &[Arc<Vec<Vec<i64>>>], iters: u
         .enumerate()
         .map(|(t, pool)| {
             let (set, start, pool) = (Arc::clone(&set), Arc::clone(&start), Arc::clone(pool));
-            let mixed = workload.mixed;
+            let op = workload.op;
             std::thread::spawn(move || {
-                let mut scratch = Vec::with_capacity(32);
-                let mut seq = 0;
-                let seen = AtomicU64::new(0);
                 start.wait();
-                for i in 0..iters as usize {
-                    let batch = &pool[i % POOL];
-                    if mixed && i % 10 == 9 {
-                        let lo = batch[0].min(i64::MAX - RANGE_WIDTH);
-                        seen.fetch_add(set.range_read(lo), Relaxed);
-                    } else {
-                        scratch.clear();
-                        scratch.extend_from_slice(batch);
-                        set.insert_batch(&mut scratch, t as u64, &mut seq);
-                    }
-                }
-                black_box(seen.load(Relaxed));
+                black_box(set.thread_run(&pool, iters as usize, op, t as u64));
             })
         })
         .collect();
@@ -290,9 +355,13 @@ fn bench_workload(c: &mut Criterion, workload: Workload) {
         }
         contender!(SortedMultiset<i64>);
         contender!(MutexMap);
-        contender!(RwLockMap);
-        contender!(MutexVec);
-        contender!(NodePerOccurrence);
+        if let Op::PerCall = workload.op {
+            contender!(WithHandle);
+        } else {
+            contender!(RwLockMap);
+            contender!(MutexVec);
+            contender!(NodePerOccurrence);
+        }
     }
     group.finish();
 }
@@ -337,12 +406,14 @@ fn bench_walk(c: &mut Criterion) {
 
 fn benches(c: &mut Criterion) {
     bench_walk(c);
-    for (dist, mixed) in [
-        (Dist::Service, false),
-        (Dist::Uniform, false),
-        (Dist::Service, true),
+    for (dist, op) in [
+        (Dist::Service, Op::PerCall),
+        (Dist::Service, Op::Batches { mixed: false }),
+        (Dist::Uniform, Op::Batches { mixed: false }),
+        (Dist::Service, Op::Batches { mixed: true }),
+        (Dist::Uniform, Op::PerCall),
     ] {
-        bench_workload(c, Workload { dist, mixed });
+        bench_workload(c, Workload { dist, op });
     }
 }
 

@@ -62,6 +62,7 @@ fn settle(baseline: i128, slack: i128) -> i128 {
 /// Every way of walking the multiset, each consuming the whole walk.
 #[allow(clippy::type_complexity)]
 fn walks() -> Vec<(&'static str, fn(&SortedMultiset<i64>) -> u64)> {
+    const VALUES: i64 = 20_000;
     vec![
         ("iter", |s| s.iter().count() as u64),
         ("runs", |s| s.runs().map(|(_, n)| n).sum()),
@@ -88,6 +89,14 @@ fn walks() -> Vec<(&'static str, fn(&SortedMultiset<i64>) -> u64)> {
             u64::from(s.pop_first().is_some()) + u64::from(s.pop_last().is_some())
         }),
         ("drain_runs", |s| s.drain_runs().len() as u64),
+        ("a handle's cached entries", |s| {
+            let mut h = s.handle();
+            for v in (0..VALUES).step_by(50) {
+                h.insert(v);
+                h.remove(&v);
+            }
+            h.count(&7)
+        }),
     ]
 }
 

@@ -19,6 +19,10 @@ enum Op {
     PopFirst,
     PopLast,
     Range(i8, i8),
+    /// The same single-value operations through a `Handle` (cached entries).
+    HInsertN(i8, u64),
+    HRemoveN(i8, u64),
+    HCount(i8),
 }
 
 fn value() -> impl Strategy<Value = i8> {
@@ -40,6 +44,9 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::PopFirst),
         1 => Just(Op::PopLast),
         1 => (value(), value()).prop_map(|(a, b)| Op::Range(a, b)),
+        3 => (value(), 0u64..4).prop_map(|(v, n)| Op::HInsertN(v, n)),
+        2 => (value(), 0u64..4).prop_map(|(v, n)| Op::HRemoveN(v, n)),
+        1 => value().prop_map(Op::HCount),
     ]
 }
 
@@ -67,6 +74,7 @@ proptest! {
     #[test]
     fn agrees_with_btreemap(ops in prop::collection::vec(op(), 1..80)) {
         let set = SortedMultiset::new();
+        let mut handle = set.handle();
         let mut model: BTreeMap<i8, u64> = BTreeMap::new();
         for op in ops {
             match op {
@@ -120,6 +128,15 @@ proptest! {
                     prop_assert_eq!(set.range_runs(a..=b).collect::<Vec<_>>(), want.clone());
                     prop_assert_eq!(set.range(a..=b).collect::<Vec<_>>(), expand(want));
                 }
+                Op::HInsertN(v, n) => {
+                    let expect = model.get(&v).copied().unwrap_or(0) + n;
+                    if n > 0 {
+                        model.insert(v, expect);
+                    }
+                    prop_assert_eq!(handle.insert_n(v, n), expect);
+                }
+                Op::HRemoveN(v, n) => prop_assert_eq!(handle.remove_n(&v, n), remove_model(&mut model, v, n)),
+                Op::HCount(v) => prop_assert_eq!(handle.count(&v), model.get(&v).copied().unwrap_or(0)),
             }
             prop_assert_eq!(set.len(), model.values().sum::<u64>());
             prop_assert_eq!(set.distinct_len(), model.len() as u64);
@@ -127,6 +144,7 @@ proptest! {
             prop_assert_eq!(set.first(), model.keys().next().copied());
             prop_assert_eq!(set.last(), model.keys().next_back().copied());
         }
+        drop(handle);
         prop_assert_eq!(set.to_vec(), expand(model.into_iter()));
     }
 }

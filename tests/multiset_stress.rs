@@ -19,8 +19,10 @@ const THREADS: usize = 4;
 type Ledger = BTreeMap<i64, i64>;
 
 /// Runs `ops` random operations per thread on values drawn by `pick`, then checks every
-/// count, `len` and `distinct_len` against the merged ledgers.
-fn mixed_workload(ops: usize, pick: fn(&mut SmallRng) -> i64) {
+/// count, `len` and `distinct_len` against the merged ledgers. With `handles`, every other
+/// thread goes through a [`sortd::multiset::Handle`] (cached entries) for its single-value
+/// operations, racing the plain calls of the others.
+fn mixed_workload(ops: usize, pick: fn(&mut SmallRng) -> i64, handles: bool) {
     let set = SortedMultiset::new();
     let barrier = Barrier::new(THREADS);
     let ledgers: Vec<Ledger> = thread::scope(|s| {
@@ -30,12 +32,16 @@ fn mixed_workload(ops: usize, pick: fn(&mut SmallRng) -> i64) {
                 s.spawn(move || {
                     let mut rng = SmallRng::seed_from_u64(t as u64);
                     let mut ledger = Ledger::new();
+                    let mut handle = (handles && t % 2 == 0).then(|| set.handle());
                     barrier.wait();
                     for _ in 0..ops {
                         let v = pick(&mut rng);
                         let delta = match rng.random_range(0..10) {
                             0..=3 => {
-                                set.insert(v);
+                                match &mut handle {
+                                    Some(h) => h.insert(v),
+                                    None => set.insert(v),
+                                };
                                 1
                             }
                             4 => {
@@ -48,8 +54,16 @@ fn mixed_workload(ops: usize, pick: fn(&mut SmallRng) -> i64) {
                                 }
                                 0
                             }
-                            5..=7 => -i64::from(set.remove(&v)),
-                            8 => -(set.remove_n(&v, 3) as i64),
+                            5..=7 => -i64::from(match &mut handle {
+                                Some(h) => h.remove(&v),
+                                None => set.remove(&v),
+                            }),
+                            8 => {
+                                -(match &mut handle {
+                                    Some(h) => h.remove_n(&v, 3),
+                                    None => set.remove_n(&v, 3),
+                                } as i64)
+                            }
                             _ => match set.pop_first() {
                                 Some(p) => {
                                     *ledger.entry(p).or_default() -= 1;
@@ -90,19 +104,67 @@ fn mixed_workload(ops: usize, pick: fn(&mut SmallRng) -> i64) {
 /// Heavy contention: eight values, so inserts constantly race removals of the last occurrence.
 #[test]
 fn small_range_nothing_lost() {
-    mixed_workload(40_000, |rng| rng.random_range(0..8));
+    mixed_workload(40_000, |rng| rng.random_range(0..8), false);
 }
 
 /// The service's own distribution.
 #[test]
 fn service_range_nothing_lost() {
-    mixed_workload(40_000, |rng| rng.random_range(0..=100));
+    mixed_workload(40_000, |rng| rng.random_range(0..=100), false);
 }
 
 /// Wide range: mostly distinct values, so the skip list itself grows and shrinks.
 #[test]
 fn wide_range_nothing_lost() {
-    mixed_workload(40_000, |rng| rng.random_range(-5_000..5_000));
+    mixed_workload(40_000, |rng| rng.random_range(-5_000..5_000), false);
+}
+
+/// Handles' cached entries racing plain calls where entries die most often.
+#[test]
+fn handles_small_range_nothing_lost() {
+    mixed_workload(40_000, |rng| rng.random_range(0..8), true);
+}
+
+/// Handles on the service's distribution.
+#[test]
+fn handles_service_range_nothing_lost() {
+    mixed_workload(40_000, |rng| rng.random_range(0..=100), true);
+}
+
+/// Both sides through handles whose caches hold the entry: the remover kills it while the
+/// inserter adds. The inserter must see the mark and go to the list for a fresh entry, never
+/// add to the dead one.
+#[test]
+fn handle_insert_races_removal_of_a_cached_last_occurrence() {
+    let set = SortedMultiset::new();
+    let barrier = Barrier::new(2);
+    thread::scope(|s| {
+        let remover = s.spawn(|| {
+            let mut h = set.handle();
+            for round in 0..2_000i64 {
+                barrier.wait(); // the value is in, and in both caches
+                assert!(h.remove(&round), "round {round}");
+                barrier.wait(); // both done
+                barrier.wait(); // checked and emptied by the inserter
+            }
+        });
+        let mut h = set.handle();
+        for round in 0..2_000i64 {
+            h.insert(round);
+            assert_eq!(h.count(&round), 1); // cached now
+            barrier.wait();
+            h.insert(round);
+            barrier.wait();
+            // Whatever the interleaving, exactly one remains: the remover took one.
+            assert_eq!(h.count(&round), 1, "round {round}");
+            assert_eq!(set.count(&round), 1, "round {round}");
+            assert_eq!(h.remove_n(&round, u64::MAX), 1, "round {round}");
+            barrier.wait();
+        }
+        remover.join().unwrap();
+    });
+    assert!(set.is_empty());
+    assert_eq!(set.distinct_len(), 0);
 }
 
 /// The exact race the count protocol exists for, repeated: one occurrence present, one thread

@@ -1,0 +1,292 @@
+//! [`Handle`]: one thread's fast path to a [`SortedMultiset`], caching its hot entries.
+
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::AtomicU64;
+
+use crossbeam_epoch as epoch;
+use crossbeam_skiplist::base::RefEntry;
+
+use super::{Added, SortedMultiset, add_to, count_overflow, live_count, take_from};
+
+/// Entries one handle caches. A power of two; 256 covers the service's 101 hot values with
+/// few collisions, for 4 KiB per handle.
+const SLOTS: usize = 256;
+
+/// One thread's view of a [`SortedMultiset`] that remembers where its values live: the
+/// skip-list entries it touched most recently, one per cache slot, each held by a node
+/// reference count. Operating on a cached value skips the epoch pin and the skip-list
+/// search entirely: an insert is one compare-and-swap on the value's count.
+///
+/// Get one per thread with [`SortedMultiset::handle`] and use it for a run of operations;
+/// it is `Send` but not `Sync` (its methods take `&mut self`). Results are exactly those
+/// of the multiset's own methods, with the same [consistency](SortedMultiset#consistency):
+/// a cached entry is used only while it is live (a count that has been marked `DEAD` sends
+/// the handle back to the list, invariant 2), and a live entry is the only one its value
+/// has.
+///
+/// # Memory
+///
+/// A cached entry that another thread removes stays allocated until this handle evicts it
+/// or is dropped: at most 256 nodes per handle.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use sortd::SortedMultiset;
+///
+/// let set = Arc::new(SortedMultiset::new());
+/// let threads: Vec<_> = (0..4)
+///     .map(|t| {
+///         let set = Arc::clone(&set);
+///         std::thread::spawn(move || {
+///             let mut h = set.handle();
+///             for i in 0..1000 {
+///                 h.insert((i * 7 + t) % 101);
+///             }
+///         })
+///     })
+///     .collect();
+/// for t in threads {
+///     t.join().unwrap();
+/// }
+/// assert_eq!(set.len(), 4000);
+/// assert_eq!(set.distinct_len(), 101);
+/// ```
+pub struct Handle<'a, T: Ord + Clone + Hash + Send + 'static> {
+    set: &'a SortedMultiset<T>,
+    cache: Box<[Option<RefEntry<'a, T, AtomicU64>>]>,
+}
+
+impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
+    pub(super) fn new(set: &'a SortedMultiset<T>) -> Self {
+        Handle {
+            set,
+            cache: (0..SLOTS).map(|_| None).collect(),
+        }
+    }
+
+    /// The multiset this handle works on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::new();
+    /// let mut h = set.handle();
+    /// h.insert(3);
+    /// assert_eq!(h.set().to_vec(), [3]);
+    /// ```
+    #[must_use]
+    pub fn set(&self) -> &'a SortedMultiset<T> {
+        self.set
+    }
+
+    /// Adds one occurrence of `value`; returns its count afterwards (as
+    /// [`SortedMultiset::insert`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::new();
+    /// let mut h = set.handle();
+    /// assert_eq!(h.insert(5), 1);
+    /// assert_eq!(h.insert(5), 2);
+    /// ```
+    pub fn insert(&mut self, value: T) -> u64 {
+        self.insert_n(value, 1)
+    }
+
+    /// Adds `n` occurrences of `value`; returns its count afterwards (as
+    /// [`SortedMultiset::insert_n`]).
+    ///
+    /// # Panics
+    ///
+    /// If the value's count would exceed [`MAX_COUNT`](super::MAX_COUNT) (nothing is
+    /// changed then).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::new();
+    /// let mut h = set.handle();
+    /// assert_eq!(h.insert_n("a", 3), 3);
+    /// assert_eq!(set.len(), 3);
+    /// ```
+    pub fn insert_n(&mut self, value: T, n: u64) -> u64 {
+        if n == 0 {
+            return self.count(&value);
+        }
+        let slot = slot_of(&value);
+        if let Some(entry) = self.cached(slot, &value) {
+            match add_to(entry.value(), n) {
+                Added::To(after) => {
+                    self.set.counters.add(n, u64::from(after == n));
+                    return after;
+                }
+                Added::Overflow(_) => count_overflow(),
+                // Removed since: the value's live entry (if any) is another node.
+                Added::Dead => {}
+            }
+        }
+        let after = self.set.insert_n(value.clone(), n);
+        self.remember(slot, &value);
+        after
+    }
+
+    /// Removes one occurrence of `value`; `true` if there was one (as
+    /// [`SortedMultiset::remove`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([4]);
+    /// let mut h = set.handle();
+    /// assert!(h.remove(&4));
+    /// assert!(!h.remove(&4));
+    /// ```
+    pub fn remove(&mut self, value: &T) -> bool {
+        self.remove_n(value, 1) == 1
+    }
+
+    /// Removes up to `n` occurrences of `value`; returns how many were removed (as
+    /// [`SortedMultiset::remove_n`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([4, 4, 4]);
+    /// let mut h = set.handle();
+    /// assert_eq!(h.remove_n(&4, 2), 2);
+    /// assert_eq!(h.remove_n(&4, 5), 1);
+    /// ```
+    pub fn remove_n(&mut self, value: &T, n: u64) -> u64 {
+        let slot = slot_of(value);
+        if let Some(entry) = self.cached(slot, value) {
+            let count = entry.value();
+            if live_count(count).is_some() {
+                let (taken, died) = take_from(count, n, || {
+                    entry.remove(&epoch::pin());
+                });
+                if taken > 0 {
+                    self.set.counters.sub(taken, u64::from(died));
+                    return taken;
+                }
+            }
+        }
+        // Not cached, or the cached entry was emptied meanwhile: ask the list.
+        self.set.remove_n(value, n)
+    }
+
+    /// How many occurrences of `value` the multiset holds (as [`SortedMultiset::count`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 4, 4]);
+    /// let mut h = set.handle();
+    /// assert_eq!(h.count(&4), 2);
+    /// assert_eq!(h.count(&5), 0);
+    /// ```
+    pub fn count(&mut self, value: &T) -> u64 {
+        let slot = slot_of(value);
+        if let Some(entry) = self.cached(slot, value)
+            && let Some(n) = live_count(entry.value())
+        {
+            return n;
+        }
+        let n = self.set.count(value);
+        if n > 0 {
+            self.remember(slot, value);
+        }
+        n
+    }
+
+    /// Whether `value` is present (as [`SortedMultiset::contains`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1]);
+    /// let mut h = set.handle();
+    /// assert!(h.contains(&1));
+    /// assert!(!h.contains(&2));
+    /// ```
+    pub fn contains(&mut self, value: &T) -> bool {
+        self.count(value) > 0
+    }
+
+    /// The cached entry for `value` in `slot`, if that is what the slot holds.
+    fn cached(&self, slot: usize, value: &T) -> Option<&RefEntry<'a, T, AtomicU64>> {
+        self.cache[slot].as_ref().filter(|e| e.key() == value)
+    }
+
+    /// Caches the list's entry for `value` in `slot`, releasing what the slot held.
+    fn remember(&mut self, slot: usize, value: &T) {
+        let guard = &epoch::pin();
+        let fresh = self
+            .set
+            .map
+            .get(value, guard)
+            .filter(|e| live_count(e.value()).is_some())
+            .and_then(|e| e.pin());
+        if let Some(old) = std::mem::replace(&mut self.cache[slot], fresh) {
+            old.release(guard);
+        }
+    }
+}
+
+impl<T: Ord + Clone + Hash + Send + 'static> Drop for Handle<'_, T> {
+    /// Releases every cached entry (a node's memory is freed only once nothing refers to it).
+    fn drop(&mut self) {
+        let guard = &epoch::pin();
+        for entry in self.cache.iter_mut().filter_map(Option::take) {
+            entry.release(guard);
+        }
+    }
+}
+
+impl<T: Ord + Clone + Hash + Send + 'static> std::fmt::Debug for Handle<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let cached = self.cache.iter().filter(|e| e.is_some()).count();
+        f.debug_struct("Handle").field("cached", &cached).finish()
+    }
+}
+
+/// The cache slot of `value`: a multiplicative hash (Fibonacci hashing) of what its `Hash`
+/// writes. Not DoS-resistant, and need not be: a collision costs a slower path, nothing
+/// else.
+fn slot_of<T: Hash>(value: &T) -> usize {
+    let mut h = SlotHasher(0);
+    value.hash(&mut h);
+    (h.0.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOTS.trailing_zeros())) as usize
+}
+
+struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x0100_0000_01b3);
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write_u64(n as u64);
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
