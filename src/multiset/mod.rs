@@ -209,6 +209,9 @@ fn take_from(count: &AtomicU64, n: u64, unlink: impl FnOnce()) -> (u64, bool) {
     }
 }
 
+/// Distinct values a batch inserts between two updates of the length counters.
+const OWED_RUNS: usize = 64;
+
 /// Counter updates an insert owes, applied when it ends, even by unwinding.
 struct Owed<'a> {
     counters: &'a Striped,
@@ -216,9 +219,17 @@ struct Owed<'a> {
     distinct: u64,
 }
 
+impl Owed<'_> {
+    /// Applies what is owed so far.
+    fn settle(&mut self) {
+        self.counters.add(self.added, self.distinct);
+        (self.added, self.distinct) = (0, 0);
+    }
+}
+
 impl Drop for Owed<'_> {
     fn drop(&mut self) {
-        self.counters.add(self.added, self.distinct);
+        self.settle();
     }
 }
 
@@ -380,7 +391,8 @@ where
             added: 0,
             distinct: 0,
         };
-        for run in batch.chunk_by(|a, b| a == b) {
+        let mut added = 0;
+        for (i, run) in batch.chunk_by(|a, b| a == b).enumerate() {
             let n = run.len() as u64;
             let after = self
                 .add_raw(&run[0], n, guard)
@@ -389,8 +401,13 @@ where
                 owed.distinct += 1;
             }
             owed.added += n;
+            added += n;
+            if i % OWED_RUNS == OWED_RUNS - 1 {
+                // A long batch keeps `len` close to what is already visible.
+                owed.settle();
+            }
         }
-        owed.added
+        added
     }
 
     /// Inserts every item of `iter` as one batch (see [`insert_batch`]) and returns how

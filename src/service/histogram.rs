@@ -71,7 +71,15 @@ pub fn histogram(set: &SortedMultiset<i64>, buckets: u64) -> Histogram {
         return h;
     };
     if distinct <= buckets {
+        // One bar per value, as long as there really are at most `buckets` values: the
+        // distinct count may lag a batch being inserted, so the walk stops one past the
+        // limit and falls back to equal-width buckets.
+        let mut fits = true;
         set.visit_runs(min..=max, |&v, count| {
+            if h.buckets.len() as u64 == buckets {
+                fits = false;
+                return ControlFlow::Break(());
+            }
             h.buckets.push(Bucket {
                 lo: v,
                 hi: v,
@@ -79,13 +87,28 @@ pub fn histogram(set: &SortedMultiset<i64>, buckets: u64) -> Histogram {
             });
             ControlFlow::Continue(())
         });
-        return h;
+        if fits {
+            return h;
+        }
+        h.buckets.clear();
     }
+    equal_width(set, h, min, max, buckets)
+}
+
+/// At most `buckets` buckets of near-equal width over `min..=max`: fewer when the span
+/// holds fewer values than that (only when the extremes moved during a walk).
+fn equal_width(
+    set: &SortedMultiset<i64>,
+    mut h: Histogram,
+    min: i64,
+    max: i64,
+    buckets: u64,
+) -> Histogram {
     // Bucket i covers min + ⌊span·i/b⌋ ..= min + ⌊span·(i+1)/b⌋ − 1, in i128 so that no
-    // step can overflow. More distinct values than buckets means span > b, so every bucket
-    // is at least one wide, and the last ends exactly at max.
+    // step can overflow. With b ≤ span every bucket is at least one wide, and the last
+    // ends exactly at max.
     let span = i128::from(max) - i128::from(min) + 1;
-    let b = i128::from(buckets);
+    let b = i128::from(buckets).min(span);
     let edge = |i: i128| i128::from(min) + span * i / b;
     for i in 0..b {
         let (lo, hi) = (edge(i), edge(i + 1) - 1);
