@@ -25,6 +25,9 @@ use crate::frame::{self, Decoder, Request, Response, Stats, Values};
 /// ```
 pub const DEFAULT_MAX_REPLY: u32 = 256 << 20;
 
+/// Buffer capacity a client keeps between replies; more is given back once read.
+const KEEP_CAPACITY: usize = 256 << 10;
+
 /// Most occurrences [`Client::insert`] expands runs into (800 MB of `i64`s).
 ///
 /// # Examples
@@ -215,7 +218,11 @@ impl Client {
     /// ```
     pub fn flush(&mut self) -> Result<(), Error> {
         self.stream.write_all(&self.output)?;
-        self.output.clear();
+        if self.output.capacity() > KEEP_CAPACITY {
+            self.output = Vec::new();
+        } else {
+            self.output.clear();
+        }
         Ok(())
     }
 
@@ -248,6 +255,10 @@ impl Client {
                         Response::parse(&frame).map_err(|e| Error::Protocol(e.to_string()))?;
                     let id = frame.header.request_id;
                     self.input.drain(..used);
+                    if self.input.is_empty() && self.input.capacity() > KEEP_CAPACITY {
+                        // A long reply has been read: give its room back.
+                        self.input = Vec::new();
+                    }
                     return Ok((id, reply));
                 }
                 Some(Err(e)) => return Err(Error::Protocol(e.error.to_string())),

@@ -245,8 +245,45 @@ fn out_of_range_flags_are_refused_at_start() {
             "shutdown_grace",
         ),
         (&["--max-connections", "0"][..], "max_connections"),
+        (&["--max-reply-runs", "0"][..], "max_reply_runs"),
+        (&["--idle-timeout", "0"][..], "idle_timeout"),
+        (&["--max-header", "0"][..], "max_header"),
+        (&["--max-values", "0"][..], "max_values"),
+        (&["--max-frame", "0"][..], "max_frame"),
     ] {
         let err = Proc::start(None, args).err().expect("refused");
         assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
+
+/// Replies that repeat what the client sent (PONG, an error quoting a path) keep to the
+/// budget too: 200 pipelined PINGs of 100 KB against `--max-output 65536` each get a short
+/// LIMIT_EXCEEDED error (found by an adversarial review: 1 MiB PONGs queued 15× the bound),
+/// and a 404 for a 900 KB path quotes 64 characters of it.
+#[test]
+fn replies_that_echo_the_request_keep_to_the_budget() {
+    let p = Proc::start(None, &["--max-output", "65536", "--max-header", "1048576"]).unwrap();
+    let mut c = Client::connect(p.frame).unwrap();
+    let payload = vec![b'x'; 100_000];
+    let ids: Vec<u32> = (0..200).map(|_| c.send(&Request::Ping(&payload))).collect();
+    c.flush().unwrap();
+    for id in ids {
+        let (got, reply) = c.recv().unwrap();
+        assert_eq!(got, id);
+        match reply {
+            Response::Error(e) => {
+                assert_eq!(e.code, sortd::frame::ErrorCode::LIMIT_EXCEEDED);
+                assert!(e.message.len() < 200, "{}", e.message);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    c.ping(b"small pings still echo").unwrap();
+    let path = format!("/{}", "p".repeat(900_000));
+    let mut h = common::HttpConn::open(p.http).unwrap();
+    for _ in 0..3 {
+        let (status, body) = h.call("GET", &path, "").unwrap();
+        assert_eq!(status, 404);
+        assert!(body.len() < 200, "{} bytes", body.len());
     }
 }

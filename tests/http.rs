@@ -391,3 +391,16 @@ fn histogram_at_i64_max_counts_each_value_once() {
     assert_eq!(counts.iter().sum::<u64>(), 5, "{h}");
     assert_eq!(h["approximate"], false);
 }
+
+/// `Content-Length` is digits only: a leading `+` (which `str::parse` would take, and a proxy
+/// in front might read otherwise) is a 400.
+#[test]
+fn content_length_is_digits_only() {
+    for value in ["+14", "-1", "1 4", "0x10", ""] {
+        let raw = format!("POST /array HTTP/1.1\r\nContent-Length: {value}\r\n\r\n");
+        match http::parse(raw.as_bytes(), &Limits::default()) {
+            Parse::Invalid(400, message) => assert!(message.contains("Content-Length")),
+            other => panic!("{value:?}: {other:?}"),
+        }
+    }
+}

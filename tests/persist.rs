@@ -627,12 +627,30 @@ fn write_error_at_run_time_stops_acknowledging() {
     }
     let (status, body) = http_call(p.http, "POST", "/array", r#"{"values":[1]}"#);
     assert_eq!(status, 503, "{body}");
-    // Reads still work and say why writes are refused.
+    // The refused insert was applied in memory before its record failed: a read could show
+    // it, and a restart would take it back. So reads of the data are refused too (found
+    // by an adversarial review: cad8c18 and the first fix answered them). STATS and
+    // /stats still work and say why.
     assert!(c.stats().unwrap().log.unwrap().failed);
     let (status, body) = http_call(p.http, "GET", "/stats", "");
     assert_eq!(status, 200);
     assert!(body.contains("File too large"), "{body}");
-    check_tally(&tally, &contents(p.frame));
+    for read in [
+        c.get(i64::MIN, i64::MAX, 0).map(|_| ()),
+        c.count(100).map(|_| ()),
+    ] {
+        match read {
+            Err(ClientError::Server(e)) => {
+                assert_eq!(e.code, ErrorCode::UNAVAILABLE);
+                assert!(e.message.contains("reads are refused"), "{}", e.message);
+            }
+            other => panic!("expected UNAVAILABLE, got {other:?}"),
+        }
+    }
+    for path in ["/array", "/get_array", "/histogram"] {
+        let (status, body) = http_call(p.http, "GET", path, "");
+        assert_eq!(status, 503, "{path}: {body}");
+    }
     p.kill();
 
     let p = start(&dir, None, &[]).unwrap();

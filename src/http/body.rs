@@ -39,6 +39,8 @@ pub struct BodyError {
 /// assert_eq!(values(br#"{"values": [1, 2, 3]}"#, 2, &mut out).unwrap_err().status, 413);
 /// assert_eq!(values(br#"{"values": [1.5]}"#, 2, &mut out).unwrap_err().message,
 ///            "1.5 is not a 64-bit integer");
+/// values(br#"{"values": [-0, 1e2]}"#, 2, &mut out).unwrap(); // integers, written as JSON may
+/// assert_eq!(out, [0, 100]);
 /// ```
 pub fn values(body: &[u8], max: usize, out: &mut Vec<i64>) -> Result<(), BodyError> {
     out.clear();
@@ -82,6 +84,7 @@ pub fn values(body: &[u8], max: usize, out: &mut Vec<i64>) -> Result<(), BodyErr
 /// assert_eq!(remove(br#"{"value": -4}"#), Ok((-4, 1)));
 /// assert_eq!(remove(br#"{"n": 2, "value": 7}"#), Ok((7, 2)));
 /// assert_eq!(remove(br#"{"value": 7, "n": -2}"#).unwrap_err().status, 400);
+/// assert_eq!(remove(br#"{"value": 7, "n": 18446744073709551615}"#), Ok((7, u64::MAX)));
 /// ```
 pub fn remove(body: &[u8]) -> Result<(i64, u64), BodyError> {
     let why = Cell::new(None);
@@ -153,6 +156,58 @@ impl Visitor<'_> for Int<'_> {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        // JSON has one number type: `-0` and `1e2` are integers too. Only those a double
+        // holds exactly (|v| ≤ 2^53) are taken, so no digit is silently changed.
+        if v.fract() == 0.0 && v.abs() <= EXACT_IN_F64 {
+            return Ok(v as i64);
+        }
+        Err(self.refuse(v))
+    }
+}
+
+/// The largest magnitude below which every integer is exact in an `f64`.
+const EXACT_IN_F64: f64 = 9_007_199_254_740_992.0;
+
+/// A JSON number that must be a count (`u64`).
+struct Count<'a> {
+    why: &'a Cell<Option<String>>,
+}
+
+impl Count<'_> {
+    fn refuse<E: de::Error>(&self, shown: impl fmt::Display) -> E {
+        let message = format!("n = {shown} is not a count");
+        self.why.set(Some(message.clone()));
+        E::custom(message)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Count<'_> {
+    type Value = u64;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+        d.deserialize_u64(self)
+    }
+}
+
+impl Visitor<'_> for Count<'_> {
+    type Value = u64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a count")
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        Ok(v)
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        u64::try_from(v).map_err(|_| self.refuse(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        if v.fract() == 0.0 && (0.0..=EXACT_IN_F64).contains(&v) {
+            return Ok(v as u64);
+        }
         Err(self.refuse(v))
     }
 }
@@ -253,16 +308,7 @@ impl<'de> Visitor<'de> for RemoveBody<'_> {
                 }
                 Field::Value => *self.value = Some(map.next_value_seed(Int { why: self.why })?),
                 Field::N if self.n.is_some() => return Err(de::Error::duplicate_field("n")),
-                Field::N => {
-                    let n = map.next_value_seed(Int { why: self.why }).and_then(|n| {
-                        u64::try_from(n).map_err(|_| {
-                            let message = format!("n = {n} is not a count");
-                            self.why.set(Some(message.clone()));
-                            de::Error::custom(message)
-                        })
-                    })?;
-                    *self.n = Some(n);
-                }
+                Field::N => *self.n = Some(map.next_value_seed(Count { why: self.why })?),
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }

@@ -101,8 +101,11 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
     for h in req.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         if h.name.eq_ignore_ascii_case("content-length") {
-            let Ok(n) = value.parse::<usize>() else {
-                return Parse::Invalid(400, format!("bad Content-Length {value:?}"));
+            // 1*DIGIT and nothing else: Rust's parse would also take a leading '+', which a
+            // proxy in front may read differently (request smuggling).
+            let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
+            let Some(n) = digits.then(|| value.parse::<usize>().ok()).flatten() else {
+                return Parse::Invalid(400, format!("bad Content-Length {:?}", clip(value)));
             };
             if content_length.is_some_and(|m| m != n) {
                 return Parse::Invalid(400, "conflicting Content-Length headers".into());
@@ -149,6 +152,24 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
         },
         total,
     )
+}
+
+/// Most characters of a client's own text an error message repeats back: a reply must not
+/// grow with what a client sends (a 900 KB path once came back in a 404).
+const ECHO_CHARS: usize = 64;
+
+/// `text` for an error message: at most [`ECHO_CHARS`] characters, then `…`.
+///
+/// ```
+/// assert_eq!(sortd::http::clip("short"), "short");
+/// assert_eq!(sortd::http::clip(&"x".repeat(100)).chars().count(), 65);
+/// ```
+#[must_use]
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(ECHO_CHARS) {
+        None => text.into(),
+        Some((at, _)) => format!("{}…", &text[..at]).into(),
+    }
 }
 
 /// The reason phrase for the statuses this server sends.

@@ -5,7 +5,7 @@ use std::ops::ControlFlow;
 
 use serde_json::{Value, json};
 
-use super::{Request, body, write_error, write_response};
+use super::{Request, body, clip, write_error, write_response};
 use crate::frame::Error;
 use crate::service::{Service, Session, histogram};
 
@@ -82,7 +82,7 @@ pub fn respond(
         Reply::Error(status, message) => write_error(out, status, &message, keep_alive),
         Reply::Method(allow) => {
             let body =
-                json!({ "error": format!("{} is not allowed here; use {allow}", req.method) })
+                json!({ "error": format!("{} is not allowed here; use {allow}", clip(req.method)) })
                     .to_string();
             write_response(
                 out,
@@ -106,6 +106,11 @@ impl From<Error> for Reply {
 
 fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
     let set = service.set();
+    if let ("/array" | "/get_array" | "/histogram", "GET") = (req.path, req.method)
+        && let Err(e) = service.readable()
+    {
+        return e.into();
+    }
     match (req.path, req.method) {
         ("/array", "GET") => get_array(req.query, service),
         ("/array", "POST") => post_array(req.body, service, session),
@@ -176,7 +181,7 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
             Err(e) => e.into(),
         },
         ("/clean_array", _) => Reply::Method("GET, DELETE"),
-        _ => Reply::Error(404, format!("no route for {}", req.path)),
+        _ => Reply::Error(404, format!("no route for {}", clip(req.path))),
     }
 }
 
@@ -194,10 +199,10 @@ fn get_array(query: &str, service: &Service) -> Reply {
                 true
             }
             "format" if value == "values" => true,
-            _ => return Reply::Error(400, format!("unknown query parameter {pair:?}")),
+            _ => return Reply::Error(400, format!("unknown query parameter {:?}", clip(pair))),
         };
         if !parsed {
-            return Reply::Error(400, format!("bad value in {pair:?}"));
+            return Reply::Error(400, format!("bad value in {:?}", clip(pair)));
         }
     }
     let cap = service.runs_limit(limit) as usize;
@@ -313,7 +318,7 @@ fn histogram(query: &str, service: &Service) -> Reply {
                 Ok(n) if (1..=MAX_BUCKETS).contains(&n) => buckets = n,
                 _ => return Reply::Error(400, format!("buckets must be 1..={MAX_BUCKETS}")),
             },
-            _ => return Reply::Error(400, format!("unknown query parameter {pair:?}")),
+            _ => return Reply::Error(400, format!("unknown query parameter {:?}", clip(pair))),
         }
     }
     // Fewer bars than asked if they would not fit in the reply budget.

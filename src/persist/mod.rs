@@ -372,6 +372,16 @@ impl Log {
         self.failed.get().is_some()
     }
 
+    /// Why reads are refused, if they are: the log failed while changes it never took were
+    /// already applied to the multiset, so a read could show what a restart will not have.
+    #[must_use]
+    pub fn unlogged_failure(&self) -> Option<&str> {
+        // After a failure no ticket is issued and none becomes durable, so this is settled
+        // once both have been read after the failure was set.
+        let reason = self.failed.get()?;
+        (self.issued.load(Acquire) > self.durable.load(Acquire)).then_some(reason.as_str())
+    }
+
     /// Why writes are refused, if they are.
     #[must_use]
     pub fn failure(&self) -> Option<&str> {

@@ -16,6 +16,10 @@ use crate::service::{Service, Session};
 /// Bytes asked of the kernel per `read` call.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Buffer capacity a connection keeps between requests; a larger buffer (a long reply, a
+/// large request) is given back once it empties, so an idle connection holds little.
+const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
+
 /// Which protocol a connection speaks (decided by the port it came in on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Protocol {
@@ -264,7 +268,7 @@ impl Connection {
         };
         self.input.copy_within(pos..self.filled, 0);
         self.filled -= pos;
-        if self.filled == 0 && self.input.len() > 4 * READ_CHUNK {
+        if self.filled == 0 && self.input.len() > KEEP_CAPACITY {
             // A large request has gone through: give its room back.
             self.input = Vec::new();
         }
@@ -351,7 +355,12 @@ impl Connection {
             }
         }
         if self.written == self.output.len() {
-            self.output.clear();
+            if self.output.capacity() > KEEP_CAPACITY {
+                // A long reply has gone out: give its room back.
+                self.output = Vec::new();
+            } else {
+                self.output.clear();
+            }
             self.written = 0;
         }
         Ok(())

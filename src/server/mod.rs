@@ -187,6 +187,20 @@ impl Config {
         if self.max_connections == 0 {
             return bad("max_connections must be at least 1".into());
         }
+        // Limits under which the server could serve nothing useful: every request refused,
+        // every reply empty, every connection dropped at once.
+        for (name, value, least) in [
+            ("max_frame", u64::from(self.max_frame), 64),
+            ("max_values", u64::from(self.limits.max_values), 1),
+            ("max_reply_runs", u64::from(self.limits.max_reply_runs), 1),
+            ("max_header", self.http_limits.max_header as u64, 256),
+            ("max_body", self.http_limits.max_body as u64, 64),
+            ("idle_timeout (ms)", self.idle_timeout.as_millis() as u64, 1),
+        ] {
+            if value < least {
+                return bad(format!("{name} must be at least {least}, not {value}"));
+            }
+        }
         for (name, wait) in [
             ("shutdown_grace", self.shutdown_grace),
             ("idle_timeout", self.idle_timeout),

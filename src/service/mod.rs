@@ -17,8 +17,13 @@ use crate::metrics::Metrics;
 use crate::persist::record::RecordWriter;
 use crate::persist::{Batch, Log};
 
+/// Values of INSERT scratch space a session keeps between requests.
+const SCRATCH_KEEP: usize = 64 << 10;
+
+/// A frame's header.
+const HEADER_LEN: usize = crate::frame::HEADER_LEN;
 /// A RUNS frame's bytes besides its runs: header, total and run count.
-const RUNS_FRAME_OVERHEAD: usize = crate::frame::HEADER_LEN + 12;
+const RUNS_FRAME_OVERHEAD: usize = HEADER_LEN + 12;
 /// One run in a RUNS frame.
 const RUN_FRAME_BYTES: usize = 16;
 
@@ -202,6 +207,10 @@ impl Service {
                 scratch.clear();
                 values.copy_into(&mut scratch);
                 let inserted = self.insert(session, &mut scratch);
+                if scratch.capacity() > SCRATCH_KEEP {
+                    // A large INSERT has gone through: give its room back.
+                    scratch = Vec::new();
+                }
                 session.scratch = scratch;
                 inserted?;
                 if *ack_only {
@@ -213,7 +222,10 @@ impl Service {
                     self.write_runs(i64::MIN, i64::MAX, 0, id, out);
                 }
             }
-            Request::Get { min, max, limit } => self.write_runs(*min, *max, *limit, id, out),
+            Request::Get { min, max, limit } => {
+                self.readable()?;
+                self.write_runs(*min, *max, *limit, id, out);
+            }
             Request::AddRandom => {
                 let (value, len) = self.add_random(session)?;
                 Response::Value { value, len }.encode(id, out);
@@ -221,7 +233,10 @@ impl Service {
             Request::Remove { value, n } => {
                 Response::Count(self.remove_n(session, *value, *n)?).encode(id, out);
             }
-            Request::Count { value } => Response::Count(self.set.count(value)).encode(id, out),
+            Request::Count { value } => {
+                self.readable()?;
+                Response::Count(self.set.count(value)).encode(id, out);
+            }
             Request::Clear => Response::Count(self.clear(session)?).encode(id, out),
             Request::Stats => Response::Stats(self.stats()).encode(id, out),
             Request::Ping(payload) => {
@@ -230,11 +245,41 @@ impl Service {
                     "injected fault: PING {:?}",
                     String::from_utf8_lossy(PANIC_PING)
                 );
+                if payload.len() > self.limits.max_reply_bytes.saturating_sub(HEADER_LEN) {
+                    return Err(Error::new(
+                        ErrorCode::LIMIT_EXCEEDED,
+                        format!(
+                            "a PING payload of {} bytes does not fit in a reply of at most {}",
+                            payload.len(),
+                            self.limits.max_reply_bytes
+                        ),
+                    ));
+                }
                 self.data_free(session);
                 Response::Pong(payload.to_vec()).encode(id, out);
             }
         }
         Ok(())
+    }
+
+    /// Whether the data may be read: not after the log failed with changes it never took
+    /// (a read could show them, and a restart would take them back).
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE`, saying why.
+    pub fn readable(&self) -> Result<(), Error> {
+        match self.log.as_ref().and_then(|l| l.unlogged_failure()) {
+            None => Ok(()),
+            Some(reason) => Err(Error::new(
+                ErrorCode::UNAVAILABLE,
+                format!(
+                    "reads are refused: the log failed ({reason}) after changes it never \
+                     took were applied, and a read could show them; restart the server to \
+                     serve what the log holds"
+                ),
+            )),
+        }
     }
 
     /// Takes a ticket for a change when persistence is on (see [`crate::persist`]).
