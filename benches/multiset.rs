@@ -114,17 +114,27 @@ impl Contender for WithHandle {
     fn insert_one(&self, value: i64) {
         self.0.insert(value);
     }
-    fn thread_run(&self, pool: &[Vec<i64>], iters: usize, op: Op, thread: u64) -> u64 {
-        let Op::PerCall = op else {
-            return self.0.thread_run(pool, iters, op, thread);
-        };
+    fn thread_run(&self, pool: &[Vec<i64>], iters: usize, op: Op, _: u64) -> u64 {
         let mut h = self.0.handle();
+        let mut scratch = Vec::with_capacity(32);
+        let mut seen = 0;
         for i in 0..iters {
-            for &v in &pool[i % POOL] {
-                h.insert(v);
+            let batch = &pool[i % POOL];
+            match op {
+                Op::Batches { mixed: true } if i % 10 == 9 => {
+                    seen += self.0.range_read(batch[0].min(i64::MAX - RANGE_WIDTH));
+                }
+                Op::Batches { .. } => {
+                    scratch.clear();
+                    scratch.extend_from_slice(batch);
+                    h.insert_batch(&mut scratch);
+                }
+                Op::PerCall => batch.iter().for_each(|&v| {
+                    h.insert(v);
+                }),
             }
         }
-        0
+        seen
     }
 }
 
@@ -354,10 +364,9 @@ fn bench_workload(c: &mut Criterion, workload: Workload) {
             };
         }
         contender!(SortedMultiset<i64>);
+        contender!(WithHandle);
         contender!(MutexMap);
-        if let Op::PerCall = workload.op {
-            contender!(WithHandle);
-        } else {
+        if let Op::Batches { .. } = workload.op {
             contender!(RwLockMap);
             contender!(MutexVec);
             contender!(NodePerOccurrence);

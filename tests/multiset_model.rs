@@ -23,6 +23,7 @@ enum Op {
     HInsertN(i8, u64),
     HRemoveN(i8, u64),
     HCount(i8),
+    HBatch(Vec<i8>),
 }
 
 fn value() -> impl Strategy<Value = i8> {
@@ -47,6 +48,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (value(), 0u64..4).prop_map(|(v, n)| Op::HInsertN(v, n)),
         2 => (value(), 0u64..4).prop_map(|(v, n)| Op::HRemoveN(v, n)),
         1 => value().prop_map(Op::HCount),
+        2 => prop::collection::vec(value(), 0..20).prop_map(Op::HBatch),
     ]
 }
 
@@ -137,6 +139,13 @@ proptest! {
                 }
                 Op::HRemoveN(v, n) => prop_assert_eq!(handle.remove_n(&v, n), remove_model(&mut model, v, n)),
                 Op::HCount(v) => prop_assert_eq!(handle.count(&v), model.get(&v).copied().unwrap_or(0)),
+                Op::HBatch(mut vs) => {
+                    for &v in &vs {
+                        *model.entry(v).or_default() += 1;
+                    }
+                    prop_assert_eq!(handle.insert_batch(&mut vs), vs.len() as u64);
+                    prop_assert!(vs.is_sorted());
+                }
             }
             prop_assert_eq!(set.len(), model.values().sum::<u64>());
             prop_assert_eq!(set.distinct_len(), model.len() as u64);

@@ -48,7 +48,10 @@ fn mixed_workload(ops: usize, pick: fn(&mut SmallRng) -> i64, handles: bool) {
                                 let mut batch: Vec<i64> = (0..rng.random_range(1..20))
                                     .map(|_| pick(&mut rng))
                                     .collect();
-                                set.insert_batch(&mut batch);
+                                match &mut handle {
+                                    Some(h) => h.insert_batch(&mut batch),
+                                    None => set.insert_batch(&mut batch),
+                                };
                                 for b in batch {
                                     *ledger.entry(b).or_default() += 1;
                                 }

@@ -6,7 +6,9 @@ use std::sync::atomic::AtomicU64;
 use crossbeam_epoch as epoch;
 use crossbeam_skiplist::base::RefEntry;
 
-use super::{Added, SortedMultiset, add_to, count_overflow, live_count, take_from};
+use super::{
+    Added, OWED_RUNS, Owed, SortedMultiset, add_to, count_overflow, live_count, take_from,
+};
 
 /// Entries one handle caches. A power of two; 256 covers the service's 101 hot values with
 /// few collisions, for 4 KiB per handle.
@@ -128,9 +130,70 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
                 Added::Dead => {}
             }
         }
-        let after = self.set.insert_n(value.clone(), n);
-        self.remember(slot, &value);
+        let guard = &epoch::pin();
+        let (after, entry) = self
+            .set
+            .add_inner(&value, n, guard, true)
+            .unwrap_or_else(|_| count_overflow());
+        self.set.counters.add(n, u64::from(after == n));
+        self.store(slot, entry, guard);
         after
+    }
+
+    /// Inserts a batch (as [`SortedMultiset::insert_batch`]: sorted in place, each
+    /// distinct value atomically, the batch as a whole not); returns the occurrences added.
+    /// Cached values cost one compare-and-swap each; the others one pin for the batch and a
+    /// search each.
+    ///
+    /// # Panics
+    ///
+    /// If a value's count would exceed [`MAX_COUNT`](super::MAX_COUNT); the values before
+    /// it are inserted and counted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::new();
+    /// let mut h = set.handle();
+    /// let mut batch = [3, 1, 3];
+    /// assert_eq!(h.insert_batch(&mut batch), 3);
+    /// assert_eq!(h.insert_batch(&mut [3]), 1); // cached now
+    /// assert_eq!(set.runs().collect::<Vec<_>>(), [(1, 1), (3, 3)]);
+    /// ```
+    pub fn insert_batch(&mut self, batch: &mut [T]) -> u64 {
+        batch.sort_unstable();
+        let set = self.set;
+        let mut owed = Owed {
+            counters: &set.counters,
+            added: 0,
+            distinct: 0,
+        };
+        // Pinned at the first value that is not cached, for the rest of the batch.
+        let mut guard = None;
+        for (i, run) in batch.chunk_by(|a, b| a == b).enumerate() {
+            let (value, n) = (&run[0], run.len() as u64);
+            let slot = slot_of(value);
+            let after = match self.cached(slot, value).map(|e| add_to(e.value(), n)) {
+                Some(Added::To(after)) => after,
+                Some(Added::Overflow(_)) => count_overflow(),
+                None | Some(Added::Dead) => {
+                    let guard = guard.get_or_insert_with(epoch::pin);
+                    let (after, entry) = set
+                        .add_inner(value, n, guard, true)
+                        .unwrap_or_else(|_| count_overflow());
+                    self.store(slot, entry, guard);
+                    after
+                }
+            };
+            if after == n {
+                owed.distinct += 1;
+            }
+            owed.added += n;
+            if i % OWED_RUNS == OWED_RUNS - 1 {
+                owed.settle();
+            }
+        }
+        batch.len() as u64
     }
 
     /// Removes one occurrence of `value`; `true` if there was one (as
@@ -229,7 +292,17 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
             .get(value, guard)
             .filter(|e| live_count(e.value()).is_some())
             .and_then(|e| e.pin());
-        if let Some(old) = std::mem::replace(&mut self.cache[slot], fresh) {
+        self.store(slot, fresh, guard);
+    }
+
+    /// Puts `entry` in `slot`, releasing what the slot held.
+    fn store(
+        &mut self,
+        slot: usize,
+        entry: Option<RefEntry<'a, T, AtomicU64>>,
+        guard: &epoch::Guard,
+    ) {
+        if let Some(old) = std::mem::replace(&mut self.cache[slot], entry) {
             old.release(guard);
         }
     }

@@ -210,18 +210,18 @@ fn take_from(count: &AtomicU64, n: u64, unlink: impl FnOnce()) -> (u64, bool) {
 }
 
 /// Distinct values a batch inserts between two updates of the length counters.
-const OWED_RUNS: usize = 64;
+pub(super) const OWED_RUNS: usize = 64;
 
 /// Counter updates an insert owes, applied when it ends, even by unwinding.
-struct Owed<'a> {
-    counters: &'a Striped,
-    added: u64,
-    distinct: u64,
+pub(super) struct Owed<'a> {
+    pub(super) counters: &'a Striped,
+    pub(super) added: u64,
+    pub(super) distinct: u64,
 }
 
 impl Owed<'_> {
     /// Applies what is owed so far.
-    fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         self.counters.add(self.added, self.distinct);
         (self.added, self.distinct) = (0, 0);
     }
@@ -332,11 +332,24 @@ where
     /// Adds `n` occurrences without touching the length counters; returns the new count,
     /// or `Err` with the current count if the addition would pass [`MAX_COUNT`].
     fn add_raw(&self, value: &T, n: u64, guard: &Guard) -> Result<u64, u64> {
+        self.add_inner(value, n, guard, false)
+            .map(|(after, _)| after)
+    }
+
+    /// [`add_raw`](Self::add_raw), also returning (with `keep`) a counted reference to the
+    /// entry the occurrences went to, for a [`Handle`]'s cache.
+    fn add_inner<'a>(
+        &'a self,
+        value: &T,
+        n: u64,
+        guard: &Guard,
+        keep: bool,
+    ) -> Result<(u64, Option<base::RefEntry<'a, T, AtomicU64>>), u64> {
         // Fast path: a live entry exists, so no node is allocated, nothing is cloned, and
         // the entry is borrowed under `guard` without touching its reference count.
         if let Some(entry) = self.map.get(value, guard) {
             match add_to(entry.value(), n) {
-                Added::To(after) => return Ok(after),
+                Added::To(after) => return Ok((after, keep.then(|| entry.pin()).flatten())),
                 Added::Overflow(count) => return Err(count),
                 Added::Dead => {}
             }
@@ -354,9 +367,15 @@ where
                 guard,
             );
             let added = add_to(entry.value(), n);
-            entry.release(guard);
+            let kept = match added {
+                Added::To(_) if keep => Some(entry),
+                _ => {
+                    entry.release(guard);
+                    None
+                }
+            };
             match added {
-                Added::To(after) => return Ok(after),
+                Added::To(after) => return Ok((after, kept)),
                 Added::Overflow(count) => return Err(count),
                 // The entry died between linking and our increment: replace it.
                 Added::Dead => {}
