@@ -158,7 +158,7 @@ pub fn parse<'a>(buf: &'a [u8], limits: &Limits) -> Parse<'a> {
 /// grow with what a client sends (a 900 KB path once came back in a 404).
 const ECHO_CHARS: usize = 64;
 
-/// `text` for an error message: at most [`ECHO_CHARS`] characters, then `…`.
+/// `text` for an error message: at most 64 characters, then `…`.
 ///
 /// ```
 /// assert_eq!(sortd::http::clip("short"), "short");
