@@ -6,9 +6,7 @@ use std::sync::atomic::AtomicU64;
 use crossbeam_epoch as epoch;
 use crossbeam_skiplist::base::RefEntry;
 
-use super::{
-    Added, OWED_RUNS, Owed, SortedMultiset, add_to, count_overflow, live_count, take_from,
-};
+use super::{Added, SortedMultiset, add_to, count_overflow, live_count, take_from};
 
 /// Entries one handle caches. A power of two; 256 covers the service's 101 hot values with
 /// few collisions, for 4 KiB per handle.
@@ -161,19 +159,12 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
     /// assert_eq!(set.runs().collect::<Vec<_>>(), [(1, 1), (3, 3)]);
     /// ```
     pub fn insert_batch(&mut self, batch: &mut [T]) -> u64 {
-        batch.sort_unstable();
         let set = self.set;
-        let mut owed = Owed {
-            counters: &set.counters,
-            added: 0,
-            distinct: 0,
-        };
         // Pinned at the first value that is not cached, for the rest of the batch.
         let mut guard = None;
-        for (i, run) in batch.chunk_by(|a, b| a == b).enumerate() {
-            let (value, n) = (&run[0], run.len() as u64);
+        set.insert_runs(batch, |value, n| {
             let slot = slot_of(value);
-            let after = match self.cached(slot, value).map(|e| add_to(e.value(), n)) {
+            match self.cached(slot, value).map(|e| add_to(e.value(), n)) {
                 Some(Added::To(after)) => after,
                 Some(Added::Overflow(_)) => count_overflow(),
                 None | Some(Added::Dead) => {
@@ -184,16 +175,8 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
                     self.store(slot, entry, guard);
                     after
                 }
-            };
-            if after == n {
-                owed.distinct += 1;
             }
-            owed.added += n;
-            if i % OWED_RUNS == OWED_RUNS - 1 {
-                owed.settle();
-            }
-        }
-        batch.len() as u64
+        })
     }
 
     /// Removes one occurrence of `value`; `true` if there was one (as

@@ -210,18 +210,18 @@ fn take_from(count: &AtomicU64, n: u64, unlink: impl FnOnce()) -> (u64, bool) {
 }
 
 /// Distinct values a batch inserts between two updates of the length counters.
-pub(super) const OWED_RUNS: usize = 64;
+const OWED_RUNS: usize = 64;
 
 /// Counter updates an insert owes, applied when it ends, even by unwinding.
-pub(super) struct Owed<'a> {
-    pub(super) counters: &'a Striped,
-    pub(super) added: u64,
-    pub(super) distinct: u64,
+struct Owed<'a> {
+    counters: &'a Striped,
+    added: u64,
+    distinct: u64,
 }
 
 impl Owed<'_> {
     /// Applies what is owed so far.
-    pub(super) fn settle(&mut self) {
+    fn settle(&mut self) {
         self.counters.add(self.added, self.distinct);
         (self.added, self.distinct) = (0, 0);
     }
@@ -399,34 +399,38 @@ where
     /// assert_eq!(set.count(&3), 2);
     /// ```
     pub fn insert_batch(&self, batch: &mut [T]) -> u64 {
-        batch.sort_unstable();
         // One pin for the whole batch: each pin costs a fence. Batches are bounded by the
         // caller's memory, and a pin only delays reclamation while it is held.
         let guard = &epoch::pin();
-        // Counted as the batch goes, and applied even if a later value panics (a count
-        // that would pass MAX_COUNT), so the counters always match what was inserted.
+        self.insert_runs(batch, |value, n| {
+            self.add_raw(value, n, guard)
+                .unwrap_or_else(|_| count_overflow())
+        })
+    }
+
+    /// Sorts `batch` and adds each run of equal values with `add` (which returns the
+    /// value's count afterwards, or panics), keeping the length counters in step: they are
+    /// settled every [`OWED_RUNS`] values, so a long batch keeps `len` close to what is
+    /// already visible, and on unwinding, so a panic leaves them matching what went in.
+    /// Returns the occurrences added.
+    fn insert_runs(&self, batch: &mut [T], mut add: impl FnMut(&T, u64) -> u64) -> u64 {
+        batch.sort_unstable();
         let mut owed = Owed {
             counters: &self.counters,
             added: 0,
             distinct: 0,
         };
-        let mut added = 0;
         for (i, run) in batch.chunk_by(|a, b| a == b).enumerate() {
             let n = run.len() as u64;
-            let after = self
-                .add_raw(&run[0], n, guard)
-                .unwrap_or_else(|_| count_overflow());
-            if after == n {
+            if add(&run[0], n) == n {
                 owed.distinct += 1;
             }
             owed.added += n;
-            added += n;
             if i % OWED_RUNS == OWED_RUNS - 1 {
-                // A long batch keeps `len` close to what is already visible.
                 owed.settle();
             }
         }
-        added
+        batch.len() as u64
     }
 
     /// Inserts every item of `iter` as one batch (see [`insert_batch`]) and returns how
