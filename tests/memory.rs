@@ -268,3 +268,38 @@ fn server_heap_returns_to_its_baseline_after_load_and_clear() {
     );
     drop(open);
 }
+
+/// A keep-alive `GET /health` costs no allocation once the connection's buffers exist:
+/// parsing borrows the input, the route answers a fixed body, and the response is
+/// assembled into the reused output buffer.
+#[cfg(feature = "server")]
+#[test]
+fn health_requests_allocate_nothing() {
+    use sortd::http::{self, Parse};
+    use sortd::service::{Limits, Service, Session};
+    use std::sync::Arc;
+
+    let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let service = Service::new(Arc::new(SortedMultiset::new()), Limits::default());
+    let mut session = Session::default();
+    let mut out = Vec::with_capacity(4096);
+    let wire = b"GET /health HTTP/1.1\r\nHost: sortd\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
+    let limits = http::Limits::default();
+    let mut answer = |out: &mut Vec<u8>| {
+        out.clear();
+        let Parse::Complete(request, used) = http::parse(wire, &limits) else {
+            panic!("not parsed");
+        };
+        assert_eq!(used, wire.len());
+        assert!(http::respond(&request, &service, &mut session, out));
+        assert_eq!(service.hold(&mut session), None);
+    };
+    answer(&mut out); // first use: nothing is warm yet
+    let before = GLOBAL.stats().allocations;
+    for _ in 0..1000 {
+        answer(&mut out);
+    }
+    let allocations = GLOBAL.stats().allocations - before;
+    assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+    assert_eq!(allocations, 0, "allocations for 1,000 /health requests");
+}

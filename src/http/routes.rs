@@ -1,5 +1,6 @@
 //! The HTTP routes: each maps onto the same [`Service`] operations as the frame protocol.
 
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::ops::ControlFlow;
 
@@ -34,8 +35,8 @@ const TEXT: &str = "text/plain; charset=utf-8";
 /// A route's answer before it is written.
 enum Reply {
     Json(Value),
-    /// A 200 with this content type and body.
-    Body(&'static str, String),
+    /// A 200 with this content type and body (borrowed when fixed: no allocation).
+    Body(&'static str, Cow<'static, str>),
     Error(u16, String),
     /// 405, with the methods the path does allow.
     Method(&'static str),
@@ -131,7 +132,7 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
         ("/stats", "GET") => stats(service),
         ("/health", "GET") => {
             service.data_free(session);
-            Reply::Body("application/json", "{\"status\":\"ok\"}\n".into())
+            Reply::Body("application/json", Cow::Borrowed("{\"status\":\"ok\"}\n"))
         }
         ("/metrics", "GET") => {
             let mut text = String::new();
@@ -141,13 +142,13 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
                 set.distinct_len(),
                 service.log().map(|l| l.stats()).as_ref(),
             );
-            Reply::Body("text/plain; version=0.0.4", text)
+            Reply::Body("text/plain; version=0.0.4", text.into())
         }
         ("/stats" | "/health" | "/metrics", _) => Reply::Method("GET"),
 
         // The original Flask API's routes, with its methods and plain-text replies.
         ("/", "GET") if req.accepts_html => {
-            Reply::Body("text/html; charset=utf-8", DASHBOARD.to_string())
+            Reply::Body("text/html; charset=utf-8", Cow::Borrowed(DASHBOARD))
         }
         ("/", "GET") => Reply::Body(
             TEXT,
@@ -161,7 +162,7 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
             service.limits().max_reply_bytes.saturating_sub(ENVELOPE),
             2,
         ) {
-            (values, false) => Reply::Body(TEXT, format!("{values:?}\n")),
+            (values, false) => Reply::Body(TEXT, format!("{values:?}\n").into()),
             (values, true) => Reply::Error(
                 413,
                 format!(
@@ -172,12 +173,15 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
         },
         ("/" | "/get_array", _) => Reply::Method("GET"),
         ("/add_value", "GET" | "POST") => match service.add_random(session) {
-            Ok((value, _)) => Reply::Body(TEXT, format!("Added value: {value}\n")),
+            Ok((value, _)) => Reply::Body(TEXT, format!("Added value: {value}\n").into()),
             Err(e) => e.into(),
         },
         ("/add_value", _) => Reply::Method("GET, POST"),
         ("/clean_array", "GET" | "DELETE") => match service.clear(session) {
-            Ok(removed) => Reply::Body(TEXT, format!("Array cleaned: {removed} values removed\n")),
+            Ok(removed) => Reply::Body(
+                TEXT,
+                format!("Array cleaned: {removed} values removed\n").into(),
+            ),
             Err(e) => e.into(),
         },
         ("/clean_array", _) => Reply::Method("GET, DELETE"),
@@ -227,7 +231,7 @@ fn get_array(query: &str, service: &Service) -> Reply {
             ControlFlow::Continue(())
         });
         let _ = writeln!(body, r#"],"truncated":{truncated}}}"#);
-        return Reply::Body("application/json", body);
+        return Reply::Body("application/json", body.into());
     }
     let (values, truncated) = listed(service, min, max, cap, budget, 1);
     let mut reply = json!({ "len": service.set().len(), "values": values });
