@@ -5,14 +5,14 @@ use std::iter::FusedIterator;
 use std::ops::Bound;
 use std::sync::atomic::AtomicU64;
 
-use crossbeam_epoch as epoch;
-use crossbeam_skiplist::base::SkipList;
+use crossbeam_epoch::{self as epoch, Guard};
+use crossbeam_skiplist::base::{Entry, SkipList};
 
 use super::live_count;
 
 /// Entries one refill walks: the most a walk holds the epoch pinned for, and the runs it
 /// buffers.
-pub(super) const BATCH: usize = 32;
+const BATCH: usize = 32;
 
 /// The skip-list walk shared by every iterator.
 ///
@@ -66,23 +66,44 @@ impl<'a, T: Ord + Clone> Cursor<'a, T> {
 
     fn refill(&mut self) {
         let guard = &epoch::pin();
-        let range = (self.from.as_ref(), self.to.as_ref());
-        let mut walked = 0;
-        let mut last = None;
-        for entry in self.list.range(range, guard) {
+        let buf = &mut self.buf;
+        let next = batch(self.list, &self.from, &self.to, guard, |entry| {
             if let Some(n) = live_count(entry.value()) {
-                self.buf.push_back((entry.key().clone(), n));
+                buf.push_back((entry.key().clone(), n));
             }
-            last = Some(entry.key());
-            walked += 1;
-            if walked == BATCH {
-                break;
-            }
+        });
+        match next {
+            Some(from) => self.from = from,
+            None => self.exhausted = true,
         }
-        match last {
-            Some(key) if walked == BATCH => self.from = Bound::Excluded(key.clone()),
-            _ => self.exhausted = true,
+    }
+}
+
+/// One step of a batched walk: visits up to [`BATCH`] entries of `list` in `from..to`
+/// (live or not) under `guard`, and returns where the next step starts (just past the last
+/// key visited), or `None` once the range is exhausted. Holding no node between steps is
+/// what lets every walk of the multiset (iterators, `clear`) pin only briefly and keep
+/// nothing alive.
+pub(super) fn batch<'a: 'g, 'g, T: Ord + Clone>(
+    list: &'a SkipList<T, AtomicU64>,
+    from: &Bound<T>,
+    to: &Bound<T>,
+    guard: &'g Guard,
+    mut visit: impl FnMut(&Entry<'a, 'g, T, AtomicU64>),
+) -> Option<Bound<T>> {
+    let mut walked = 0;
+    let mut last = None;
+    for entry in list.range((from.as_ref(), to.as_ref()), guard) {
+        visit(&entry);
+        last = Some(entry.key());
+        walked += 1;
+        if walked == BATCH {
+            break;
         }
+    }
+    match last {
+        Some(key) if walked == BATCH => Some(Bound::Excluded(key.clone())),
+        _ => None,
     }
 }
 

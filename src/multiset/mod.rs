@@ -609,9 +609,7 @@ where
         let mut from = Bound::Unbounded;
         loop {
             let guard = &epoch::pin();
-            let mut walked = 0;
-            let mut last = None;
-            for entry in self.map.range((from.as_ref(), Bound::Unbounded), guard) {
+            let next = iter::batch(&self.map, &from, &Bound::Unbounded, guard, |entry| {
                 let (n, died) = take_from(entry.value(), u64::MAX, || {
                     entry.remove();
                 });
@@ -619,16 +617,7 @@ where
                     self.counters.sub(n, u64::from(died));
                     taken(entry.key(), n);
                 }
-                last = Some(entry.key());
-                walked += 1;
-                if walked == iter::BATCH {
-                    break;
-                }
-            }
-            let next = match last {
-                Some(key) if walked == iter::BATCH => Some(Bound::Excluded(key.clone())),
-                _ => None,
-            };
+            });
             // Every node unlinked above is garbage deferred to this thread's epoch bag.
             // Left alone, the collector frees at most a few bags per 128 pins, so the
             // memory of a cleared million values would stay allocated until hundreds of
