@@ -159,7 +159,7 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
             i64::MIN,
             i64::MAX,
             usize::MAX,
-            service.limits().max_reply_bytes.saturating_sub(ENVELOPE),
+            text_budget(service),
             2,
         ) {
             (values, false) => Reply::Body(TEXT, format!("{values:?}\n").into()),
@@ -211,7 +211,7 @@ fn get_array(query: &str, service: &Service) -> Reply {
     }
     let cap = service.runs_limit(limit) as usize;
     // The body stops while the next run is sure to fit in the reply budget.
-    let budget = service.limits().max_reply_bytes.saturating_sub(ENVELOPE);
+    let budget = text_budget(service);
     if runs {
         // Written directly rather than through a serde_json::Value: one walk under one pin,
         // no intermediate vector, no per-run allocation.
@@ -264,6 +264,12 @@ fn listed(
         text += each * n as usize;
     }
     (values, false)
+}
+
+/// Bytes a reply's listing may take: the reply budget less room for the status line,
+/// headers and the JSON around the list.
+fn text_budget(service: &Service) -> usize {
+    service.limits().max_reply_bytes.saturating_sub(ENVELOPE)
 }
 
 /// Characters in `v`'s decimal form.
@@ -326,7 +332,7 @@ fn histogram(query: &str, service: &Service) -> Reply {
         }
     }
     // Fewer bars than asked if they would not fit in the reply budget.
-    let room = service.limits().max_reply_bytes.saturating_sub(ENVELOPE) / JSON_BUCKET_BYTES;
+    let room = text_budget(service) / JSON_BUCKET_BYTES;
     let h = histogram::histogram(service.set(), buckets.min(room.max(1) as u64));
     let (min, max) = h.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let bars: Vec<Value> = h
