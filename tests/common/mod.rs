@@ -9,15 +9,15 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use sortd::server::{Config, Server, ShutdownHandle};
+use sortd::server::{Config, Server, Spawned};
 
-/// A server running on its own thread; shut down and joined on drop.
+/// A server running on its own thread (the library's `Spawned`, which shuts it down and
+/// joins it on drop), with its addresses and multiset at hand.
 pub struct Running {
     pub addr: SocketAddr,
     pub http: SocketAddr,
-    shutdown: ShutdownHandle,
-    thread: Option<thread::JoinHandle<std::io::Result<()>>>,
     pub set: Arc<sortd::SortedMultiset<i64>>,
+    server: Option<Spawned>,
 }
 
 impl Running {
@@ -27,27 +27,19 @@ impl Running {
             http_addr: Some("127.0.0.1:0".parse().unwrap()),
             ..config
         })
-        .expect("bind");
+        .and_then(Server::spawn)
+        .expect("bind and spawn");
         Running {
             addr: server.frame_addr(),
             http: server.http_addr().expect("HTTP is enabled"),
-            shutdown: server.shutdown_handle(),
             set: Arc::clone(server.set()),
-            thread: Some(thread::spawn(move || server.run())),
+            server: Some(server),
         }
     }
 
+    /// Shuts the server down gracefully; what `Server::run` returned.
     pub fn stop(&mut self) -> std::io::Result<()> {
-        self.shutdown.shutdown();
-        self.thread
-            .take()
-            .map_or(Ok(()), |t| t.join().expect("server thread"))
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.stop();
+        self.server.take().map_or(Ok(()), Spawned::stop)
     }
 }
 
