@@ -309,16 +309,23 @@ fn health_requests_allocate_nothing() {
         assert_eq!(service.hold(&mut session), None);
     };
     answer(&mut out); // first use: nothing is warm yet
-    let before = GLOBAL.stats().allocations;
-    for _ in 0..1000 {
-        answer(&mut out);
+    // The count is process-wide, and the harness's own threads allocate now and then (13
+    // times during one run in a cold debug build). An allocation per request would show in
+    // every run as 1,000 or more, so it is enough that one run of five shows none at all.
+    let mut fewest = usize::MAX;
+    for _ in 0..5 {
+        let before = GLOBAL.stats().allocations;
+        for _ in 0..1000 {
+            answer(&mut out);
+        }
+        fewest = fewest.min(GLOBAL.stats().allocations - before);
+        if fewest == 0 {
+            break;
+        }
     }
-    let allocations = GLOBAL.stats().allocations - before;
     assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
-    // The count is process-wide, and the test harness's own threads may allocate a few
-    // times meanwhile (it did: 2 in one run); one allocation per request would be 1,000.
-    assert!(
-        allocations < 10,
-        "{allocations} allocations for 1,000 /health requests"
+    assert_eq!(
+        fewest, 0,
+        "allocations in the quietest of five runs of 1,000 /health requests"
     );
 }
