@@ -24,6 +24,12 @@ enum Op {
     HRemoveN(i8, u64),
     HCount(i8),
     HBatch(Vec<i8>),
+    Rank(i8),
+    CountRange(i8, i8),
+    Select(u64),
+    Quantiles(Vec<f64>),
+    /// A whole scan through `page`, this many occurrences per page, within `a..=b`.
+    Scan(u64, i8, i8),
 }
 
 fn value() -> impl Strategy<Value = i8> {
@@ -49,6 +55,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (value(), 0u64..4).prop_map(|(v, n)| Op::HRemoveN(v, n)),
         1 => value().prop_map(Op::HCount),
         2 => prop::collection::vec(value(), 0..20).prop_map(Op::HBatch),
+        1 => value().prop_map(Op::Rank),
+        1 => (value(), value()).prop_map(|(a, b)| Op::CountRange(a, b)),
+        1 => (0u64..40).prop_map(Op::Select),
+        1 => prop::collection::vec(prop_oneof![Just(0.0), Just(1.0), Just(0.5), 0.0f64..=1.0], 0..4)
+            .prop_map(Op::Quantiles),
+        1 => (1u64..6, value(), value()).prop_map(|(n, a, b)| Op::Scan(n, a, b)),
     ]
 }
 
@@ -145,6 +157,61 @@ proptest! {
                     }
                     prop_assert_eq!(handle.insert_batch(&mut vs), vs.len() as u64);
                     prop_assert!(vs.is_sorted());
+                }
+                Op::Rank(v) => prop_assert_eq!(set.rank(&v), model.range(..v).map(|(_, &c)| c).sum::<u64>()),
+                Op::CountRange(a, b) => {
+                    let want = if a <= b { model.range(a..=b).map(|(_, &c)| c).sum::<u64>() } else { 0 };
+                    prop_assert_eq!(set.count_range(a..=b), want);
+                    let want = if a < b { model.range(a..b).map(|(_, &c)| c).sum::<u64>() } else { 0 };
+                    prop_assert_eq!(set.count_range(a..b), want);
+                }
+                Op::Select(k) => {
+                    let all = expand(model.iter().map(|(&v, &c)| (v, c)));
+                    prop_assert_eq!(set.select(k), all.get(k as usize).copied());
+                }
+                Op::Quantiles(qs) => {
+                    let all = expand(model.iter().map(|(&v, &c)| (v, c)));
+                    let want: Vec<i8> = if all.is_empty() {
+                        Vec::new()
+                    } else {
+                        qs.iter()
+                            .map(|q| {
+                                let k = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len());
+                                all[k - 1]
+                            })
+                            .collect()
+                    };
+                    prop_assert_eq!(set.quantiles(&qs), want.clone());
+                    if let Some(&q) = qs.first() {
+                        prop_assert_eq!(set.quantile(q), want.first().copied());
+                    }
+                }
+                Op::Scan(limit, a, b) => {
+                    let want: Vec<(i8, u64)> = if a <= b {
+                        model.range(a..=b).map(|(&v, &c)| (v, c)).collect()
+                    } else {
+                        Vec::new()
+                    };
+                    let (mut from, mut got, mut pages) = (None, Vec::new(), 0);
+                    loop {
+                        let page = set.page(a..=b, from.as_ref(), limit);
+                        let len = page.len();
+                        prop_assert!(len <= limit);
+                        pages += 1;
+                        prop_assert!(pages <= 200, "a scan of at most 80 occurrences never ends");
+                        got.extend(expand(page.runs));
+                        match page.next {
+                            Some(next) => {
+                                prop_assert_eq!(len, limit, "only a full page has a next");
+                                from = Some(next);
+                            }
+                            None => break,
+                        }
+                    }
+                    let total = want.iter().map(|&(_, c)| c).sum::<u64>();
+                    prop_assert_eq!(got, expand(want));
+                    // No empty page at the end: a full last page knows nothing follows.
+                    prop_assert_eq!(pages, total.div_ceil(limit).max(1));
                 }
             }
             prop_assert_eq!(set.len(), model.values().sum::<u64>());

@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::iter::FusedIterator;
-use std::ops::Bound;
+use std::ops::{Bound, ControlFlow};
 use std::sync::atomic::AtomicU64;
 
 use crossbeam_epoch::{self as epoch, Guard};
@@ -10,9 +10,9 @@ use crossbeam_skiplist::base::{Entry, SkipList};
 
 use super::live_count;
 
-/// Entries one refill walks: the most a walk holds the epoch pinned for, and the runs it
-/// buffers.
-const BATCH: usize = 32;
+/// Entries one refill walks: the most an iterator holds the epoch pinned for, and the runs
+/// it buffers.
+pub(super) const BATCH: usize = 32;
 
 /// The skip-list walk shared by every iterator.
 ///
@@ -67,10 +67,11 @@ impl<'a, T: Ord + Clone> Cursor<'a, T> {
     fn refill(&mut self) {
         let guard = &epoch::pin();
         let buf = &mut self.buf;
-        let next = batch(self.list, &self.from, &self.to, guard, |entry| {
+        let next = batch(self.list, &self.from, &self.to, BATCH, guard, |entry| {
             if let Some(n) = live_count(entry.value()) {
                 buf.push_back((entry.key().clone(), n));
             }
+            ControlFlow::Continue(())
         });
         match next {
             Some(from) => self.from = from,
@@ -79,30 +80,33 @@ impl<'a, T: Ord + Clone> Cursor<'a, T> {
     }
 }
 
-/// One step of a batched walk: visits up to [`BATCH`] entries of `list` in `from..to`
-/// (live or not) under `guard`, and returns where the next step starts (just past the last
-/// key visited), or `None` once the range is exhausted. Holding no node between steps is
-/// what lets every walk of the multiset (iterators, `clear`) pin only briefly and keep
-/// nothing alive.
+/// One step of a batched walk: visits up to `max` entries of `list` in `from..to` (live or
+/// not) under `guard`, until `visit` breaks, and returns where the next step starts (just
+/// past the last key visited), or `None` once the range is exhausted or `visit` broke.
+/// Holding no node between steps is what lets every walk of the multiset (iterators,
+/// `clear`, order statistics) pin only briefly and keep nothing alive.
 pub(super) fn batch<'a: 'g, 'g, T: Ord + Clone>(
     list: &'a SkipList<T, AtomicU64>,
     from: &Bound<T>,
     to: &Bound<T>,
+    max: usize,
     guard: &'g Guard,
-    mut visit: impl FnMut(&Entry<'a, 'g, T, AtomicU64>),
+    mut visit: impl FnMut(&Entry<'a, 'g, T, AtomicU64>) -> ControlFlow<()>,
 ) -> Option<Bound<T>> {
     let mut walked = 0;
     let mut last = None;
     for entry in list.range((from.as_ref(), to.as_ref()), guard) {
-        visit(&entry);
+        if visit(&entry).is_break() {
+            return None;
+        }
         last = Some(entry.key());
         walked += 1;
-        if walked == BATCH {
+        if walked == max {
             break;
         }
     }
     match last {
-        Some(key) if walked == BATCH => Some(Bound::Excluded(key.clone())),
+        Some(key) if walked == max => Some(Bound::Excluded(key.clone())),
         _ => None,
     }
 }

@@ -8,6 +8,7 @@
 
 mod handle;
 mod iter;
+mod order;
 #[cfg(feature = "serde")]
 mod serialize;
 mod striped;
@@ -22,6 +23,7 @@ use crossbeam_skiplist::base::{self, SkipList};
 pub use handle::Handle;
 use iter::Cursor;
 pub use iter::{Iter, Runs};
+pub use order::{Page, Position};
 use striped::Striped;
 
 /// The count that marks an entry as dead: its value has left the set and the entry is
@@ -71,6 +73,17 @@ pub const MAX_COUNT: u64 = DEAD - 1;
 ///   they started and never a value twice, but changes made during the walk may or may not
 ///   be seen, and the counts seen are not one snapshot: a sum over [`runs`] while writers
 ///   run need not equal any value [`len`] ever had.
+/// - **Order statistics**: [`rank`], [`count_range`], [`select`], [`quantile`],
+///   [`quantiles`] and [`page`] walk the counts, reading each value's count once at its own
+///   instant during the call. With no write in flight they are exact. While writers run,
+///   a count or rank is a sum of counts each read at some instant of the call: with only
+///   insertions running it is at least its value when the call started and at most its
+///   value when the call returned (with only removals, the reverse), and `select(k)`
+///   returns a value `u` with `rank(u) <= k` at the start and `k < rank(u) + count(u)` at
+///   the return. A [`page`] scan, followed page by page through each page's `next`
+///   position, returns every occurrence present for the whole scan exactly once, values in
+///   ascending order, and of each value never more occurrences than it held at some
+///   instant of the scan.
 /// - **Approximate under writes**: [`len`] and [`distinct_len`] are exact whenever no
 ///   write is in flight (for example after joining the writers), and otherwise somewhere
 ///   near the truth, never negative. They cost O(cores), not O(n). A total beyond
@@ -117,6 +130,9 @@ pub const MAX_COUNT: u64 = DEAD - 1;
 ///
 /// Single-value operations are O(log d) expected (d distinct values) and O(d) worst case, as
 /// for any skip list. Inserting a value that is already present touches no list link.
+/// Order statistics walk: [`rank`] and [`count_range`] cost O(d) for the distinct values
+/// they pass, [`select`] and [`quantiles`] those up to the answer; a [`page`] costs one
+/// search plus its runs.
 ///
 /// [`insert`]: SortedMultiset::insert
 /// [`insert_n`]: SortedMultiset::insert_n
@@ -137,6 +153,12 @@ pub const MAX_COUNT: u64 = DEAD - 1;
 /// [`pop_last`]: SortedMultiset::pop_last
 /// [`clear`]: SortedMultiset::clear
 /// [`len`]: SortedMultiset::len
+/// [`rank`]: SortedMultiset::rank
+/// [`count_range`]: SortedMultiset::count_range
+/// [`select`]: SortedMultiset::select
+/// [`quantile`]: SortedMultiset::quantile
+/// [`quantiles`]: SortedMultiset::quantiles
+/// [`page`]: SortedMultiset::page
 /// [`distinct_len`]: SortedMultiset::distinct_len
 pub struct SortedMultiset<T> {
     map: SkipList<T, AtomicU64>,
@@ -609,15 +631,23 @@ where
         let mut from = Bound::Unbounded;
         loop {
             let guard = &epoch::pin();
-            let next = iter::batch(&self.map, &from, &Bound::Unbounded, guard, |entry| {
-                let (n, died) = take_from(entry.value(), u64::MAX, || {
-                    entry.remove();
-                });
-                if n > 0 {
-                    self.counters.sub(n, u64::from(died));
-                    taken(entry.key(), n);
-                }
-            });
+            let next = iter::batch(
+                &self.map,
+                &from,
+                &Bound::Unbounded,
+                iter::BATCH,
+                guard,
+                |entry| {
+                    let (n, died) = take_from(entry.value(), u64::MAX, || {
+                        entry.remove();
+                    });
+                    if n > 0 {
+                        self.counters.sub(n, u64::from(died));
+                        taken(entry.key(), n);
+                    }
+                    ControlFlow::Continue(())
+                },
+            );
             // Every node unlinked above is garbage deferred to this thread's epoch bag.
             // Left alone, the collector frees at most a few bags per 128 pins, so the
             // memory of a cleared million values would stay allocated until hundreds of

@@ -1,0 +1,355 @@
+//! Order statistics: rank, range counts, selection, quantiles, and paging with a stored
+//! position.
+//!
+//! Each is one ascending walk over the values' counts, in batches of [`WALK_BATCH`] entries
+//! under short epoch pins (like the iterators: no node is held between batches, so a long
+//! walk never holds back memory reclamation). A walk costs O(d) for the d distinct values
+//! it passes: `rank(v)` walks the values below `v`, `select(k)` those up to the k-th
+//! occurrence. That is well under a microsecond for the service's hundred values and
+//! milliseconds for millions; a counted index that answers in O(log d) is planned
+//! (issue 15) and will keep every guarantee stated here.
+//!
+//! Their guarantees under concurrent writes are stated with the others', under
+//! [Consistency](SortedMultiset#consistency).
+
+use std::ops::{Bound, ControlFlow, RangeBounds};
+
+use crossbeam_epoch as epoch;
+
+use super::{SortedMultiset, is_empty_range, iter, live_count};
+
+/// Entries one batch of an order-statistics walk visits under one pin: long enough that
+/// the re-seek between batches costs little (one O(log d) search per 256 values), short
+/// enough that a pin lasts a few microseconds.
+const WALK_BATCH: usize = 256;
+
+/// Where a [`page`](SortedMultiset::page) scan stands: the next page starts at `value`,
+/// after the first `skip` of its occurrences (which earlier pages returned).
+///
+/// A position is plain data: store it, send it to a client, resume from it later; it holds
+/// nothing in the multiset.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::multiset::Position;
+///
+/// let set = sortd::SortedMultiset::from_iter([1, 2, 2, 2, 3]);
+/// let page = set.page(.., None, 2);
+/// assert_eq!(page.runs, [(1, 1), (2, 1)]);
+/// assert_eq!(page.next, Some(Position { value: 2, skip: 1 }));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Position<T> {
+    /// The value the next page starts at (or after, if it is gone).
+    pub value: T,
+    /// Occurrences of `value` already returned.
+    pub skip: u64,
+}
+
+/// One page of a scan: runs in ascending order, and where the next page starts (`None`
+/// once the scan has reached the end of its range).
+///
+/// # Examples
+///
+/// ```
+/// let set = sortd::SortedMultiset::from_iter([5, 5, 7]);
+/// let page = set.page(.., None, 10);
+/// assert_eq!(page.runs, [(5, 2), (7, 1)]);
+/// assert_eq!(page.next, None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Page<T> {
+    /// `(value, occurrences)` in ascending order of value; the occurrences of one value may
+    /// be split across pages.
+    pub runs: Vec<(T, u64)>,
+    /// Where the next page starts; `None` when nothing is left in the range.
+    pub next: Option<Position<T>>,
+}
+
+impl<T> Page<T> {
+    /// Occurrences on this page.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.runs.iter().map(|&(_, n)| n).sum()
+    }
+
+    /// Whether the page holds no occurrence.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.runs.is_empty()
+    }
+}
+
+/// The 1-based nearest rank of quantile `q` among `n` occurrences: `ceil(q * n)`, at least 1.
+///
+/// # Panics
+///
+/// If `q` is not within `0.0..=1.0` (NaN included).
+fn nearest_rank(q: f64, n: u64) -> u64 {
+    assert!(
+        (0.0..=1.0).contains(&q),
+        "SortedMultiset: quantile {q} is not within 0..=1"
+    );
+    // `as` saturates; the product is at most `n`, so the clamp only lifts q = 0 to 1.
+    ((q * n as f64).ceil() as u64).clamp(1, n)
+}
+
+impl<T> SortedMultiset<T>
+where
+    T: Ord + Clone + Send + 'static,
+{
+    /// Calls `visit` with each live `(value, count)` in `bounds`, ascending, until it breaks:
+    /// the walk behind every order statistic.
+    fn walk_counts(
+        &self,
+        bounds: (Bound<T>, Bound<T>),
+        mut visit: impl FnMut(&T, u64) -> ControlFlow<()>,
+    ) {
+        if is_empty_range(&bounds) {
+            return;
+        }
+        let (mut from, to) = bounds;
+        loop {
+            let guard = &epoch::pin();
+            let next =
+                iter::batch(
+                    &self.map,
+                    &from,
+                    &to,
+                    WALK_BATCH,
+                    guard,
+                    |entry| match live_count(entry.value()) {
+                        Some(n) => visit(entry.key(), n),
+                        None => ControlFlow::Continue(()),
+                    },
+                );
+            match next {
+                Some(bound) => from = bound,
+                None => return,
+            }
+        }
+    }
+
+    /// How many occurrences are strictly below `value`: its 0-based position in sorted
+    /// order if present. Saturates at `u64::MAX`.
+    ///
+    /// Exact when no write is in flight; see the [module docs](SortedMultiset#consistency) for
+    /// the bounds under writes. O(d) for the d distinct values below `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([10, 20, 20, 30]);
+    /// assert_eq!(set.rank(&20), 1);
+    /// assert_eq!(set.rank(&25), 3);
+    /// assert_eq!(set.rank(&5), 0);
+    /// ```
+    pub fn rank(&self, value: &T) -> u64 {
+        self.count_range(..value)
+    }
+
+    /// How many occurrences fall within `range`. Saturates at `u64::MAX`; an empty or
+    /// inverted range counts 0.
+    ///
+    /// Exact when no write is in flight; see the [module docs](SortedMultiset#consistency).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 2, 2, 3, 9]);
+    /// assert_eq!(set.count_range(2..=3), 3);
+    /// assert_eq!(set.count_range(4..), 1);
+    /// assert_eq!(set.count_range(3..2), 0);
+    /// ```
+    pub fn count_range<R: RangeBounds<T>>(&self, range: R) -> u64 {
+        let mut total = 0u64;
+        let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        self.walk_counts(bounds, |_, n| {
+            total = total.saturating_add(n);
+            ControlFlow::Continue(())
+        });
+        total
+    }
+
+    /// The value of the `k`-th occurrence in sorted order (0-based), or `None` if there are
+    /// `k` or fewer occurrences.
+    ///
+    /// Exact when no write is in flight; see the [module docs](SortedMultiset#consistency).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([10, 20, 20, 30]);
+    /// assert_eq!(set.select(0), Some(10));
+    /// assert_eq!(set.select(2), Some(20));
+    /// assert_eq!(set.select(3), Some(30));
+    /// assert_eq!(set.select(4), None);
+    /// ```
+    pub fn select(&self, k: u64) -> Option<T> {
+        let (mut left, mut found) = (k, None);
+        self.walk_counts((Bound::Unbounded, Bound::Unbounded), |v, n| {
+            if left < n {
+                found = Some(v.clone());
+                ControlFlow::Break(())
+            } else {
+                left -= n;
+                ControlFlow::Continue(())
+            }
+        });
+        found
+    }
+
+    /// The `q`-quantile by the nearest-rank method: the value of the `ceil(q * len)`-th
+    /// occurrence (1-based; the smallest value for `q = 0`), or `None` if the set is empty.
+    ///
+    /// `q * len` is computed in `f64`, so beyond 2^53 occurrences the rank is rounded.
+    /// While writers run, `len` is read once before the walk; if removals make the walk
+    /// end before that rank, the largest value present is returned.
+    ///
+    /// # Panics
+    ///
+    /// If `q` is not within `0.0..=1.0` (NaN included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter(1..=100);
+    /// assert_eq!(set.quantile(0.5), Some(50));
+    /// assert_eq!(set.quantile(0.99), Some(99));
+    /// assert_eq!(set.quantile(0.0), Some(1));
+    /// assert_eq!(set.quantile(1.0), Some(100));
+    /// ```
+    pub fn quantile(&self, q: f64) -> Option<T> {
+        self.quantiles(&[q]).pop()
+    }
+
+    /// Several quantiles (see [`quantile`](Self::quantile)) from one walk: one value per
+    /// `q`, in the order given, or an empty vector if the set is empty.
+    ///
+    /// # Panics
+    ///
+    /// If any `q` is not within `0.0..=1.0` (NaN included).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter(1..=1000);
+    /// assert_eq!(set.quantiles(&[0.99, 0.5, 0.9]), [990, 500, 900]);
+    /// assert!(sortd::SortedMultiset::<i32>::new().quantiles(&[0.5]).is_empty());
+    /// ```
+    pub fn quantiles(&self, qs: &[f64]) -> Vec<T> {
+        let len = self.len();
+        // Validate every q before the emptiness check, so a bad q panics whatever the data.
+        let mut targets: Vec<(u64, usize)> = qs
+            .iter()
+            .enumerate()
+            .map(|(i, &q)| (nearest_rank(q, len.max(1)) - 1, i))
+            .collect();
+        if len == 0 || qs.is_empty() {
+            return Vec::new();
+        }
+        targets.sort_unstable();
+        let mut found: Vec<Option<T>> = vec![None; qs.len()];
+        let (mut passed, mut next) = (0u64, 0);
+        self.walk_counts((Bound::Unbounded, Bound::Unbounded), |v, n| {
+            passed = passed.saturating_add(n);
+            while let Some(&(k, i)) = targets.get(next)
+                && k < passed
+            {
+                found[i] = Some(v.clone());
+                next += 1;
+            }
+            if next == targets.len() {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        if next < targets.len() {
+            // Removals ended the walk early: the rest get the largest value present.
+            let Some(last) = self.last() else {
+                return Vec::new();
+            };
+            for &(_, i) in &targets[next..] {
+                found[i] = Some(last.clone());
+            }
+        }
+        found.into_iter().flatten().collect()
+    }
+
+    /// Up to `limit` occurrences from `range`, ascending, as runs, starting at `from` (the
+    /// position a previous page returned; it replaces the range's start) or at the range's
+    /// start. A scan that follows each page's [`next`](Page::next) until it is `None`
+    /// returns every occurrence present for the whole scan exactly once, in ascending
+    /// order, while other threads write (see the [module docs](SortedMultiset#consistency)).
+    ///
+    /// A page costs O(log d + its runs); reaching the start of a page is a skip-list search,
+    /// not a walk from the beginning.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 2, 2, 2, 3, 8]);
+    /// let (mut from, mut seen) = (None, Vec::new());
+    /// loop {
+    ///     let page = set.page(..5, from.as_ref(), 2);
+    ///     seen.extend(page.runs);
+    ///     match page.next {
+    ///         Some(next) => from = Some(next),
+    ///         None => break,
+    ///     }
+    /// }
+    /// assert_eq!(seen, [(1, 1), (2, 1), (2, 2), (3, 1)]);
+    /// ```
+    pub fn page<R: RangeBounds<T>>(
+        &self,
+        range: R,
+        from: Option<&Position<T>>,
+        limit: u64,
+    ) -> Page<T> {
+        assert!(limit > 0, "SortedMultiset::page: limit must be at least 1");
+        let start = match from {
+            Some(p) => Bound::Included(p.value.clone()),
+            None => range.start_bound().cloned(),
+        };
+        let (mut runs, mut room, mut more) = (Vec::new(), limit, false);
+        // Occurrences of the last run's value returned so far, this page and earlier ones.
+        let mut returned = 0;
+        self.walk_counts((start, range.end_bound().cloned()), |v, n| {
+            let skipped = match from {
+                Some(p) if p.value == *v => p.skip.min(n),
+                _ => 0,
+            };
+            let available = n - skipped;
+            if available == 0 {
+                return ControlFlow::Continue(());
+            }
+            if room == 0 {
+                more = true;
+                return ControlFlow::Break(());
+            }
+            let take = available.min(room);
+            runs.push((v.clone(), take));
+            room -= take;
+            returned = skipped + take;
+            if take < available {
+                more = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        });
+        let next = match runs.last() {
+            Some((value, _)) if more => Some(Position {
+                value: value.clone(),
+                skip: returned,
+            }),
+            _ => None,
+        };
+        Page { runs, next }
+    }
+}
