@@ -14,7 +14,8 @@ use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::frame::{self, Decoder, Request, Response, Stats, Values};
+use crate::frame::{self, Decoder, Quantiles, Request, Response, Stats, Values};
+use crate::multiset::{Page, Position};
 
 /// Largest reply payload the client accepts by default: 256 MiB.
 ///
@@ -512,6 +513,133 @@ impl Client {
         match self.call(&Request::Ping(payload))? {
             Response::Pong(echo) if echo == payload => Ok(()),
             other => Err(unexpected("PONG with the same payload", &other)),
+        }
+    }
+
+    /// Occurrences strictly below `value` (its 0-based position when present).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[10, 20, 20, 30])?;
+    /// assert_eq!(c.rank(20)?, 1);
+    /// assert_eq!(c.rank(25)?, 3);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn rank(&mut self, value: i64) -> Result<u64, Error> {
+        self.count_reply(&Request::Rank { value })
+    }
+
+    /// Occurrences within `min..=max`.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[1, 2, 2, 3, 9])?;
+    /// assert_eq!(c.count_range(2, 3)?, 3);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn count_range(&mut self, min: i64, max: i64) -> Result<u64, Error> {
+        self.count_reply(&Request::CountRange { min, max })
+    }
+
+    /// The value of the `k`-th occurrence in sorted order (0-based), if there is one.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[10, 20, 20, 30])?;
+    /// assert_eq!(c.select(2)?, Some(20));
+    /// assert_eq!(c.select(4)?, None);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn select(&mut self, k: u64) -> Result<Option<i64>, Error> {
+        match self.call(&Request::Select { k })? {
+            Response::Values { values, .. } if values.len() <= 1 => Ok(values.first().copied()),
+            other => Err(unexpected("VALUES with at most one value", &other)),
+        }
+    }
+
+    /// Nearest-rank quantiles: one value per `q` (each within `0.0..=1.0`), or none when
+    /// the multiset is empty.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv); the server refuses a `q` outside `0.0..=1.0`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&(1..=100).collect::<Vec<_>>())?;
+    /// assert_eq!(c.quantiles(&[0.5, 0.99])?, [50, 99]);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn quantiles(&mut self, qs: &[f64]) -> Result<Vec<i64>, Error> {
+        match self.call(&Request::Quantiles(Quantiles::Slice(qs)))? {
+            Response::Values { values, .. } if values.is_empty() || values.len() == qs.len() => {
+                Ok(values)
+            }
+            other => Err(unexpected("VALUES with one value per quantile", &other)),
+        }
+    }
+
+    /// One page of a scan of `..=max`: up to `limit` occurrences (0: the server's maximum)
+    /// from `from`, after `skip` of its occurrences (0 for a first page). The page's `next`
+    /// is where the following page starts, or `None` at the end.
+    ///
+    /// Following `next` page by page returns every occurrence present for the whole scan
+    /// exactly once, ascending, while others write.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.insert_ack(&[1, 2, 2, 2, 3])?;
+    /// let page = c.page(i64::MIN, 0, i64::MAX, 2)?;
+    /// assert_eq!(page.runs, [(1, 1), (2, 1)]);
+    /// let next = page.next.unwrap();
+    /// assert_eq!((next.value, next.skip), (2, 1));
+    /// let page = c.page(next.value, next.skip, i64::MAX, 10)?;
+    /// assert_eq!((page.runs, page.next), (vec![(2, 2), (3, 1)], None));
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn page(&mut self, from: i64, skip: u64, max: i64, limit: u32) -> Result<Page<i64>, Error> {
+        match self.call(&Request::Page {
+            from,
+            skip,
+            max,
+            limit,
+        })? {
+            Response::Page { runs, next, .. } => Ok(Page {
+                runs,
+                next: next.map(|(value, skip)| Position { value, skip }),
+            }),
+            other => Err(unexpected("PAGE", &other)),
         }
     }
 

@@ -9,11 +9,15 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use crossbeam_utils::CachePadded;
 
 /// Route labels for HTTP request counts; anything else counts as `other`.
-pub const ROUTES: [&str; 13] = [
+pub const ROUTES: [&str; 17] = [
     "/array",
     "/array/random",
     "/array/remove",
     "/histogram",
+    "/rank",
+    "/select",
+    "/count",
+    "/quantiles",
     "/stats",
     "/health",
     "/metrics",

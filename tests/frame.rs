@@ -3,8 +3,8 @@
 
 use proptest::prelude::*;
 use sortd::frame::{
-    Decoder, Error, ErrorCode, HEADER_LEN, Header, RawFrame, Request, Response, Stats, Values,
-    flags, opcode,
+    Decoder, Error, ErrorCode, HEADER_LEN, Header, MAX_QUANTILES, Quantiles, RawFrame, Request,
+    Response, Stats, Values, flags, opcode,
 };
 
 /// Decodes everything in `stream`, feeding it in pieces of the given sizes (cycled), and
@@ -71,6 +71,11 @@ enum OwnedRequest {
     Clear,
     Stats,
     Ping(Vec<u8>),
+    Rank(i64),
+    Select(u64),
+    CountRange(i64, i64),
+    Quantiles(Vec<f64>),
+    Page(i64, u64, i64, u32),
 }
 
 impl OwnedRequest {
@@ -94,6 +99,19 @@ impl OwnedRequest {
             OwnedRequest::Clear => Request::Clear,
             OwnedRequest::Stats => Request::Stats,
             OwnedRequest::Ping(p) => Request::Ping(p),
+            OwnedRequest::Rank(value) => Request::Rank { value: *value },
+            OwnedRequest::Select(k) => Request::Select { k: *k },
+            OwnedRequest::CountRange(min, max) => Request::CountRange {
+                min: *min,
+                max: *max,
+            },
+            OwnedRequest::Quantiles(qs) => Request::Quantiles(Quantiles::Slice(qs)),
+            OwnedRequest::Page(from, skip, max, limit) => Request::Page {
+                from: *from,
+                skip: *skip,
+                max: *max,
+                limit: *limit,
+            },
         }
     }
 }
@@ -109,6 +127,12 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
         Just(OwnedRequest::Clear),
         Just(OwnedRequest::Stats),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(OwnedRequest::Ping),
+        any::<i64>().prop_map(OwnedRequest::Rank),
+        any::<u64>().prop_map(OwnedRequest::Select),
+        (any::<i64>(), any::<i64>()).prop_map(|(a, b)| OwnedRequest::CountRange(a, b)),
+        prop::collection::vec(0.0f64..=1.0, 0..20).prop_map(OwnedRequest::Quantiles),
+        (any::<i64>(), any::<u64>(), any::<i64>(), any::<u32>())
+            .prop_map(|(f, s, m, l)| OwnedRequest::Page(f, s, m, l)),
     ]
 }
 
@@ -149,6 +173,14 @@ fn response() -> impl Strategy<Value = Response> {
                 }),
             })),
         prop::collection::vec(any::<u8>(), 0..64).prop_map(Response::Pong),
+        (any::<u64>(), prop::collection::vec(any::<i64>(), 0..40))
+            .prop_map(|(total, values)| Response::Values { total, values }),
+        (
+            any::<u64>(),
+            prop::collection::vec((any::<i64>(), 1..u64::MAX), 0..40),
+            proptest::option::of((any::<i64>(), any::<u64>()))
+        )
+            .prop_map(|(total, runs, next)| Response::Page { total, runs, next }),
         (any::<u16>(), ".{0,40}")
             .prop_map(|(code, msg)| Response::Error(Error::new(ErrorCode(code), msg))),
     ]
@@ -263,6 +295,59 @@ fn maximal_length_is_refused() {
     );
 }
 
+/// The order-statistics layouts, byte for byte as README.md gives them.
+#[test]
+fn order_statistics_layouts_are_as_specified() {
+    let mut wire = Vec::new();
+    Request::Quantiles(Quantiles::Slice(&[0.5])).encode(3, &mut wire);
+    assert_eq!(
+        wire,
+        [
+            &[1, 0x0c, 0, 0, 3, 0, 0, 0, 12, 0, 0, 0][..],
+            &[1, 0, 0, 0],
+            &0.5f64.to_le_bytes(),
+        ]
+        .concat()
+    );
+    let mut wire = Vec::new();
+    Request::Page {
+        from: -1,
+        skip: 2,
+        max: 9,
+        limit: 100,
+    }
+    .encode(4, &mut wire);
+    assert_eq!(&wire[..12], [1, 0x0d, 0, 0, 4, 0, 0, 0, 28, 0, 0, 0]);
+    assert_eq!(&wire[12..20], (-1i64).to_le_bytes());
+    assert_eq!(&wire[20..28], 2u64.to_le_bytes());
+    assert_eq!(&wire[28..36], 9i64.to_le_bytes());
+    assert_eq!(&wire[36..], 100u32.to_le_bytes());
+    let mut wire = Vec::new();
+    Response::Page {
+        total: 7,
+        runs: vec![(2, 2)],
+        next: Some((2, 3)),
+    }
+    .encode(4, &mut wire);
+    assert_eq!(&wire[..12], [1, 0x87, 1, 0, 4, 0, 0, 0, 44, 0, 0, 0]);
+    let mut wire = Vec::new();
+    Response::Values {
+        total: 7,
+        values: vec![-5],
+    }
+    .encode(5, &mut wire);
+    assert_eq!(
+        wire,
+        [
+            &[1, 0x88, 0, 0, 5, 0, 0, 0, 20, 0, 0, 0][..],
+            &7u64.to_le_bytes(),
+            &1u32.to_le_bytes(),
+            &(-5i64).to_le_bytes(),
+        ]
+        .concat()
+    );
+}
+
 /// A bad version is fatal: the length cannot be trusted.
 #[test]
 fn bad_version_is_fatal() {
@@ -308,6 +393,75 @@ fn request_parse_errors() {
         (
             "insert without count",
             header(opcode::INSERT, 0, 0),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "quantile above 1",
+            [
+                header(opcode::QUANTILES, 0, 12),
+                1u32.to_le_bytes().to_vec(),
+                1.5f64.to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "quantile NaN",
+            [
+                header(opcode::QUANTILES, 0, 12),
+                1u32.to_le_bytes().to_vec(),
+                f64::NAN.to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "negative quantile",
+            [
+                header(opcode::QUANTILES, 0, 12),
+                1u32.to_le_bytes().to_vec(),
+                (-0.1f64).to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "too many quantiles, refused from the count before reading them",
+            [
+                header(opcode::QUANTILES, 0, 4),
+                (MAX_QUANTILES + 1).to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            ErrorCode::LIMIT_EXCEEDED,
+        ),
+        (
+            "quantile count beyond payload",
+            [
+                header(opcode::QUANTILES, 0, 12),
+                2u32.to_le_bytes().to_vec(),
+                0.5f64.to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "page payload short",
+            [header(opcode::PAGE, 0, 24), vec![0; 24]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "rank with a trailing byte",
+            [header(opcode::RANK, 0, 9), vec![0; 9]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "select with a flag",
+            [header(opcode::SELECT, 1, 8), vec![0; 8]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "count range with one bound",
+            [header(opcode::COUNT_RANGE, 0, 8), vec![0; 8]].concat(),
             ErrorCode::MALFORMED,
         ),
         (
@@ -409,6 +563,32 @@ fn response_parse_errors() {
         (
             "ack too short",
             [header(opcode::ACK, 0, 4), vec![0; 4]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "page with a next position but no HAS_NEXT",
+            [
+                header(opcode::PAGE_REPLY, 0, 28),
+                vec![0; 8],
+                5i64.to_le_bytes().to_vec(),
+                vec![0; 12],
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "values count beyond payload",
+            [
+                header(opcode::VALUES, 0, 12),
+                vec![0; 8],
+                1u32.to_le_bytes().to_vec(),
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "undefined page flag",
+            [header(opcode::PAGE_REPLY, 2, 28), vec![0; 28]].concat(),
             ErrorCode::MALFORMED,
         ),
     ];

@@ -74,6 +74,49 @@ enum Command {
         #[arg(allow_negative_numbers = true)]
         value: i64,
     },
+    /// Print how many occurrences are strictly below a value.
+    Rank {
+        /// The value.
+        #[arg(allow_negative_numbers = true)]
+        value: i64,
+    },
+    /// Print the value of the k-th occurrence in sorted order (0-based).
+    Select {
+        /// The position.
+        k: u64,
+    },
+    /// Print how many occurrences fall within MIN..=MAX.
+    CountRange {
+        /// Smallest value counted.
+        #[arg(allow_negative_numbers = true)]
+        min: i64,
+        /// Largest value counted.
+        #[arg(allow_negative_numbers = true)]
+        max: i64,
+    },
+    /// Print nearest-rank quantiles, e.g. `quantiles 0.5 0.9 0.99`.
+    Quantiles {
+        /// Each within 0..=1.
+        #[arg(required = true)]
+        q: Vec<f64>,
+    },
+    /// Print a value range page by page through the server's cursor: every occurrence
+    /// present for the whole scan exactly once, whatever others write meanwhile.
+    Scan {
+        /// Smallest value included.
+        #[arg(long, allow_negative_numbers = true, default_value_t = i64::MIN)]
+        min: i64,
+        /// Largest value included.
+        #[arg(long, allow_negative_numbers = true, default_value_t = i64::MAX)]
+        max: i64,
+        /// Occurrences per page.
+        #[arg(long, default_value_t = 1000)]
+        page: u32,
+        /// Print (value, count) runs instead of every occurrence (a value split across
+        /// pages prints as several runs).
+        #[arg(long)]
+        runs: bool,
+    },
     /// Remove everything.
     Clear,
     /// Print total, distinct, min and max.
@@ -200,6 +243,45 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
         Command::Remove { value, n } => print_count(args, "removed", client.remove(*value, *n)?),
         Command::Count { value } => print_count(args, "count", client.count(*value)?),
         Command::Clear => print_count(args, "removed", client.clear()?),
+        Command::Rank { value } => print_count(args, "rank", client.rank(*value)?),
+        Command::CountRange { min, max } => {
+            print_count(args, "count", client.count_range(*min, *max)?);
+        }
+        Command::Select { k } => {
+            let value = client.select(*k)?;
+            if args.json {
+                println!("{}", json!({ "k": k, "value": value }));
+            } else {
+                match value {
+                    Some(v) => println!("{v}"),
+                    None => println!("-"),
+                }
+            }
+        }
+        Command::Quantiles { q } => {
+            let values = client.quantiles(q)?;
+            if args.json {
+                let rows: Vec<_> = q
+                    .iter()
+                    .enumerate()
+                    .map(|(i, q)| json!({ "q": q, "value": values.get(i) }))
+                    .collect();
+                println!("{}", json!(rows));
+            } else {
+                for (i, q) in q.iter().enumerate() {
+                    let v = values
+                        .get(i)
+                        .map_or_else(|| "-".to_string(), i64::to_string);
+                    println!("{q}\t{v}");
+                }
+            }
+        }
+        Command::Scan {
+            min,
+            max,
+            page,
+            runs,
+        } => scan(args, client, (*min, *max), *page, *runs)?,
         Command::Stats => {
             let s = client.stats()?;
             let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
@@ -243,6 +325,45 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
             }
         }
     }
+    Ok(())
+}
+
+/// `client scan`: pages through `min..=max`, printing as it goes (one line per value or
+/// run; with `--json`, one JSON array per page).
+fn scan(
+    args: &Args,
+    client: &mut Client,
+    (min, max): (i64, i64),
+    page_size: u32,
+    runs: bool,
+) -> Result<(), Error> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    let (mut from, mut skip) = (min, 0);
+    loop {
+        let page = client.page(from, skip, max, page_size)?;
+        if args.json {
+            if runs {
+                writeln!(out, "{}", json!(page.runs))?;
+            } else {
+                writeln!(out, "{}", json!(sortd::client::expand(&page.runs)?))?;
+            }
+        } else {
+            for &(v, n) in &page.runs {
+                if runs {
+                    writeln!(out, "{v}\t{n}")?;
+                } else {
+                    for _ in 0..n {
+                        writeln!(out, "{v}")?;
+                    }
+                }
+            }
+        }
+        match page.next {
+            Some(next) => (from, skip) = (next.value, next.skip),
+            None => break,
+        }
+    }
+    out.flush()?;
     Ok(())
 }
 

@@ -5,7 +5,7 @@
 //! ```text
 //! offset  size  field
 //!      0     1  version     (VERSION = 1)
-//!      1     1  opcode      (requests 0x01..=0x08, responses 0x81..=0x86, error 0xFF)
+//!      1     1  opcode      (requests 0x01..=0x0D, responses 0x81..=0x88, error 0xFF)
 //!      2     2  flags       (per opcode; undefined bits must be 0)
 //!      4     4  request_id  (chosen by the client, echoed in the reply)
 //!      8     4  len         (payload length in bytes)
@@ -46,7 +46,7 @@ mod response;
 
 pub use decoder::{Decoder, FrameError, RawFrame};
 pub use error::{Error, ErrorCode};
-pub use request::{Request, Values};
+pub use request::{MAX_QUANTILES, Quantiles, Request, Values};
 pub use response::{Response, RunsWriter, Stats};
 
 /// The protocol version this crate speaks; a frame with any other version is refused.
@@ -76,6 +76,16 @@ pub mod opcode {
     pub const STATS: u8 = 0x07;
     /// Echo the payload.
     pub const PING: u8 = 0x08;
+    /// Occurrences strictly below a value.
+    pub const RANK: u8 = 0x09;
+    /// The value of the k-th occurrence in sorted order.
+    pub const SELECT: u8 = 0x0A;
+    /// Occurrences within a value range.
+    pub const COUNT_RANGE: u8 = 0x0B;
+    /// Nearest-rank quantiles.
+    pub const QUANTILES: u8 = 0x0C;
+    /// One page of a scan, resumable from a stored position.
+    pub const PAGE: u8 = 0x0D;
 
     /// Reply: `(value, count)` runs.
     pub const RUNS: u8 = 0x81;
@@ -89,6 +99,10 @@ pub mod opcode {
     pub const STATS_REPLY: u8 = 0x85;
     /// Reply: the echoed ping payload.
     pub const PONG: u8 = 0x86;
+    /// Reply: one page of runs and where the next starts.
+    pub const PAGE_REPLY: u8 = 0x87;
+    /// Reply: a list of values (SELECT, QUANTILES).
+    pub const VALUES: u8 = 0x88;
     /// Reply: an error code and message.
     pub const ERROR: u8 = 0xFF;
 }
@@ -105,6 +119,8 @@ pub mod flags {
     pub const HAS_LOG: u16 = 2;
     /// STATS reply (with `HAS_LOG`): the log failed and writes are refused.
     pub const LOG_FAILED: u16 = 4;
+    /// PAGE reply: the scan goes on; the next page starts at the position given.
+    pub const HAS_NEXT: u16 = 1;
 }
 
 /// The fixed 12-byte header that starts every frame.
@@ -227,6 +243,20 @@ impl<'a> Reader<'a> {
 
     fn i64(&mut self, what: &str) -> Result<i64, Error> {
         self.take(what).map(i64::from_le_bytes)
+    }
+
+    /// `(value: i64, count: u64)` pairs, `n` of them.
+    fn runs(&mut self, n: u32) -> Result<Vec<(i64, u64)>, Error> {
+        Ok(self
+            .items(n, 16, "runs")?
+            .chunks_exact(16)
+            .map(|c| {
+                let (v, n) = c.split_at(8);
+                let v = i64::from_le_bytes(v.try_into().expect("8 bytes"));
+                let n = u64::from_le_bytes(n.try_into().expect("8 bytes"));
+                (v, n)
+            })
+            .collect())
     }
 
     /// Takes `count` items of `size` bytes each, checking the length before anything is

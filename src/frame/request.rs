@@ -70,14 +70,14 @@ struct ValuesIter<W, S> {
     slice: S,
 }
 
-impl<'a, W, S> Iterator for ValuesIter<W, S>
+impl<'a, X: Copy + 'a, W, S> Iterator for ValuesIter<W, S>
 where
-    W: Iterator<Item = i64>,
-    S: Iterator<Item = &'a i64>,
+    W: Iterator<Item = X>,
+    S: Iterator<Item = &'a X>,
 {
-    type Item = i64;
+    type Item = X;
 
-    fn next(&mut self) -> Option<i64> {
+    fn next(&mut self) -> Option<X> {
         self.wire.next().or_else(|| self.slice.next().copied())
     }
 
@@ -87,10 +87,10 @@ where
     }
 }
 
-impl<'a, W, S> ExactSizeIterator for ValuesIter<W, S>
+impl<'a, X: Copy + 'a, W, S> ExactSizeIterator for ValuesIter<W, S>
 where
-    W: Iterator<Item = i64>,
-    S: Iterator<Item = &'a i64>,
+    W: Iterator<Item = X>,
+    S: Iterator<Item = &'a X>,
 {
 }
 
@@ -103,6 +103,80 @@ impl PartialEq for Values<'_> {
 impl Eq for Values<'_> {}
 
 impl fmt::Debug for Values<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// Most quantiles one QUANTILES request may ask for.
+pub const MAX_QUANTILES: u32 = 1024;
+
+/// The `q`s of a QUANTILES request, each within `0.0..=1.0`: borrowed from a payload as
+/// decoded, or from a slice (to encode). Equal when their bits are equal.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::frame::Quantiles;
+///
+/// let wire = 0.5f64.to_le_bytes();
+/// let qs = Quantiles::Wire(&wire);
+/// assert_eq!(qs.iter().collect::<Vec<_>>(), [0.5]);
+/// assert_eq!(qs, Quantiles::Slice(&[0.5]));
+/// ```
+#[derive(Clone, Copy)]
+pub enum Quantiles<'a> {
+    /// Little-endian IEEE 754 `f64`s as they sit in a payload; the length is a multiple of 8.
+    Wire(&'a [u8]),
+    /// Quantiles in memory.
+    Slice(&'a [f64]),
+}
+
+impl<'a> Quantiles<'a> {
+    /// How many there are.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        match self {
+            Quantiles::Wire(bytes) => bytes.len() / 8,
+            Quantiles::Slice(qs) => qs.len(),
+        }
+    }
+
+    /// Whether there are none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The quantiles in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = f64> + 'a {
+        let (wire, slice): (&'a [u8], &'a [f64]) = match *self {
+            Quantiles::Wire(bytes) => (bytes, &[]),
+            Quantiles::Slice(qs) => (&[], qs),
+        };
+        let from_wire = wire
+            .chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes")));
+        ValuesIter {
+            wire: from_wire,
+            slice: slice.iter(),
+        }
+    }
+}
+
+impl PartialEq for Quantiles<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .map(f64::to_bits)
+                .eq(other.iter().map(f64::to_bits))
+    }
+}
+
+impl Eq for Quantiles<'_> {}
+
+impl fmt::Debug for Quantiles<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
@@ -160,6 +234,39 @@ pub enum Request<'a> {
     Stats,
     /// Reply: PONG with the same payload.
     Ping(&'a [u8]),
+    /// How many occurrences are strictly below `value`. Reply: COUNT.
+    Rank {
+        /// The value.
+        value: i64,
+    },
+    /// The value of the `k`-th occurrence in sorted order (0-based). Reply: VALUES with
+    /// that value, or with none if there are `k` or fewer occurrences.
+    Select {
+        /// The 0-based position.
+        k: u64,
+    },
+    /// How many occurrences fall within `min..=max`. Reply: COUNT.
+    CountRange {
+        /// Smallest value counted.
+        min: i64,
+        /// Largest value counted.
+        max: i64,
+    },
+    /// Nearest-rank quantiles. Reply: VALUES with one value per `q`, or none if the
+    /// multiset is empty.
+    Quantiles(Quantiles<'a>),
+    /// One page of a scan of `..=max`: up to `limit` occurrences (0: the server's maximum)
+    /// starting at `from`, after `skip` of its occurrences. Reply: PAGE.
+    Page {
+        /// Where the page starts: the scan's first value, or the last page's next value.
+        from: i64,
+        /// Occurrences of `from` returned by earlier pages (0 for a first page).
+        skip: u64,
+        /// Largest value the scan covers.
+        max: i64,
+        /// Most occurrences on the page; 0 means as many as the server allows.
+        limit: u32,
+    },
 }
 
 impl<'a> Request<'a> {
@@ -211,6 +318,36 @@ impl<'a> Request<'a> {
             opcode::CLEAR => Request::Clear,
             opcode::STATS => Request::Stats,
             opcode::PING => Request::Ping(r.rest()),
+            opcode::RANK => Request::Rank {
+                value: r.i64("value")?,
+            },
+            opcode::SELECT => Request::Select { k: r.u64("k")? },
+            opcode::COUNT_RANGE => Request::CountRange {
+                min: r.i64("min")?,
+                max: r.i64("max")?,
+            },
+            opcode::QUANTILES => {
+                let count = r.u32("quantile count")?;
+                if count > MAX_QUANTILES {
+                    return Err(Error::new(
+                        ErrorCode::LIMIT_EXCEEDED,
+                        format!("{count} quantiles in one request; the limit is {MAX_QUANTILES}"),
+                    ));
+                }
+                let qs = Quantiles::Wire(r.items(count, 8, "quantiles")?);
+                if let Some(q) = qs.iter().find(|q| !(0.0..=1.0).contains(q)) {
+                    return Err(Error::malformed(format!(
+                        "quantile {q} is not within 0..=1"
+                    )));
+                }
+                Request::Quantiles(qs)
+            }
+            opcode::PAGE => Request::Page {
+                from: r.i64("from")?,
+                skip: r.u64("skip")?,
+                max: r.i64("max")?,
+                limit: r.u32("limit")?,
+            },
             other => {
                 return Err(Error::new(
                     ErrorCode::UNKNOWN_OPCODE,
@@ -235,6 +372,11 @@ impl<'a> Request<'a> {
             Request::Clear => opcode::CLEAR,
             Request::Stats => opcode::STATS,
             Request::Ping(_) => opcode::PING,
+            Request::Rank { .. } => opcode::RANK,
+            Request::Select { .. } => opcode::SELECT,
+            Request::CountRange { .. } => opcode::COUNT_RANGE,
+            Request::Quantiles(_) => opcode::QUANTILES,
+            Request::Page { .. } => opcode::PAGE,
         }
     }
 
@@ -270,8 +412,33 @@ impl<'a> Request<'a> {
                 out.extend_from_slice(&value.to_le_bytes());
                 out.extend_from_slice(&n.to_le_bytes());
             }
-            Request::Count { value } => out.extend_from_slice(&value.to_le_bytes()),
+            Request::Count { value } | Request::Rank { value } => {
+                out.extend_from_slice(&value.to_le_bytes());
+            }
             Request::Ping(payload) => out.extend_from_slice(payload),
+            Request::Select { k } => out.extend_from_slice(&k.to_le_bytes()),
+            Request::CountRange { min, max } => {
+                out.extend_from_slice(&min.to_le_bytes());
+                out.extend_from_slice(&max.to_le_bytes());
+            }
+            Request::Quantiles(qs) => {
+                let count = u32::try_from(qs.len()).expect("over u32::MAX quantiles in one frame");
+                out.extend_from_slice(&count.to_le_bytes());
+                for q in qs.iter() {
+                    out.extend_from_slice(&q.to_le_bytes());
+                }
+            }
+            Request::Page {
+                from,
+                skip,
+                max,
+                limit,
+            } => {
+                out.extend_from_slice(&from.to_le_bytes());
+                out.extend_from_slice(&skip.to_le_bytes());
+                out.extend_from_slice(&max.to_le_bytes());
+                out.extend_from_slice(&limit.to_le_bytes());
+            }
             Request::AddRandom | Request::Clear | Request::Stats => {}
         });
     }

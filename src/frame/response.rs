@@ -60,6 +60,23 @@ pub enum Response {
     Stats(Stats),
     /// The reply to PING: its payload, echoed.
     Pong(Vec<u8>),
+    /// The reply to SELECT (zero or one value) and QUANTILES (one per `q`, or none when
+    /// the multiset is empty).
+    Values {
+        /// The multiset's total length when the reply was made.
+        total: u64,
+        /// The values.
+        values: Vec<i64>,
+    },
+    /// The reply to PAGE.
+    Page {
+        /// The multiset's total length when the reply was made.
+        total: u64,
+        /// The page's runs, ascending; one value's occurrences may be split across pages.
+        runs: Vec<(i64, u64)>,
+        /// Where the next page starts, as `(from, skip)`; `None` at the end of the scan.
+        next: Option<(i64, u64)>,
+    },
     /// The request failed; nothing of it was applied.
     Error(Error),
 }
@@ -80,16 +97,7 @@ impl Response {
                 allowed_flags = flags::TRUNCATED;
                 let total = r.u64("total")?;
                 let n = r.u32("run count")?;
-                let runs = r
-                    .items(n, 16, "runs")?
-                    .chunks_exact(16)
-                    .map(|c| {
-                        let (v, n) = c.split_at(8);
-                        let v = i64::from_le_bytes(v.try_into().expect("8 bytes"));
-                        let n = u64::from_le_bytes(n.try_into().expect("8 bytes"));
-                        (v, n)
-                    })
-                    .collect();
+                let runs = r.runs(n)?;
                 Response::Runs {
                     total,
                     runs,
@@ -132,6 +140,32 @@ impl Response {
                 })
             }
             opcode::PONG => Response::Pong(r.rest().to_vec()),
+            opcode::VALUES => {
+                let total = r.u64("total")?;
+                let n = r.u32("value count")?;
+                let values = r
+                    .items(n, 8, "values")?
+                    .chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
+                    .collect();
+                Response::Values { total, values }
+            }
+            opcode::PAGE_REPLY => {
+                allowed_flags = flags::HAS_NEXT;
+                let total = r.u64("total")?;
+                let from = r.i64("next from")?;
+                let skip = r.u64("next skip")?;
+                let n = r.u32("run count")?;
+                let runs = r.runs(n)?;
+                let next = if header.flags & flags::HAS_NEXT != 0 {
+                    Some((from, skip))
+                } else if (from, skip) != (0, 0) {
+                    return Err(Error::malformed("a next position without HAS_NEXT"));
+                } else {
+                    None
+                };
+                Response::Page { total, runs, next }
+            }
             opcode::ERROR => {
                 let code = ErrorCode(r.u16("error code")?);
                 let message = String::from_utf8(r.rest().to_vec())
@@ -213,6 +247,31 @@ impl Response {
             Response::Pong(payload) => write_frame(out, opcode::PONG, 0, request_id, |out| {
                 out.extend_from_slice(payload);
             }),
+            Response::Values { total, values } => {
+                write_frame(out, opcode::VALUES, 0, request_id, |out| {
+                    let n = u32::try_from(values.len()).expect("over u32::MAX values in one frame");
+                    out.extend_from_slice(&total.to_le_bytes());
+                    out.extend_from_slice(&n.to_le_bytes());
+                    for v in values {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                });
+            }
+            Response::Page { total, runs, next } => {
+                let flags = if next.is_some() { flags::HAS_NEXT } else { 0 };
+                write_frame(out, opcode::PAGE_REPLY, flags, request_id, |out| {
+                    let (from, skip) = next.unwrap_or((0, 0));
+                    let n = u32::try_from(runs.len()).expect("over u32::MAX runs in one frame");
+                    out.extend_from_slice(&total.to_le_bytes());
+                    out.extend_from_slice(&from.to_le_bytes());
+                    out.extend_from_slice(&skip.to_le_bytes());
+                    out.extend_from_slice(&n.to_le_bytes());
+                    for (v, c) in runs {
+                        out.extend_from_slice(&v.to_le_bytes());
+                        out.extend_from_slice(&c.to_le_bytes());
+                    }
+                });
+            }
             Response::Error(e) => write_frame(out, opcode::ERROR, 0, request_id, |out| {
                 out.extend_from_slice(&e.code.0.to_le_bytes());
                 out.extend_from_slice(e.message.as_bytes());

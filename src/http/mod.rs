@@ -174,6 +174,35 @@ pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
+/// `text` with its `%XX` escapes decoded (and `+` as a space, as forms send it), or `None`
+/// if an escape is malformed or the result is not UTF-8. Borrows when there is nothing to
+/// decode. The result is never longer than `text`.
+///
+/// ```
+/// assert_eq!(sortd::http::percent_decode("0.5%2C0.9").as_deref(), Some("0.5,0.9"));
+/// assert_eq!(sortd::http::percent_decode("%zz"), None);
+/// ```
+#[must_use]
+pub fn percent_decode(text: &str) -> Option<std::borrow::Cow<'_, str>> {
+    if !text.contains(['%', '+']) {
+        return Some(text.into());
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'%' => {
+                let hex = |b: Option<u8>| char::from(b?).to_digit(16);
+                let (hi, lo) = (hex(bytes.next())?, hex(bytes.next())?);
+                u8::try_from(hi * 16 + lo).ok()?
+            }
+            b'+' => b' ',
+            b => b,
+        });
+    }
+    String::from_utf8(out).ok().map(Into::into)
+}
+
 /// The reason phrase for the statuses this server sends.
 fn reason(status: u16) -> &'static str {
     match status {

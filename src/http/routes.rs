@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 
 use serde_json::{Value, json};
 
-use super::{Request, body, clip, write_error, write_response};
-use crate::frame::Error;
+use super::{Request, body, clip, percent_decode, write_error, write_response};
+use crate::frame::{Error, ErrorCode, MAX_QUANTILES};
 use crate::service::{Service, Session, histogram};
 
 /// Most values `GET /array` lists one by one; beyond it the reply says `"truncated": true`.
@@ -98,21 +98,196 @@ pub fn respond(
     keep_alive
 }
 
-/// A refused change: the log failed (the only way a change is refused once parsed).
+/// A refused request: a bad parameter (400), or the log failed (503: the only way a
+/// well-formed request is refused).
 impl From<Error> for Reply {
     fn from(e: Error) -> Reply {
-        Reply::Error(503, e.message.into_owned())
+        let status = match e.code {
+            ErrorCode::MALFORMED | ErrorCode::LIMIT_EXCEEDED => 400,
+            _ => 503,
+        };
+        Reply::Error(status, e.message.into_owned())
     }
+}
+
+/// Occurrences one `GET /array?cursor=` page lists when `limit` is not given.
+const PAGE_DEFAULT: u32 = 1000;
+
+/// A query's `key=value` pairs, values percent-decoded; a 400 for a malformed escape.
+fn query_pairs(query: &str) -> impl Iterator<Item = Result<(&str, Cow<'_, str>), Reply>> {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        percent_decode(value)
+            .map(|v| (key, v))
+            .ok_or_else(|| Reply::Error(400, format!("bad percent-escape in {:?}", clip(pair))))
+    })
+}
+
+/// A query parameter's value parsed as `T`, or a 400 naming it.
+fn param<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, Reply> {
+    value
+        .parse()
+        .map_err(|_| Reply::Error(400, format!("bad value for {key}: {:?}", clip(value))))
+}
+
+/// Runs `f` and turns a refusal into its reply.
+fn answer(f: impl FnOnce() -> Result<Value, Reply>) -> Reply {
+    f().map_or_else(|reply| reply, Reply::Json)
+}
+
+/// `GET /rank?value=V`: occurrences strictly below `V`.
+fn rank(query: &str, service: &Service) -> Reply {
+    answer(|| {
+        let mut value = None;
+        for pair in query_pairs(query) {
+            match pair? {
+                ("value", v) => value = Some(param::<i64>("value", &v)?),
+                (key, _) => return Err(unknown(key)),
+            }
+        }
+        let value = value.ok_or_else(|| missing("value"))?;
+        Ok(json!({ "value": value, "rank": service.rank(value)? }))
+    })
+}
+
+/// `GET /select?k=K`: the value of the `K`-th occurrence (0-based), `null` past the end.
+fn select(query: &str, service: &Service) -> Reply {
+    answer(|| {
+        let mut k = None;
+        for pair in query_pairs(query) {
+            match pair? {
+                ("k", v) => k = Some(param::<u64>("k", &v)?),
+                (key, _) => return Err(unknown(key)),
+            }
+        }
+        let k = k.ok_or_else(|| missing("k"))?;
+        let value = service.select(k)?;
+        Ok(json!({ "k": k, "value": value, "len": service.set().len() }))
+    })
+}
+
+/// `GET /count?min=A&max=B`: occurrences within `A..=B` (each bound optional).
+fn count(query: &str, service: &Service) -> Reply {
+    answer(|| {
+        let (mut min, mut max) = (None, None);
+        for pair in query_pairs(query) {
+            match pair? {
+                ("min", v) => min = Some(param::<i64>("min", &v)?),
+                ("max", v) => max = Some(param::<i64>("max", &v)?),
+                (key, _) => return Err(unknown(key)),
+            }
+        }
+        let count = service.count_range(min.unwrap_or(i64::MIN), max.unwrap_or(i64::MAX))?;
+        Ok(json!({ "min": min, "max": max, "count": count }))
+    })
+}
+
+/// `GET /quantiles?q=0.5,0.9,0.99`: nearest-rank quantiles, `null` values when empty.
+fn quantiles(query: &str, service: &Service) -> Reply {
+    answer(|| {
+        let mut qs = Vec::new();
+        for pair in query_pairs(query) {
+            match pair? {
+                ("q", list) => {
+                    for q in list.split(',') {
+                        if qs.len() == MAX_QUANTILES as usize {
+                            return Err(Reply::Error(
+                                400,
+                                format!("more than {MAX_QUANTILES} quantiles"),
+                            ));
+                        }
+                        qs.push(param::<f64>("q", q)?);
+                    }
+                }
+                (key, _) => return Err(unknown(key)),
+            }
+        }
+        if qs.is_empty() {
+            return Err(missing("q"));
+        }
+        let values = service.quantiles(&qs)?;
+        let rows: Vec<Value> = qs
+            .iter()
+            .enumerate()
+            .map(|(i, q)| json!({ "q": q, "value": values.get(i) }))
+            .collect();
+        Ok(json!({ "len": service.set().len(), "quantiles": rows }))
+    })
+}
+
+/// `GET /array?cursor=C&limit=N[&min=&max=][&format=runs]`: one page of a scan. `C` is
+/// empty for the first page, then the `next` of the page before (`value:skip`).
+fn page(query: &str, service: &Service) -> Reply {
+    answer(|| {
+        let (mut cursor, mut min, mut max) = (None, i64::MIN, i64::MAX);
+        let (mut limit, mut runs) = (PAGE_DEFAULT, false);
+        for pair in query_pairs(query) {
+            match pair? {
+                ("cursor", c) if c.is_empty() => {}
+                ("cursor", c) => {
+                    let parsed = c
+                        .split_once(':')
+                        .and_then(|(v, s)| Some((v.parse::<i64>().ok()?, s.parse::<u64>().ok()?)));
+                    let bad = || Reply::Error(400, format!("bad cursor {:?}", clip(&c)));
+                    cursor = Some(parsed.ok_or_else(bad)?);
+                }
+                ("min", v) => min = param("min", &v)?,
+                ("max", v) => max = param("max", &v)?,
+                ("limit", v) => match param::<u32>("limit", &v)? {
+                    n @ 1..=MAX_PAGE => limit = n,
+                    _ => return Err(Reply::Error(400, format!("limit must be 1..={MAX_PAGE}"))),
+                },
+                ("format", f) if f == "runs" => runs = true,
+                ("format", f) if f == "values" => runs = false,
+                (key, _) => return Err(unknown(key)),
+            }
+        }
+        let (from, skip) = cursor.unwrap_or((min, 0));
+        let per_value = if runs { JSON_RUN_BYTES } else { 21 };
+        let room = text_budget(service) / per_value;
+        let limit = limit.min(u32::try_from(room).unwrap_or(u32::MAX)).max(1);
+        let page = service.page(from, skip, max, limit, ENVELOPE)?;
+        let mut reply = json!({ "len": service.set().len() });
+        if runs {
+            reply["runs"] = json!(page.runs);
+        } else {
+            let values: Vec<i64> = page
+                .runs
+                .iter()
+                .flat_map(|&(v, n)| std::iter::repeat_n(v, n as usize))
+                .collect();
+            reply["values"] = json!(values);
+        }
+        if let Some(next) = page.next {
+            reply["next"] = json!(format!("{}:{}", next.value, next.skip));
+        }
+        Ok(reply)
+    })
+}
+
+/// Most occurrences one page lists.
+const MAX_PAGE: u32 = 100_000;
+
+fn unknown(key: &str) -> Reply {
+    Reply::Error(400, format!("unknown query parameter {:?}", clip(key)))
+}
+
+fn missing(key: &str) -> Reply {
+    Reply::Error(400, format!("missing query parameter {key}"))
 }
 
 fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
     let set = service.set();
-    if let ("/array" | "/get_array" | "/histogram", "GET") = (req.path, req.method)
+    if let (
+        "/array" | "/get_array" | "/histogram" | "/rank" | "/select" | "/count" | "/quantiles",
+        "GET",
+    ) = (req.path, req.method)
         && let Err(e) = service.readable()
     {
         return e.into();
     }
     match (req.path, req.method) {
+        ("/array", "GET") if has_param(req.query, "cursor") => page(req.query, service),
         ("/array", "GET") => get_array(req.query, service),
         ("/array", "POST") => post_array(req.body, service, session),
         ("/array", "DELETE") => match service.clear(session) {
@@ -129,6 +304,11 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
         ("/array/remove", _) => Reply::Method("POST"),
         ("/histogram", "GET") => histogram(req.query, service),
         ("/histogram", _) => Reply::Method("GET"),
+        ("/rank", "GET") => rank(req.query, service),
+        ("/select", "GET") => select(req.query, service),
+        ("/count", "GET") => count(req.query, service),
+        ("/quantiles", "GET") => quantiles(req.query, service),
+        ("/rank" | "/select" | "/count" | "/quantiles", _) => Reply::Method("GET"),
         ("/stats", "GET") => stats(service),
         ("/health", "GET") => {
             service.data_free(session);
@@ -187,6 +367,13 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
         ("/clean_array", _) => Reply::Method("GET, DELETE"),
         _ => Reply::Error(404, format!("no route for {}", clip(req.path))),
     }
+}
+
+/// Whether `query` has the parameter `key` (with or without a value).
+fn has_param(query: &str, key: &str) -> bool {
+    query
+        .split('&')
+        .any(|p| p.split_once('=').map_or(p, |(k, _)| k) == key)
 }
 
 /// `GET /array?min=&max=&limit=&format=runs`.

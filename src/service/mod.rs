@@ -26,6 +26,8 @@ const HEADER_LEN: usize = crate::frame::HEADER_LEN;
 const RUNS_FRAME_OVERHEAD: usize = HEADER_LEN + 12;
 /// One run in a RUNS frame.
 const RUN_FRAME_BYTES: usize = 16;
+/// A PAGE frame's bytes besides its runs: header, total, next position and run count.
+const PAGE_FRAME_OVERHEAD: usize = HEADER_LEN + 28;
 
 /// Range of the values ADD_RANDOM adds: the original's `add_value`.
 pub const RANDOM_RANGE: std::ops::RangeInclusive<i64> = 1000..=10000;
@@ -237,6 +239,36 @@ impl Service {
                 self.readable()?;
                 Response::Count(self.set.count(value)).encode(id, out);
             }
+            Request::Rank { value } => {
+                Response::Count(self.rank(*value)?).encode(id, out);
+            }
+            Request::CountRange { min, max } => {
+                Response::Count(self.count_range(*min, *max)?).encode(id, out);
+            }
+            Request::Select { k } => {
+                let values = self.select(*k)?.into_iter().collect();
+                let total = self.set.len();
+                Response::Values { total, values }.encode(id, out);
+            }
+            Request::Quantiles(qs) => {
+                let values = self.quantiles(&qs.iter().collect::<Vec<_>>())?;
+                let total = self.set.len();
+                Response::Values { total, values }.encode(id, out);
+            }
+            Request::Page {
+                from,
+                skip,
+                max,
+                limit,
+            } => {
+                let page = self.page(*from, *skip, *max, *limit, PAGE_FRAME_OVERHEAD)?;
+                Response::Page {
+                    total: self.set.len(),
+                    runs: page.runs,
+                    next: page.next.map(|p| (p.value, p.skip)),
+                }
+                .encode(id, out);
+            }
             Request::Clear => Response::Count(self.clear(session)?).encode(id, out),
             Request::Stats => Response::Stats(self.stats()).encode(id, out),
             Request::Ping(payload) => {
@@ -421,6 +453,88 @@ impl Service {
             / RUN_FRAME_BYTES;
         self.runs_limit(limit)
             .min(u32::try_from(room).unwrap_or(u32::MAX))
+    }
+
+    /// Occurrences strictly below `value` (see [`SortedMultiset::rank`]).
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when reads are refused (see [`readable`](Self::readable)).
+    pub fn rank(&self, value: i64) -> Result<u64, Error> {
+        self.readable()?;
+        Ok(self.set.rank(&value))
+    }
+
+    /// Occurrences within `min..=max` (0 when `min > max`).
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when reads are refused.
+    pub fn count_range(&self, min: i64, max: i64) -> Result<u64, Error> {
+        self.readable()?;
+        Ok(self.set.count_range(min..=max))
+    }
+
+    /// The value of the `k`-th occurrence (0-based), if there is one.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when reads are refused.
+    pub fn select(&self, k: u64) -> Result<Option<i64>, Error> {
+        self.readable()?;
+        Ok(self.set.select(k))
+    }
+
+    /// Nearest-rank quantiles, one value per `q`, or none when the multiset is empty.
+    ///
+    /// # Errors
+    ///
+    /// `MALFORMED` for a `q` outside `0.0..=1.0` or NaN; `LIMIT_EXCEEDED` for more than
+    /// [`MAX_QUANTILES`](crate::frame::MAX_QUANTILES); `UNAVAILABLE` when reads are refused.
+    pub fn quantiles(&self, qs: &[f64]) -> Result<Vec<i64>, Error> {
+        if qs.len() > crate::frame::MAX_QUANTILES as usize {
+            return Err(Error::new(
+                ErrorCode::LIMIT_EXCEEDED,
+                format!(
+                    "{} quantiles in one request; the limit is {}",
+                    qs.len(),
+                    crate::frame::MAX_QUANTILES
+                ),
+            ));
+        }
+        if let Some(q) = qs.iter().find(|q| !(0.0..=1.0).contains(*q)) {
+            return Err(Error::malformed(format!(
+                "quantile {q} is not within 0..=1"
+            )));
+        }
+        self.readable()?;
+        Ok(self.set.quantiles(qs))
+    }
+
+    /// One page of a scan of `..=max` starting at `from` after `skip` of its occurrences:
+    /// at most `limit` occurrences (0, or more than fit: as many as fit in a reply of
+    /// [`Limits::max_reply_bytes`] with `overhead` bytes besides 16 per run, and at most
+    /// [`Limits::max_reply_runs`]).
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when reads are refused.
+    pub fn page(
+        &self,
+        from: i64,
+        skip: u64,
+        max: i64,
+        limit: u32,
+        overhead: usize,
+    ) -> Result<crate::multiset::Page<i64>, Error> {
+        self.readable()?;
+        let room = self.limits.max_reply_bytes.saturating_sub(overhead) / RUN_FRAME_BYTES;
+        let cap = self
+            .runs_limit(limit)
+            .min(u32::try_from(room).unwrap_or(u32::MAX))
+            .max(1);
+        let position = crate::multiset::Position { value: from, skip };
+        Ok(self.set.page(from..=max, Some(&position), u64::from(cap)))
     }
 
     /// Adds one random value in [`RANDOM_RANGE`]; returns it and the length afterwards.
