@@ -685,6 +685,32 @@ fn readme_example_exchange_matches_the_codec() {
     let readme = include_str!("../README.md");
     assert!(readme.contains("03 00 00 00 00 00 00 00 02 00 00 00     total 3, n 2"));
 
+    // The QUANTILES example: the request and the VALUES reply, each line as README has it.
+    let request_lines = [
+        "01 0c 00 00 03 00 00 00 0c 00 00 00     version 1, opcode 0x0c, flags 0, id 3, len 12",
+        "01 00 00 00                             count 1",
+        "00 00 00 00 00 00 e0 3f                 q = 0.5",
+    ];
+    let reply_lines = [
+        "01 88 00 00 03 00 00 00 14 00 00 00     version 1, opcode 0x88, flags 0, id 3, len 20",
+        "03 00 00 00 00 00 00 00 01 00 00 00     total 3, n 1",
+        "05 00 00 00 00 00 00 00                 5",
+    ];
+    for line in request_lines.iter().chain(&reply_lines) {
+        assert!(readme.contains(line), "README lacks {line:?}");
+    }
+    let mut wire = Vec::new();
+    Request::Quantiles(Quantiles::Slice(&[0.5])).encode(3, &mut wire);
+    assert_eq!(wire, readme_hex(&request_lines));
+    let set = sortd::SortedMultiset::from_iter([1, 5, 5]);
+    let mut wire = Vec::new();
+    Response::Values {
+        total: set.len(),
+        values: set.quantiles(&[0.5]),
+    }
+    .encode(3, &mut wire);
+    assert_eq!(wire, readme_hex(&reply_lines));
+
     let unknown = readme_hex(&["01 42 00 00 08 00 00 00 00 00 00 00"]);
     let err = Request::parse(&one_frame(&unknown), 10).unwrap_err();
     let mut reply = Vec::new();
