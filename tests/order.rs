@@ -241,3 +241,34 @@ fn paged_scans_over_both_protocols_under_writes() {
         stop.store(true, Ordering::Release);
     });
 }
+
+/// The load generator's order-statistics operations all get answers, never errors.
+#[test]
+fn load_generator_mixes_order_statistics() {
+    let server = Running::start(small_config());
+    for dist in [
+        sortd::bench::Distribution::Original,
+        sortd::bench::Distribution::Uniform,
+    ] {
+        let report = sortd::bench::run(&sortd::bench::Config {
+            addr: server.addr.to_string(),
+            connections: 2,
+            threads: 1,
+            duration: None,
+            requests: Some(2000),
+            pipeline: 4,
+            batch: 10..=20,
+            distribution: dist,
+            mix: "ack=3,rank=1,select=1,count=1,quantiles=1,page=1"
+                .parse()
+                .unwrap(),
+            seed: 5,
+            verify: false,
+            progress: false,
+        })
+        .unwrap();
+        assert_eq!((report.requests, report.errors), (2000, 0), "{dist:?}");
+        // About three in eight requests inserted 10-20 values each.
+        assert!(report.values > 3000, "{}", report.values);
+    }
+}

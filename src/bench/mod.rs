@@ -17,7 +17,7 @@ use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
 use crate::client::{Client, Error};
-use crate::frame::{Request, Response, Values};
+use crate::frame::{Quantiles, Request, Response, Values};
 
 mod multiplexed;
 
@@ -43,6 +43,15 @@ pub enum Distribution {
 }
 
 impl Distribution {
+    /// The width of the values' range.
+    fn span(self) -> i64 {
+        match self {
+            Distribution::Original => 100,
+            Distribution::Uniform => 1_000_000_000,
+            Distribution::Skewed => 10_000,
+        }
+    }
+
     fn sample(self, rng: &mut SmallRng) -> i64 {
         match self {
             Distribution::Original => rng.random_range(0..=100),
@@ -76,11 +85,11 @@ impl FromStr for Distribution {
 /// ```
 /// use sortd::bench::Mix;
 ///
-/// let mix: Mix = "insert=70,get=30".parse()?;
-/// assert_eq!((mix.insert, mix.ack, mix.get), (70, 0, 30));
+/// let mix: Mix = "insert=70,get=20,rank=10".parse()?;
+/// assert_eq!((mix.insert, mix.ack, mix.get, mix.rank), (70, 0, 20, 10));
 /// # Ok::<(), String>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Mix {
     /// INSERT answered with the sorted runs.
     pub insert: u32,
@@ -88,17 +97,39 @@ pub struct Mix {
     pub ack: u32,
     /// GET of the whole multiset.
     pub get: u32,
+    /// RANK of a value drawn from the distribution.
+    pub rank: u32,
+    /// SELECT of a position drawn uniformly below the last length the server reported.
+    pub select: u32,
+    /// COUNT_RANGE over a tenth of the distribution's span, from a drawn value.
+    pub count: u32,
+    /// QUANTILES 0.5, 0.9 and 0.99.
+    pub quantiles: u32,
+    /// PAGE of 100 occurrences from a drawn value.
+    pub page: u32,
+}
+
+impl Mix {
+    /// The weights in the order [`Generator`] picks by.
+    fn weights(&self) -> [u32; 8] {
+        [
+            self.insert,
+            self.ack,
+            self.get,
+            self.rank,
+            self.select,
+            self.count,
+            self.quantiles,
+            self.page,
+        ]
+    }
 }
 
 impl FromStr for Mix {
     type Err = String;
     /// Parses `insert=70,ack=20,get=10` (missing names weigh 0).
     fn from_str(s: &str) -> Result<Self, String> {
-        let mut mix = Mix {
-            insert: 0,
-            ack: 0,
-            get: 0,
-        };
+        let mut mix = Mix::default();
         for part in s.split(',') {
             let (name, weight) = part
                 .split_once('=')
@@ -110,10 +141,20 @@ impl FromStr for Mix {
                 "insert" => mix.insert = weight,
                 "ack" => mix.ack = weight,
                 "get" => mix.get = weight,
-                _ => return Err(format!("unknown operation {name:?}: insert, ack or get")),
+                "rank" => mix.rank = weight,
+                "select" => mix.select = weight,
+                "count" => mix.count = weight,
+                "quantiles" => mix.quantiles = weight,
+                "page" => mix.page = weight,
+                _ => {
+                    return Err(format!(
+                        "unknown operation {name:?}: insert, ack, get, rank, select, count, \
+                         quantiles or page"
+                    ));
+                }
             }
         }
-        if mix.insert + mix.ack + mix.get == 0 {
+        if mix.weights().iter().map(|&w| u64::from(w)).sum::<u64>() == 0 {
             return Err("the mix needs at least one operation with a weight above 0".into());
         }
         Ok(mix)
@@ -375,10 +416,15 @@ impl Tally {
     }
 }
 
+/// The quantiles a QUANTILES request of the load asks for.
+const BENCH_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+
 /// Makes one connection's requests: a reproducible stream from its own seed.
 struct Generator {
     rng: SmallRng,
     batch: Vec<i64>,
+    /// The multiset's length as the last reply that carried it said (SELECT draws below it).
+    len: u64,
 }
 
 impl Generator {
@@ -386,6 +432,19 @@ impl Generator {
         Generator {
             rng: SmallRng::seed_from_u64(config.seed.wrapping_add(index)),
             batch: Vec::new(),
+            len: 0,
+        }
+    }
+
+    /// Notes the length a reply reports.
+    fn observe(&mut self, reply: &Response) {
+        match reply {
+            Response::Runs { total, .. }
+            | Response::Values { total, .. }
+            | Response::Page { total, .. }
+            | Response::Ack { len: total }
+            | Response::Value { len: total, .. } => self.len = *total,
+            _ => {}
         }
     }
 
@@ -403,40 +462,64 @@ impl Generator {
         {
             return None;
         }
-        let weights = config.mix;
-        let pick = self
-            .rng
-            .random_range(0..weights.insert + weights.ack + weights.get);
-        Some(if pick < weights.insert + weights.ack {
-            self.batch.clear();
-            let len = self.rng.random_range(config.batch.clone());
-            let rng = &mut self.rng;
-            self.batch
-                .extend((0..len).map(|_| config.distribution.sample(rng)));
-            let sent = Sent {
-                at: Instant::now(),
-                values: self.batch.len() as u64,
+        let weights = config.mix.weights();
+        let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+        let mut pick = self.rng.random_range(0..total);
+        let op = weights
+            .iter()
+            .position(|&w| {
+                let here = pick < u64::from(w);
+                pick = pick.saturating_sub(u64::from(w));
+                here
+            })
+            .unwrap_or(0);
+        let dist = config.distribution;
+        let mut sent = Sent {
+            at: Instant::now(),
+            values: 0,
+            batch: None,
+        };
+        let request = match op {
+            0 | 1 => {
+                self.batch.clear();
+                let len = self.rng.random_range(config.batch.clone());
+                let rng = &mut self.rng;
+                self.batch.extend((0..len).map(|_| dist.sample(rng)));
+                sent.values = self.batch.len() as u64;
                 // Only --verify needs the values back; don't allocate per request otherwise.
-                batch: config.verify.then(|| self.batch.clone()),
-            };
-            let request = Request::Insert {
-                values: Values::Slice(&self.batch),
-                ack_only: pick >= weights.insert,
-            };
-            (request, sent)
-        } else {
-            let request = Request::Get {
+                sent.batch = config.verify.then(|| self.batch.clone());
+                Request::Insert {
+                    values: Values::Slice(&self.batch),
+                    ack_only: op == 1,
+                }
+            }
+            2 => Request::Get {
                 min: i64::MIN,
                 max: i64::MAX,
                 limit: 0,
-            };
-            let sent = Sent {
-                at: Instant::now(),
-                values: 0,
-                batch: None,
-            };
-            (request, sent)
-        })
+            },
+            3 => Request::Rank {
+                value: dist.sample(&mut self.rng),
+            },
+            4 => Request::Select {
+                k: self.rng.random_range(0..self.len.max(1)),
+            },
+            5 => {
+                let min = dist.sample(&mut self.rng);
+                Request::CountRange {
+                    min,
+                    max: min + dist.span() / 10,
+                }
+            }
+            6 => Request::Quantiles(Quantiles::Slice(&BENCH_QUANTILES)),
+            _ => Request::Page {
+                from: dist.sample(&mut self.rng),
+                skip: 0,
+                max: i64::MAX,
+                limit: 100,
+            },
+        };
+        Some((request, sent))
     }
 }
 
@@ -636,7 +719,10 @@ fn drive(
             return tally;
         };
         match client.recv() {
-            Ok((_, reply)) => tally.record(sent, &reply),
+            Ok((_, reply)) => {
+                generator.observe(&reply);
+                tally.record(sent, &reply);
+            }
             Err(_) => {
                 // The connection is gone: what is in flight is lost with it.
                 tally.lost(1 + in_flight.len());

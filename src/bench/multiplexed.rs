@@ -92,6 +92,7 @@ impl Conn {
                     .in_flight
                     .pop_front()
                     .ok_or_else(|| io::Error::other("a reply nobody asked for"))?;
+                self.generator.observe(&reply);
                 tally.record(sent, &reply);
             }
             self.input.copy_within(pos..self.filled, 0);

@@ -148,7 +148,8 @@ enum Command {
         #[arg(long, default_value = "original")]
         dist: Distribution,
         /// Operation weights, e.g. insert=70,ack=20,get=10 (insert: full sorted reply;
-        /// ack: ack-only insert; get: read everything).
+        /// ack: ack-only insert; get: read everything; rank, select, count (a range a tenth
+        /// of the distribution wide), quantiles (0.5, 0.9, 0.99), page (100 occurrences)).
         #[arg(long, default_value = "insert=1")]
         mix: Mix,
         /// Random seed, for reproducible runs.
