@@ -148,6 +148,40 @@ impl Browser {
         self.cmd("POST", &format!("element/{id}/click"), Some(json!({})));
     }
 
+    /// Moves the mouse over the chart's bar for `value`, presses it, drags to the bar for
+    /// `to` (if any) and releases: real pointer events, at coordinates measured just before.
+    fn pointer(&self, value: i64, to: Option<i64>) {
+        let center = |v: i64| {
+            let at = self.script(&format!(
+                "const b = [...document.querySelectorAll('#chart .bar')].find(b => +b.dataset.lo <= {v} && {v} <= +b.dataset.hi); \
+                 const r = b.getBoundingClientRect(); \
+                 return [Math.round(r.left + r.width / 2), Math.round(r.bottom - 2)];"
+            ));
+            (at[0].as_i64().unwrap(), at[1].as_i64().unwrap())
+        };
+        let (x, y) = center(value);
+        let mut steps = vec![
+            json!({"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y}),
+        ];
+        if let Some(to) = to {
+            let (x2, y2) = center(to);
+            steps.extend([
+                json!({"type": "pointerDown", "button": 0}),
+                json!({"type": "pointerMove", "duration": 50, "origin": "viewport", "x": (x + x2) / 2, "y": y2}),
+                json!({"type": "pointerMove", "duration": 50, "origin": "viewport", "x": x2, "y": y2}),
+                json!({"type": "pointerUp", "button": 0}),
+            ]);
+        }
+        self.cmd(
+            "POST",
+            "actions",
+            Some(json!({"actions": [{
+                "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+                "actions": steps,
+            }]})),
+        );
+    }
+
     /// Polls `js` (which returns a boolean) until it is true, for at most `limit`.
     fn wait_for(&self, js: &str, limit: Duration, what: &str) {
         let deadline = Instant::now() + limit;
@@ -296,6 +330,107 @@ fn dashboard_in_chromium() {
         Duration::from_secs(2),
         "the server's error is shown on the page",
     );
+    drop(browser);
+    let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// Order statistics on the page: the count axis, p50/p90/p99 markers where the server's
+/// quantiles are, hovering a bar, and dragging across bars to select a range whose count and
+/// values (a page at a time, through the server's cursor) are shown.
+#[test]
+fn dashboard_order_statistics_in_chromium() {
+    let server = Running::start(small_config());
+    // 1..=100 once each, and 50 four more times: 104 values, the tallest bar 5.
+    server.set.extend(1..=100);
+    server.set.insert_n(50, 4);
+    let profile = std::env::temp_dir().join(format!("sortd-chromium-order-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&profile);
+    let browser = Browser::start(&profile);
+    browser.cmd(
+        "POST",
+        "url",
+        Some(json!({"url": format!("http://{}/", server.http)})),
+    );
+    browser.wait_for(
+        "return document.querySelectorAll('#chart .bar').length === 100 && \
+         document.querySelectorAll('.marker').length === 3",
+        Duration::from_secs(5),
+        "the bars and three quantile markers are drawn",
+    );
+
+    // The y axis: ticks from 0 up to at least the tallest bar.
+    let ticks = browser
+        .script("return [...document.querySelectorAll('#yaxis span')].map(s => +s.dataset.count)");
+    let ticks: Vec<i64> = serde_json::from_value(ticks).unwrap();
+    assert_eq!(ticks.first(), Some(&0), "{ticks:?}");
+    assert!(*ticks.last().unwrap() >= 5 && ticks.len() >= 3, "{ticks:?}");
+
+    // Each marker names the server's quantile and stands over that value's bar.
+    let want = server.set.quantiles(&[0.5, 0.9, 0.99]);
+    let markers = browser.script(
+        "return [...document.querySelectorAll('.marker')].map(m => { \
+           const r = m.getBoundingClientRect(); \
+           const bar = [...document.querySelectorAll('#chart .bar')] \
+             .find(b => b.dataset.lo === m.dataset.lo).getBoundingClientRect(); \
+           return [+m.dataset.lo, r.left >= bar.left - 1 && r.left <= bar.right + 1]; })",
+    );
+    let markers: Vec<(i64, bool)> = serde_json::from_value(markers).unwrap();
+    assert_eq!(markers.iter().map(|m| m.0).collect::<Vec<_>>(), want);
+    assert!(
+        markers.iter().all(|m| m.1),
+        "a marker off its bar: {markers:?}"
+    );
+
+    // Hovering a bar shows its value and count.
+    browser.pointer(50, None);
+    browser.wait_for(
+        "return document.getElementById('info').textContent === '50: 5 values'",
+        Duration::from_secs(2),
+        "hovering the bar of 50 shows its count",
+    );
+
+    // Dragging from 1 to 60 selects 64 values; they come 50 to a page.
+    browser.pointer(1, Some(60));
+    browser.wait_for(
+        "return document.getElementById('sel-count').textContent === '64 values' && \
+         document.getElementById('page').dataset.values !== undefined",
+        Duration::from_secs(2),
+        "the selection's count and first page",
+    );
+    let page = |b: &Browser| -> Vec<i64> {
+        let text = b.script("return document.getElementById('page').dataset.values");
+        serde_json::from_str(text.as_str().unwrap()).unwrap()
+    };
+    let mut first: Vec<i64> = (1..=49).collect();
+    first.push(50);
+    assert_eq!(page(&browser), first);
+    let selected = browser
+        .script("return document.querySelectorAll('#chart .bar.sel').length")
+        .as_i64();
+    assert_eq!(selected, Some(60));
+    browser.click("#next-page");
+    let mut second = vec![50; 4];
+    second.extend(51..=60);
+    let want = serde_json::to_string(&second).unwrap();
+    browser.wait_for(
+        &format!("return document.getElementById('page').dataset.values === '{want}'"),
+        Duration::from_secs(2),
+        "the next page continues where the first stopped",
+    );
+    assert_eq!(
+        browser.script("return document.getElementById('next-page').disabled"),
+        json!(true),
+        "the scan is complete"
+    );
+    let png = base64_decode(
+        browser
+            .cmd("GET", "screenshot", None)
+            .as_str()
+            .expect("base64"),
+    );
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-order.png");
+    std::fs::write(&shot, &png).unwrap();
+    assert_no_console_errors(&browser);
     drop(browser);
     let _ = std::fs::remove_dir_all(&profile);
 }
