@@ -1,0 +1,154 @@
+//! Order statistics' latency, with and without writers: what issue 15's targets are stated in
+//! (p99 of `rank`, `select` and `count_range` at 101 and at 10 M distinct values while two
+//! threads insert at full speed).
+//!
+//! Not criterion: the figure that matters is a tail percentile under concurrent writes,
+//! which criterion's per-iteration means do not give. Each operation runs for a fixed time
+//! on the main thread, every call timed into an hdrhistogram, while `writers` threads insert
+//! uniform values (at 10 M) or the service's 0..=100 (at 101).
+//!
+//! `cargo bench --bench order` (about a minute; `SORTD_ORDER_BENCH_MAX=1000000` for a quicker
+//! run); prints one Markdown table.
+
+use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use sortd::SortedMultiset;
+
+/// How long each operation is measured, per configuration.
+const MEASURE: Duration = Duration::from_secs(2);
+
+struct Shape {
+    name: &'static str,
+    distinct: u64,
+    /// Values the writers and the queries draw from.
+    pick: fn(&mut SmallRng, u64) -> i64,
+}
+
+fn service(rng: &mut SmallRng, _: u64) -> i64 {
+    rng.random_range(0..=100)
+}
+
+fn uniform(rng: &mut SmallRng, distinct: u64) -> i64 {
+    // Prefilled values are the even numbers below 2 * distinct; writers add odd ones.
+    rng.random_range(0..2 * distinct as i64)
+}
+
+fn main() {
+    let big: u64 = std::env::var("SORTD_ORDER_BENCH_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000_000);
+    let shapes = [
+        Shape {
+            name: "101",
+            distinct: 101,
+            pick: service,
+        },
+        Shape {
+            name: if big == 10_000_000 { "10M" } else { "large" },
+            distinct: big,
+            pick: uniform,
+        },
+    ];
+    println!("| distinct | writers | operation | calls/s | p50 µs | p99 µs | max µs |");
+    println!("|---|---:|---|---:|---:|---:|---:|");
+    for shape in &shapes {
+        let set = SortedMultiset::new();
+        let mut batch: Vec<i64> = if shape.distinct == 101 {
+            (0..=100)
+                .flat_map(|v| std::iter::repeat_n(v, 100))
+                .collect()
+        } else {
+            (0..shape.distinct as i64).map(|v| 2 * v).collect()
+        };
+        for chunk in batch.chunks_mut(1 << 16) {
+            set.insert_batch(chunk);
+        }
+        drop(batch);
+        for writers in [0, 2] {
+            measure(&set, shape, writers);
+        }
+    }
+}
+
+/// One timed call: returns something derived from the answer, so it is not optimised away.
+type Op<'a> = dyn FnMut(&mut SmallRng) -> u64 + 'a;
+
+fn measure(set: &SortedMultiset<i64>, shape: &Shape, writers: u64) {
+    let stop = AtomicBool::new(false);
+    let inserted = AtomicU64::new(0);
+    thread::scope(|s| {
+        for t in 0..writers {
+            let (stop, inserted) = (&stop, &inserted);
+            s.spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(100 + t);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    set.insert((shape.pick)(&mut rng, shape.distinct) | 1);
+                    n += 1;
+                }
+                inserted.fetch_add(n, Ordering::Relaxed);
+            });
+        }
+        let mut rng = SmallRng::seed_from_u64(7);
+        let ops: [(&str, &mut Op); 5] = [
+            ("rank", &mut |rng| {
+                set.rank(&(shape.pick)(rng, shape.distinct))
+            }),
+            ("select", &mut |rng| {
+                let k = rng.random_range(0..set.len().max(1));
+                set.select(k).map_or(0, |v| v as u64)
+            }),
+            ("count_range (1% of the span)", &mut |rng| {
+                let lo = (shape.pick)(rng, shape.distinct);
+                let width = (2 * shape.distinct as i64 / 100).max(1);
+                set.count_range(lo..lo + width)
+            }),
+            ("quantiles 0.5, 0.9, 0.99", &mut |_| {
+                set.quantiles(&[0.5, 0.9, 0.99]).len() as u64
+            }),
+            ("page of 100", &mut |rng| {
+                let from = sortd::multiset::Position {
+                    value: (shape.pick)(rng, shape.distinct),
+                    skip: 0,
+                };
+                set.page(.., Some(&from), 100).len()
+            }),
+        ];
+        for (name, op) in ops {
+            let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+            let started = Instant::now();
+            let mut calls = 0u64;
+            while started.elapsed() < MEASURE {
+                let t = Instant::now();
+                black_box(op(&mut rng));
+                hist.saturating_record(t.elapsed().as_nanos() as u64);
+                calls += 1;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            let us = |ns: u64| ns as f64 / 1000.0;
+            println!(
+                "| {} | {writers} | {name} | {:.0} | {:.2} | {:.2} | {:.0} |",
+                shape.name,
+                calls as f64 / secs,
+                us(hist.value_at_quantile(0.5)),
+                us(hist.value_at_quantile(0.99)),
+                us(hist.max()),
+            );
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    if writers > 0 {
+        eprintln!(
+            "({} distinct, {writers} writers: {} inserts during the run)",
+            shape.name,
+            inserted.load(Ordering::Relaxed)
+        );
+    }
+}
