@@ -511,3 +511,51 @@ fn a_panicking_event_loop_recovers_in_memory() {
         "connections of the dead loop still counted as open (the scrape itself is one)"
     );
 }
+
+/// A peer that sends its last request and shuts its side at once (the FIN may arrive with
+/// the request's bytes, in one readiness event) gets its reply and then the server's close,
+/// not a socket left half-open until the idle timeout. Also with an incomplete request
+/// before the FIN. Both protocols.
+#[test]
+fn a_request_followed_at_once_by_fin_is_answered_then_closed() {
+    use std::net::Shutdown;
+    let server = Running::start(small_config());
+    let mut frame = Vec::new();
+    Request::Count { value: 1 }.encode(9, &mut frame);
+    let http = b"GET /rank?value=1 HTTP/1.1\r\nHost: x\r\n\r\n".to_vec();
+    let cases: [(&str, SocketAddr, Vec<u8>, bool); 4] = [
+        ("frame", server.addr, frame.clone(), true),
+        (
+            "frame, then half a frame",
+            server.addr,
+            [frame.clone(), frame[..7].to_vec()].concat(),
+            true,
+        ),
+        ("http", server.http, http.clone(), true),
+        (
+            "half an http request",
+            server.http,
+            http[..10].to_vec(),
+            false,
+        ),
+    ];
+    for round in 0..20 {
+        for (what, addr, bytes, answered) in &cases {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(bytes).unwrap();
+            s.shutdown(Shutdown::Write).unwrap();
+            let mut got = Vec::new();
+            let result = s.read_to_end(&mut got);
+            assert!(
+                result.is_ok(),
+                "{what} (round {round}): no EOF from the server within 5 s: {result:?}"
+            );
+            assert_eq!(
+                !got.is_empty(),
+                *answered,
+                "{what} (round {round}): {got:?}"
+            );
+        }
+    }
+}

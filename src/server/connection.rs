@@ -61,6 +61,9 @@ pub(super) struct Connection {
     /// The socket may hold bytes not read yet. Readiness is edge-triggered, so no new event
     /// comes for them: set by a READABLE event, cleared by a read that drains the socket.
     unread: bool,
+    /// The peer has shut its side (the event said so): read to EOF even after a short
+    /// read, since no further event will come for the end of the stream.
+    peer_closed: bool,
     /// Decoding stopped at the high-water mark with input left over; resume as output
     /// drains.
     stalled: bool,
@@ -99,6 +102,7 @@ impl Connection {
             last_active: Instant::now(),
             closing: false,
             unread: false,
+            peer_closed: false,
             stalled: false,
             reported: (0, false),
         }
@@ -121,12 +125,14 @@ impl Connection {
     pub(super) fn ready(
         &mut self,
         readable: bool,
+        read_closed: bool,
         service: &Service,
         session: &mut Session,
         max_output: usize,
     ) -> io::Result<Next> {
         let high_water = max_output / 2;
         self.unread |= readable;
+        self.peer_closed |= read_closed;
         loop {
             self.release(service);
             if !self.closing && self.pending_output() < high_water {
@@ -235,10 +241,12 @@ impl Connection {
                 }
                 Ok(n) => {
                     self.filled += n;
-                    if n < room {
+                    if n < room && !self.peer_closed {
                         // A short read emptied the socket's receive queue. Bytes that arrive
                         // after it raise a new edge-triggered event, so skip the read that
-                        // would only say WouldBlock: one syscall less per request.
+                        // would only say WouldBlock: one syscall less per request. Not once
+                        // the peer has shut its side: its FIN may have come with these
+                        // bytes, and nothing would wake us to read the EOF behind them.
                         self.unread = false;
                     }
                     // Answer as we go, so the input buffer never holds more than one

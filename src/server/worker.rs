@@ -104,6 +104,7 @@ impl Worker {
                 let next = conn
                     .ready(
                         readable && deadline.is_none(),
+                        event.is_read_closed(),
                         &self.service,
                         &mut self.session,
                         self.config.max_output,
@@ -175,6 +176,7 @@ impl Worker {
             conn.listed = false;
             let next = conn
                 .ready(
+                    false,
                     false,
                     &self.service,
                     &mut self.session,
