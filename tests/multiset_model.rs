@@ -27,7 +27,7 @@ enum Op {
     Rank(i8),
     CountRange(i8, i8),
     Select(u64),
-    Quantiles(Vec<f64>),
+    Quantiles(Vec<u64>),
     /// A whole scan through `page`, this many occurrences per page, within `a..=b`.
     Scan(u64, i8, i8),
 }
@@ -58,8 +58,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => value().prop_map(Op::Rank),
         1 => (value(), value()).prop_map(|(a, b)| Op::CountRange(a, b)),
         1 => (0u64..40).prop_map(Op::Select),
-        1 => prop::collection::vec(prop_oneof![Just(0.0), Just(1.0), Just(0.5), 0.0f64..=1.0], 0..4)
-            .prop_map(Op::Quantiles),
+        // Thousandths: the model's rank is integer arithmetic on the decimal.
+        1 => prop::collection::vec(0u64..=1000, 0..4).prop_map(Op::Quantiles),
         1 => (1u64..6, value(), value()).prop_map(|(n, a, b)| Op::Scan(n, a, b)),
     ]
 }
@@ -169,18 +169,20 @@ proptest! {
                     let all = expand(model.iter().map(|(&v, &c)| (v, c)));
                     prop_assert_eq!(set.select(k), all.get(k as usize).copied());
                 }
-                Op::Quantiles(qs) => {
+                Op::Quantiles(thousandths) => {
                     let all = expand(model.iter().map(|(&v, &c)| (v, c)));
                     let want: Vec<i8> = if all.is_empty() {
                         Vec::new()
                     } else {
-                        qs.iter()
-                            .map(|q| {
-                                let k = ((q * all.len() as f64).ceil() as usize).clamp(1, all.len());
+                        thousandths
+                            .iter()
+                            .map(|&t| {
+                                let k = (t as usize * all.len()).div_ceil(1000).clamp(1, all.len());
                                 all[k - 1]
                             })
                             .collect()
                     };
+                    let qs: Vec<f64> = thousandths.iter().map(|&t| t as f64 / 1000.0).collect();
                     prop_assert_eq!(set.quantiles(&qs), want.clone());
                     if let Some(&q) = qs.first() {
                         prop_assert_eq!(set.quantile(q), want.first().copied());

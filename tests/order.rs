@@ -77,7 +77,7 @@ fn client_binary_subcommands() {
     assert_eq!(run(&["count-range", "--", "-10", "2"]), "5\n");
     assert_eq!(
         run(&["quantiles", "0", "0.5", "1"]),
-        "0\t-5\n0.5\t2\n1\t9\n"
+        "0.0\t-5\n0.5\t2\n1.0\t9\n"
     );
     assert_eq!(
         run(&["scan", "--page", "2", "--runs"]),
@@ -165,6 +165,46 @@ fn http_routes_answer_and_refuse_bad_parameters() {
         let message = body["error"].as_str().unwrap_or_default();
         assert!(message.contains(needle), "{path}: {message}");
     }
+    // Decimal quantiles are exact: the 7th, 14th, ... of these 7 values are not the 8th.
+    // (README: the ceil(q*N)-th occurrence, q taken as the decimal it is written as.)
+    server.set.clear();
+    server.set.extend(1..=100);
+    assert_eq!(
+        ok("/quantiles?q=0.07,0.14,0.28,0.55,0.56,0.57")["quantiles"],
+        json!([
+            {"q": 0.07, "value": 7}, {"q": 0.14, "value": 14}, {"q": 0.28, "value": 28},
+            {"q": 0.55, "value": 55}, {"q": 0.56, "value": 56}, {"q": 0.57, "value": 57}
+        ])
+    );
+    // Every route decodes percent-escapes alike, and + is a plus sign.
+    assert_eq!(ok("/rank?value=+2"), json!({"value": 2, "rank": 1}));
+    assert_eq!(ok("/rank?value=%2B2"), json!({"value": 2, "rank": 1}));
+    assert_eq!(
+        ok("/quantiles?q=1e%2B0")["quantiles"],
+        json!([{"q": 1.0, "value": 100}])
+    );
+    assert_eq!(
+        ok("/array?min=%2D5&max=%32"),
+        json!({"len": 100, "values": [1, 2]})
+    );
+    assert_eq!(
+        ok("/histogram?buckets=%31")["buckets"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(
+        ok("/array?format=%72uns&max=1"),
+        json!({"runs": [[1, 1]], "truncated": false})
+    );
+    // A hand-made cursor below `min` starts at `min`.
+    assert_eq!(
+        ok("/array?cursor=-100:0&min=99&limit=5"),
+        json!({"len": 100, "values": [99, 100]})
+    );
+    server.set.clear();
+    server.set.extend([1, 2, 2, 2, 3, 9, -5]);
+
     let many = vec!["0.5"; 1025].join(",");
     let (status, body) = get(&server, &format!("/quantiles?q={many}"));
     assert_eq!(status, 400, "{body}");
@@ -270,5 +310,30 @@ fn load_generator_mixes_order_statistics() {
         assert_eq!((report.requests, report.errors), (2000, 0), "{dist:?}");
         // About three in eight requests inserted 10-20 values each.
         assert!(report.values > 3000, "{}", report.values);
+    }
+}
+
+/// `/quantiles` keeps to the reply budget (`--max-output` / 2) however many q's it is sent:
+/// past what fits, a 400 saying how many would.
+#[test]
+fn quantile_replies_keep_to_the_reply_budget() {
+    let server = Running::start(sortd::server::Config {
+        max_output: sortd::server::MIN_OUTPUT,
+        ..small_config()
+    });
+    server.set.extend([i64::MIN, i64::MIN + 1]);
+    let budget = sortd::server::MIN_OUTPUT / 2;
+    for n in [10, 300, 1024] {
+        let q = vec!["0.123456789012"; n].join(",");
+        let (status, body) = http_call(server.http, "GET", &format!("/quantiles?q={q}"), "");
+        assert!(body.len() <= budget, "{n} q's: a {} byte reply", body.len());
+        assert_eq!(status == 200, n <= 300, "{n} q's: {status}");
+        if status == 200 {
+            let v: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(v["quantiles"].as_array().map(Vec::len), Some(n));
+        } else {
+            assert_eq!(status, 400, "{body}");
+            assert!(body.contains("would not fit"), "{body}");
+        }
     }
 }

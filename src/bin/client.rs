@@ -273,7 +273,7 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
                     let v = values
                         .get(i)
                         .map_or_else(|| "-".to_string(), i64::to_string);
-                    println!("{q}\t{v}");
+                    println!("{q:?}\t{v}");
                 }
             }
         }

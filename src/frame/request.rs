@@ -337,7 +337,7 @@ impl<'a> Request<'a> {
                 let qs = Quantiles::Wire(r.items(count, 8, "quantiles")?);
                 if let Some(q) = qs.iter().find(|q| !(0.0..=1.0).contains(q)) {
                     return Err(Error::malformed(format!(
-                        "quantile {q} is not within 0..=1"
+                        "quantile {q:?} is not within 0..=1"
                     )));
                 }
                 Request::Quantiles(qs)

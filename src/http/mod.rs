@@ -174,9 +174,10 @@ pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `text` with its `%XX` escapes decoded (and `+` as a space, as forms send it), or `None`
-/// if an escape is malformed or the result is not UTF-8. Borrows when there is nothing to
-/// decode. The result is never longer than `text`.
+/// `text` with its `%XX` escapes decoded, or `None` if an escape is malformed or the result
+/// is not UTF-8. `+` stays a plus sign (it means a space only in HTML form bodies), so
+/// `value=+2` and `q=1e+0` parse. Borrows when there is nothing to decode; the result is
+/// never longer than `text`.
 ///
 /// ```
 /// assert_eq!(sortd::http::percent_decode("0.5%2C0.9").as_deref(), Some("0.5,0.9"));
@@ -184,7 +185,7 @@ pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
 /// ```
 #[must_use]
 pub fn percent_decode(text: &str) -> Option<std::borrow::Cow<'_, str>> {
-    if !text.contains(['%', '+']) {
+    if !text.contains('%') {
         return Some(text.into());
     }
     let mut out = Vec::with_capacity(text.len());
@@ -196,7 +197,6 @@ pub fn percent_decode(text: &str) -> Option<std::borrow::Cow<'_, str>> {
                 let (hi, lo) = (hex(bytes.next())?, hex(bytes.next())?);
                 u8::try_from(hi * 16 + lo).ok()?
             }
-            b'+' => b' ',
             b => b,
         });
     }

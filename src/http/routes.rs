@@ -20,6 +20,9 @@ const MAX_LISTED: u64 = 1_000_000;
 const ENVELOPE: usize = 512;
 /// The most text one `[value,count],` run takes.
 const JSON_RUN_BYTES: usize = 44;
+/// The most text one `{"q":..,"value":..},` row of `/quantiles` takes: a `q` of at most 24
+/// characters (serde_json's shortest form), a value of at most 20.
+const JSON_QUANTILE_BYTES: usize = 64;
 /// The most text one histogram bucket takes.
 const JSON_BUCKET_BYTES: usize = 90;
 
@@ -205,6 +208,18 @@ fn quantiles(query: &str, service: &Service) -> Reply {
         if qs.is_empty() {
             return Err(missing("q"));
         }
+        // Each row of the reply is at most JSON_QUANTILE_BYTES; refuse what would not fit.
+        let fit = text_budget(service) / JSON_QUANTILE_BYTES;
+        if qs.len() > fit {
+            return Err(Reply::Error(
+                400,
+                format!(
+                    "{} quantiles would not fit in one reply; at most {fit} with this server's \
+                     --max-output",
+                    qs.len()
+                ),
+            ));
+        }
         let values = service.quantiles(&qs)?;
         let rows: Vec<Value> = qs
             .iter()
@@ -242,7 +257,11 @@ fn page(query: &str, service: &Service) -> Reply {
                 (key, _) => return Err(unknown(key)),
             }
         }
-        let (from, skip) = cursor.unwrap_or((min, 0));
+        // A cursor never reaches below `min` (a hand-made one could point there).
+        let (from, skip) = match cursor {
+            Some((from, skip)) if from >= min => (from, skip),
+            _ => (min, 0),
+        };
         let per_value = if runs { JSON_RUN_BYTES } else { 21 };
         let room = text_budget(service) / per_value;
         let limit = limit.min(u32::try_from(room).unwrap_or(u32::MAX)).max(1);
@@ -379,21 +398,24 @@ fn has_param(query: &str, key: &str) -> bool {
 /// `GET /array?min=&max=&limit=&format=runs`.
 fn get_array(query: &str, service: &Service) -> Reply {
     let (mut min, mut max, mut limit, mut runs) = (i64::MIN, i64::MAX, 0u32, false);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let parsed = match key {
-            "min" => value.parse().map(|v| min = v).is_ok(),
-            "max" => value.parse().map(|v| max = v).is_ok(),
-            "limit" => value.parse().map(|v| limit = v).is_ok(),
-            "format" if value == "runs" => {
-                runs = true;
-                true
+    for pair in query_pairs(query) {
+        let parsed = match pair {
+            Ok(("min", v)) => param("min", &v).map(|v| min = v),
+            Ok(("max", v)) => param("max", &v).map(|v| max = v),
+            Ok(("limit", v)) => param("limit", &v).map(|v| limit = v),
+            Ok(("format", f)) if f == "runs" || f == "values" => {
+                runs = f == "runs";
+                Ok(())
             }
-            "format" if value == "values" => true,
-            _ => return Reply::Error(400, format!("unknown query parameter {:?}", clip(pair))),
+            Ok(("format", f)) => Err(Reply::Error(
+                400,
+                format!("format must be runs or values, not {:?}", clip(&f)),
+            )),
+            Ok((key, _)) => Err(unknown(key)),
+            Err(reply) => Err(reply),
         };
-        if !parsed {
-            return Reply::Error(400, format!("bad value in {:?}", clip(pair)));
+        if let Err(reply) = parsed {
+            return reply;
         }
     }
     let cap = service.runs_limit(limit) as usize;
@@ -509,13 +531,14 @@ fn post_remove(body: &[u8], service: &Service, session: &mut Session) -> Reply {
 /// `GET /histogram?buckets=N`: see [`histogram::histogram`].
 fn histogram(query: &str, service: &Service) -> Reply {
     let mut buckets = 100u64;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("buckets", v)) => match v.parse::<u64>() {
+    for pair in query_pairs(query) {
+        match pair {
+            Ok(("buckets", v)) => match v.parse::<u64>() {
                 Ok(n) if (1..=MAX_BUCKETS).contains(&n) => buckets = n,
                 _ => return Reply::Error(400, format!("buckets must be 1..={MAX_BUCKETS}")),
             },
-            _ => return Reply::Error(400, format!("unknown query parameter {:?}", clip(pair))),
+            Ok((key, _)) => return unknown(key),
+            Err(reply) => return reply,
         }
     }
     // Fewer bars than asked if they would not fit in the reply budget.

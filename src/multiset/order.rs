@@ -81,7 +81,10 @@ impl<T> Page<T> {
     }
 }
 
-/// The 1-based nearest rank of quantile `q` among `n` occurrences: `ceil(q * n)`, at least 1.
+/// The 1-based nearest rank of quantile `q` among `n` occurrences: `ceil(q * n)`, at least 1,
+/// computed exactly on the shortest decimal that rounds to `q` (what Rust's, Python's and
+/// JavaScript's float printing show), so `0.07` of 100 is the 7th occurrence, not the 8th
+/// that `ceil(0.07f64 * 100.0)` gives, and `1.0` is the last at any `n`.
 ///
 /// # Panics
 ///
@@ -89,10 +92,32 @@ impl<T> Page<T> {
 fn nearest_rank(q: f64, n: u64) -> u64 {
     assert!(
         (0.0..=1.0).contains(&q),
-        "SortedMultiset: quantile {q} is not within 0..=1"
+        "SortedMultiset: quantile {q:?} is not within 0..=1"
     );
-    // `as` saturates; the product is at most `n`, so the clamp only lifts q = 0 to 1.
-    ((q * n as f64).ceil() as u64).clamp(1, n)
+    // LowerExp writes the shortest round-trip digits: "7e-2", "5.5e-1", "1e0", "0e0".
+    let text = format!("{:e}", q.abs());
+    let (mantissa, exponent) = text.split_once('e').expect("LowerExp writes an exponent");
+    let exponent: i32 = exponent
+        .parse()
+        .expect("LowerExp writes an integer exponent");
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // At most 17 significant digits: below 2^57.
+    let digits = whole
+        .bytes()
+        .chain(fraction.bytes())
+        .fold(0u128, |d, b| d * 10 + u128::from(b - b'0'));
+    // q = digits / 10^scale, and scale >= 0 because q <= 1.
+    let scale = u32::try_from(fraction.len() as i32 - exponent).unwrap_or(0);
+    let rank = if digits == 0 {
+        0
+    } else if scale > 38 {
+        // digits * n < 2^57 * 2^64 < 10^38 < 10^scale: q * n is in (0, 1).
+        1
+    } else {
+        // Below 2^121, and the quotient is at most n.
+        (digits * u128::from(n)).div_ceil(10u128.pow(scale))
+    };
+    u64::try_from(rank).unwrap_or(n).clamp(1, n)
 }
 
 impl<T> SortedMultiset<T>
@@ -203,8 +228,9 @@ where
     /// The `q`-quantile by the nearest-rank method: the value of the `ceil(q * len)`-th
     /// occurrence (1-based; the smallest value for `q = 0`), or `None` if the set is empty.
     ///
-    /// `q * len` is computed in `f64`, so beyond 2^53 occurrences the rank is rounded.
-    /// While writers run, `len` is read once before the walk; if removals make the walk
+    /// `q * len` is computed exactly, taking `q` as the shortest decimal that rounds to it
+    /// (so `0.07` is seven hundredths, not the binary fraction just above it: the 7th of
+    /// 100 occurrences). While writers run, `len` is read once before the walk; if removals make the walk
     /// end before that rank, the largest value present is returned.
     ///
     /// # Panics
@@ -351,5 +377,42 @@ where
             _ => None,
         };
         Page { runs, next }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nearest_rank;
+
+    /// Decimal quantiles land where their decimal says, at any size.
+    #[test]
+    fn nearest_rank_is_exact_on_the_decimal() {
+        for (q, n, rank) in [
+            (0.07, 100, 7),
+            (0.14, 100, 14),
+            (0.28, 100, 28),
+            (0.55, 100, 55),
+            (0.56, 100, 56),
+            (0.57, 100, 57),
+            (0.0, 100, 1),
+            (-0.0, 100, 1),
+            (1.0, 100, 100),
+            (1.0, u64::MAX, u64::MAX),
+            (0.5, u64::MAX, u64::MAX / 2 + 1),
+            (0.999_999_999_999_999_9, 1 << 60, (1 << 60) - 115),
+            (5e-324, u64::MAX, 1),
+            (1e-30, 1 << 62, 1),
+            (0.1, 3, 1),
+            (0.34, 3, 2),
+        ] {
+            assert_eq!(nearest_rank(q, n), rank, "q = {q:?}, n = {n}");
+        }
+        // Every thousandth against integer arithmetic.
+        for i in 0..=1000u64 {
+            for n in [1, 7, 100, 999, 1000, 123_456_789] {
+                let want = (i * n).div_ceil(1000).clamp(1, n);
+                assert_eq!(nearest_rank(i as f64 / 1000.0, n), want, "{i}/1000 of {n}");
+            }
+        }
     }
 }

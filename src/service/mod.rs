@@ -504,7 +504,7 @@ impl Service {
         }
         if let Some(q) = qs.iter().find(|q| !(0.0..=1.0).contains(*q)) {
             return Err(Error::malformed(format!(
-                "quantile {q} is not within 0..=1"
+                "quantile {q:?} is not within 0..=1"
             )));
         }
         self.readable()?;
