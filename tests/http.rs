@@ -404,3 +404,31 @@ fn content_length_is_digits_only() {
         }
     }
 }
+
+/// `/array?format=runs` writes its digits by hand: the extremes and signs come out as JSON
+/// numbers, byte for byte what serde_json would write.
+#[test]
+fn runs_json_digits_at_the_extremes() {
+    let server = Running::start(small_config());
+    let values = [i64::MIN, i64::MIN + 1, -10, -1, 0, 9, 10, i64::MAX];
+    server.set.extend(values);
+    server.set.insert_n(7, u64::MAX >> 1);
+    let r = one(server.http, &request("GET", "/array?format=runs", ""));
+    let mut runs: Vec<(i64, u64)> = values.iter().map(|&v| (v, 1)).collect();
+    runs.insert(5, (7, u64::MAX >> 1));
+    assert_eq!(
+        r.body,
+        format!("{}\n", json!({"runs": runs, "truncated": false}))
+    );
+    let r = one(
+        server.http,
+        &request("GET", "/array?format=runs&limit=2", ""),
+    );
+    assert_eq!(
+        r.body,
+        format!(
+            "{}\n",
+            r#"{"runs":[[-9223372036854775808,1],[-9223372036854775807,1]],"truncated":true}"#
+        )
+    );
+}

@@ -278,6 +278,14 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     out.extend_from_slice(&digits[at..]);
 }
 
+/// Appends `v` in decimal, with a `-` when negative.
+fn push_signed(out: &mut Vec<u8>, v: i64) {
+    if v < 0 {
+        out.push(b'-');
+    }
+    push_decimal(out, v.unsigned_abs());
+}
+
 /// Appends a JSON error response `{"error": message}`.
 pub fn write_error(out: &mut Vec<u8>, status: u16, message: &str, keep_alive: bool) {
     let body = serde_json::json!({ "error": message }).to_string();

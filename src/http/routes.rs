@@ -1,12 +1,13 @@
 //! The HTTP routes: each maps onto the same [`Service`] operations as the frame protocol.
 
 use std::borrow::Cow;
-use std::fmt::Write;
 use std::ops::ControlFlow;
 
 use serde_json::{Value, json};
 
-use super::{Request, body, clip, percent_decode, write_error, write_response};
+use super::{
+    Request, body, clip, percent_decode, push_decimal, push_signed, write_error, write_response,
+};
 use crate::frame::{Error, ErrorCode, MAX_QUANTILES};
 use crate::service::{Service, Session, histogram};
 
@@ -423,23 +424,29 @@ fn get_array(query: &str, service: &Service) -> Reply {
     let budget = text_budget(service);
     if runs {
         // Written directly rather than through a serde_json::Value: one walk under one pin,
-        // no intermediate vector, no per-run allocation.
-        let mut body = String::from(r#"{"runs":["#);
+        // no intermediate vector, no per-run allocation, and digits without core::fmt
+        // (which cost about 70 ns of the 93 each run took).
+        let mut body = br#"{"runs":["#.to_vec();
         let (mut n, mut truncated) = (0, false);
-        service.set().visit_runs(min..=max, |v, c| {
+        service.set().visit_runs(min..=max, |&v, c| {
             if n == cap || body.len() + JSON_RUN_BYTES > budget {
                 truncated = true;
                 return ControlFlow::Break(());
             }
-            if n > 0 {
-                body.push(',');
-            }
-            // Writing into a String cannot fail.
-            let _ = write!(body, "[{v},{c}]");
+            body.extend_from_slice(if n > 0 { b",[" } else { b"[" });
+            push_signed(&mut body, v);
+            body.push(b',');
+            push_decimal(&mut body, c);
+            body.push(b']');
             n += 1;
             ControlFlow::Continue(())
         });
-        let _ = writeln!(body, r#"],"truncated":{truncated}}}"#);
+        body.extend_from_slice(if truncated {
+            b"],\"truncated\":true}\n"
+        } else {
+            b"],\"truncated\":false}\n"
+        });
+        let body = String::from_utf8(body).expect("digits and ASCII punctuation only");
         return Reply::Body("application/json", body.into());
     }
     let (values, truncated) = listed(service, min, max, cap, budget, 1);
