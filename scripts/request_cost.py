@@ -3,6 +3,9 @@
 
 Usage: python3 scripts/request_cost.py [--seconds S] [--threads N]
 
+The same figures for nginx (1 worker, `return 200 "ok"`) under the same `wrk` load come
+last, for comparison: what one HTTP request costs a server that does nothing else.
+
 Builds and starts the release `server` (`--threads N`, default 1) on free loopback ports and,
 one load at a time, drives it with `wrk -t1 -c8` (HTTP `GET /health`, `GET /array?format=runs`)
 and `client bench -t 1 -c 8` (frame INSERT of 10-20 values with the sorted reply; frame PING
@@ -21,10 +24,11 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_bench import BIN, ROOT, free_port, run, wait_port  # noqa: E402
+from e2e_bench import BIN, ROOT, ensure, free_port, run, wait_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -39,7 +43,7 @@ def cpu_seconds(pid):
 def load(kind, ports, seconds):
     """Runs one load; returns the requests it completed."""
     frame, http = ports
-    if kind.startswith("http"):
+    if kind.startswith("http") or kind.startswith("nginx"):
         path = kind.split(" ", 1)[1]
         out = run(["wrk", "-t1", "-c8", f"-d{seconds}s", f"http://127.0.0.1:{http}{path}"],
                   timeout=seconds + 60)
@@ -69,6 +73,44 @@ def syscalls(pid, kind, ports, seconds):
     return {name: n / requests for name, n in counts.items()}, requests
 
 
+def start_nginx():
+    """nginx with one worker answering `return 200`; (master process, worker pid, port)."""
+    port = free_port()
+    ndir = tempfile.mkdtemp(prefix="sortd-nginx-")
+    conf = os.path.join(ndir, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""worker_processes 1; daemon off; pid {ndir}/nginx.pid; error_log {ndir}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fastcgi_temp_path {ndir};
+  uwsgi_temp_path {ndir}; scgi_temp_path {ndir};
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }} }}
+""")
+    master = subprocess.Popen(["nginx", "-c", conf, "-p", ndir],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, "nginx")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        with open(f"/proc/{master.pid}/task/{master.pid}/children") as f:
+            children = f.read().split()
+        if children:
+            return master, int(children[0]), port
+        time.sleep(0.05)
+    sys.exit("nginx started no worker")
+
+
+def row(kind, pid, ports, seconds):
+    u0, s0 = cpu_seconds(pid)
+    t0 = time.time()
+    requests = load(kind, ports, seconds)
+    elapsed = time.time() - t0
+    u1, s1 = cpu_seconds(pid)
+    per, _ = syscalls(pid, kind, ports, seconds)
+    top = sorted(per.items(), key=lambda kv: -kv[1])[:4]
+    print(f"| {kind} | {requests / elapsed:,.0f} | {(u1 - u0) / requests * 1e6:.2f} | "
+          f"{(s1 - s0) / requests * 1e6:.2f} | {sum(per.values()):.2f} | "
+          + ", ".join(f"{name} {n:.2f}" for name, n in top) + " |")
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=5)
@@ -90,21 +132,19 @@ def main():
         print("| request | req/s | user µs/req | kernel µs/req | syscalls/req | main syscalls per request |")
         print("|---|---:|---:|---:|---:|---|")
         for kind in ["http /health", "http /array?format=runs", "frame insert", "frame ack"]:
-            u0, s0 = cpu_seconds(server.pid)
-            t0 = time.time()
-            requests = load(kind, ports, args.seconds)
-            elapsed = time.time() - t0
-            u1, s1 = cpu_seconds(server.pid)
-            per, _ = syscalls(server.pid, kind, ports, args.seconds)
-            top = sorted(per.items(), key=lambda kv: -kv[1])[:4]
-            print(f"| {kind} | {requests / elapsed:,.0f} | {(u1 - u0) / requests * 1e6:.2f} | "
-                  f"{(s1 - s0) / requests * 1e6:.2f} | {sum(per.values()):.2f} | "
-                  + ", ".join(f"{name} {n:.2f}" for name, n in top) + " |")
+            row(kind, server.pid, ports, args.seconds)
             if kind.startswith("frame"):
                 run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{ports[0]}", "clear"],
                     timeout=30)
                 run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{ports[0]}", "insert",
                      *map(str, range(101))], timeout=30)
+        if ensure("nginx", "nginx-light"):
+            master, worker, port = start_nginx()
+            try:
+                row("nginx /", worker, (None, port), args.seconds)
+            finally:
+                master.send_signal(signal.SIGTERM)
+                master.wait(timeout=15)
     finally:
         server.send_signal(signal.SIGTERM)
         try:

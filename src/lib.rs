@@ -68,3 +68,8 @@ pub mod server;
 pub mod service;
 
 pub use multiset::SortedMultiset;
+
+/// README.md's Rust examples, compiled and run with the doc tests so they cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
