@@ -153,7 +153,7 @@ impl Browser {
     fn pointer(&self, value: i64, to: Option<i64>) {
         let center = |v: i64| {
             let at = self.script(&format!(
-                "const b = [...document.querySelectorAll('#chart .bar')].find(b => +b.dataset.lo <= {v} && {v} <= +b.dataset.hi); \
+                "const b = [...document.querySelectorAll('#chart .bar')].find(b => BigInt(b.dataset.lo) <= {v}n && {v}n <= BigInt(b.dataset.hi)); \
                  const r = b.getBoundingClientRect(); \
                  return [Math.round(r.left + r.width / 2), Math.round(r.bottom - 2)];"
             ));
@@ -430,6 +430,53 @@ fn dashboard_order_statistics_in_chromium() {
     );
     let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-order.png");
     std::fs::write(&shot, &png).unwrap();
+
+    // Past 10,000 distinct values the markers come from the histogram's counts: each stands
+    // over the bar that holds the server's quantile.
+    server.set.extend(101..=20_100);
+    browser.wait_for(
+        "return document.getElementById('distinct').textContent === '20100' && \
+         [...document.querySelectorAll('.marker')].some(m => m.dataset.lo !== m.dataset.hi)",
+        Duration::from_secs(3),
+        "bucketed markers after the multiset grows",
+    );
+    let want = server.set.quantiles(&[0.5, 0.9, 0.99]);
+    let bars = browser.script(
+        "return [...document.querySelectorAll('.marker')].map(m => [+m.dataset.lo, +m.dataset.hi])",
+    );
+    let bars: Vec<(i64, i64)> = serde_json::from_value(bars).unwrap();
+    assert_eq!(bars.len(), 3, "{bars:?}");
+    for (v, (lo, hi)) in want.iter().zip(&bars) {
+        assert!(
+            lo <= v && v <= hi,
+            "quantile {v} outside its marker's bar {lo}..={hi}"
+        );
+    }
+
+    // Values at the ends of i64 (beyond a double's 2^53) keep every digit: selecting the
+    // first two bars counts and lists exactly i64::MIN and i64::MIN + 1.
+    server.set.clear();
+    server
+        .set
+        .extend([i64::MIN, i64::MIN + 1, -1, 0, i64::MAX - 1, i64::MAX]);
+    browser.wait_for(
+        "return document.querySelectorAll('#chart .bar').length === 6",
+        Duration::from_secs(3),
+        "one bar per value at the extremes",
+    );
+    browser.click("#clear-sel");
+    browser.pointer(i64::MIN, Some(i64::MIN + 1));
+    browser.wait_for(
+        "return document.getElementById('sel-count').textContent === '2 values' && \
+         document.getElementById('page').textContent === \
+           '-9223372036854775808 -9223372036854775807'",
+        Duration::from_secs(2),
+        "the extreme values selected and listed exactly",
+    );
+    assert_eq!(
+        browser.script("return document.getElementById('error').textContent"),
+        json!("")
+    );
     assert_no_console_errors(&browser);
     drop(browser);
     let _ = std::fs::remove_dir_all(&profile);
