@@ -7,7 +7,8 @@ Starts the release `server` and `redis-server` (installed with apt-get when miss
 loopback ports. For each shape (the service's 101 values, 100 occurrences each; N distinct
 values 0, 100, 200, ... spread over 0..=10^9 like `client bench --dist uniform`, default
 N = 10,000,000) it loads both with the same values (Redis: a sorted set whose members and
-scores are the values). Then for each read, one server at a time, it starts two writer
+scores are the values, so it holds each distinct value once: the 101 values, not their 10,100
+occurrences). Then for each read, one server at a time, it starts two writer
 connections inserting one value per request (sortd: `client bench --mix ack=1 --batch 1`;
 Redis: `redis-benchmark ZADD`), drives the read with 8 connections while they run, and stops
 them:
@@ -106,10 +107,12 @@ def main():
               f"{secs} s each; `python3 scripts/order_bench.py --seconds {secs}`\n")
         print("| distinct | read | sortd ops/s | sortd p99 µs | Redis ops/s | Redis p99 µs | Redis command |")
         print("|---|---|---:|---:|---:|---:|---|")
-        shapes = [("101", [v for v in range(101) for _ in range(100)], "original", 101),
-                  (f"{args.large:,}", [100 * i for i in range(args.large)], "uniform",
+        # Values made per shape, so the large list is freed before the next one is built.
+        shapes = [("101", lambda: [v for v in range(101) for _ in range(100)], "original", 101),
+                  (f"{args.large:,}", lambda: [100 * i for i in range(args.large)], "uniform",
                    100 * args.large)]
-        for name, values, dist, span in shapes:
+        for name, make, dist, span in shapes:
+            values = make()
             run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{frame}", "clear"], 60)
             redis_cmd(rport, "DEL", KEY)
             sortd_load(frame, values)

@@ -59,17 +59,24 @@ def syscalls(pid, kind, ports, seconds):
     """Syscalls per request by name, from strace -c over one run of the load."""
     trace = subprocess.Popen(["strace", "-c", "-f", "-q", "-p", str(pid)],
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)  # strace attaches to every thread before the load starts
-    requests = load(kind, ports, seconds)
-    trace.send_signal(signal.SIGINT)
-    _, err = trace.communicate(timeout=60)
+    try:
+        time.sleep(1)  # strace attaches to every thread before the load starts
+        requests = load(kind, ports, seconds)
+    finally:
+        trace.send_signal(signal.SIGINT)
+        try:
+            _, err = trace.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            trace.kill()
+            raise
     counts = {}
     for line in err.splitlines():
         parts = line.split()
         # % time, seconds, usecs/call, calls, [errors], syscall
         if len(parts) >= 5 and parts[0][0].isdigit() and parts[-1] != "total":
             counts[parts[-1]] = int(parts[3])
-    # The event loop's waits count too: a request costs its share of them.
+    # The event loop's waits count too (a few idle ones around the load included): a
+    # request costs its share of them.
     return {name: n / requests for name, n in counts.items()}, requests
 
 
@@ -87,15 +94,20 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
 """)
     master = subprocess.Popen(["nginx", "-c", conf, "-p", ndir],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, "nginx")
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        with open(f"/proc/{master.pid}/task/{master.pid}/children") as f:
-            children = f.read().split()
-        if children:
-            return master, int(children[0]), port
-        time.sleep(0.05)
-    sys.exit("nginx started no worker")
+    try:
+        wait_port(port, "nginx")
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            with open(f"/proc/{master.pid}/task/{master.pid}/children") as f:
+                children = f.read().split()
+            if children:
+                return master, int(children[0]), port
+            time.sleep(0.05)
+        raise RuntimeError("nginx started no worker")
+    except BaseException:
+        master.kill()
+        master.wait(timeout=15)
+        raise
 
 
 def row(kind, pid, ports, seconds):
@@ -144,7 +156,10 @@ def main():
                 row("nginx /", worker, (None, port), args.seconds)
             finally:
                 master.send_signal(signal.SIGTERM)
-                master.wait(timeout=15)
+                try:
+                    master.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    master.kill()
     finally:
         server.send_signal(signal.SIGTERM)
         try:
