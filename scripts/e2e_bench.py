@@ -6,11 +6,14 @@ Usage: python3 scripts/e2e_bench.py [--seconds S] [--rounds R]
 Builds and starts the release `server` on free loopback ports and drives it with `client bench -t 1`
 (one event loop, as redis-benchmark and wrk use);
 starts `redis-server` and drives it with `redis-benchmark` on the equivalent work; serves nginx
-`return 200` (1 worker) and drives it and sortd's HTTP with `wrk -t1 -c8`. redis-server, nginx and
+`return 200` (1 worker, and 2 workers against sortd's two loops) and drives it and sortd's HTTP
+with `wrk -t1 -c8`. redis-server, nginx and
 wrk are installed with apt-get when missing; a peer that cannot be installed is skipped with a
 message. Every server is started and stopped by PID, bound to 127.0.0.1, every run bounded in time.
-Every load runs R times, interleaved (sortd, peer, sortd, peer, ...), and the tables show medians:
-one table of workload, sortd, peer, ratio; one of throughput and p99 as connections grow.
+A third server persists with `--fsync everysec` and is compared with the in-memory one on the
+same loads. Every load runs R times, interleaved (sortd, peer, sortd, peer, ...), and the tables
+show medians: one table of workload, sortd, peer, ratio; one of throughput and p99 as
+connections grow.
 """
 import argparse
 import csv
@@ -123,6 +126,7 @@ def main():
         if theirs:
             entry[2].append(theirs)
 
+    pdir = None
     try:
         server = subprocess.Popen([os.path.join(BIN, "server"), "--frame-addr", f"127.0.0.1:{frame}",
                                    "--http-addr", f"127.0.0.1:{http}"],
@@ -147,22 +151,36 @@ def main():
             procs.append(redis)
             wait_port(rport, "redis-server")
         have_wrk = ensure("wrk", "wrk")
-        nginx_port = None
-        if have_wrk and ensure("nginx", "nginx-light"):
-            nginx_port = free_port()
+
+        def start_nginx(workers):
+            port = free_port()
             ndir = tempfile.mkdtemp(prefix="sortd-nginx-")
             conf = os.path.join(ndir, "nginx.conf")
             with open(conf, "w") as f:
-                f.write(f"""worker_processes 1; daemon off; pid {ndir}/nginx.pid; error_log {ndir}/error.log;
+                f.write(f"""worker_processes {workers}; daemon off; pid {ndir}/nginx.pid; error_log {ndir}/error.log;
 events {{ worker_connections 1024; }}
 http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fastcgi_temp_path {ndir};
   uwsgi_temp_path {ndir}; scgi_temp_path {ndir};
-  server {{ listen 127.0.0.1:{nginx_port}; location / {{ return 200 "ok"; }} }} }}
+  server {{ listen 127.0.0.1:{port}; location / {{ return 200 "ok"; }} }} }}
 """)
-            nginx = subprocess.Popen(["nginx", "-c", conf, "-p", ndir],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            procs.append(nginx)
-            wait_port(nginx_port, "nginx")
+            procs.append(subprocess.Popen(["nginx", "-c", conf, "-p", ndir],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_port(port, "nginx")
+            return port
+
+        nginx_port = nginx2_port = None
+        if have_wrk and ensure("nginx", "nginx-light"):
+            nginx_port = start_nginx(1)
+            nginx2_port = start_nginx(2)
+
+        # The same server persisting with --fsync everysec (two loops), for the cost of the log.
+        pdir = tempfile.mkdtemp(prefix="sortd-data-")
+        framep, httpp = free_port(), free_port()
+        procs.append(subprocess.Popen([os.path.join(BIN, "server"), "--frame-addr",
+                                       f"127.0.0.1:{framep}", "--http-addr", f"127.0.0.1:{httpp}",
+                                       "--data-dir", pdir, "--fsync", "everysec"],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(framep, "sortd --data-dir")
 
         def redis_n(rate_guess):
             return max(1000, int(rate_guess * secs))
@@ -208,8 +226,25 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
                        wrk(f"http://127.0.0.1:{http1}/health", secs), nginx_rate)
                 sample("HTTP GET /array?format=runs (vs nginx return 200)", "req/s",
                        wrk(f"http://127.0.0.1:{http}/array?format=runs", secs), nginx_rate)
+                nginx2_rate = wrk(f"http://127.0.0.1:{nginx2_port}/", secs) if nginx2_port else 0
+                sample("HTTP GET /health, two loops (vs nginx, 2 workers)", "req/s",
+                       wrk(f"http://127.0.0.1:{http}/health", secs), nginx2_rate)
 
-            # 6. Connections: throughput and p99 as they grow, against the same batch on Redis.
+            # 6. Persistence: --fsync everysec against the same server in memory.
+            clear(frame)
+            clear(framep)
+            mem = client_bench(frame, secs, "-c", "8")["requests_per_s"]
+            sample("INSERT + sorted reply, --fsync everysec (vs in memory)", "req/s",
+                   client_bench(framep, secs, "-c", "8")["requests_per_s"], mem)
+            mem = client_bench(frame, secs, "-c", "8", "--mix", "ack=1")["requests_per_s"]
+            sample("INSERT ack only, --fsync everysec (vs in memory)", "req/s",
+                   client_bench(framep, secs, "-c", "8", "--mix", "ack=1")["requests_per_s"], mem)
+            if have_wrk:
+                mem = wrk(f"http://127.0.0.1:{http}/health", secs)
+                sample("HTTP GET /health, --fsync everysec (vs in memory)", "req/s",
+                       wrk(f"http://127.0.0.1:{httpp}/health", secs), mem)
+
+            # 7. Connections: throughput and p99 as they grow, against the same batch on Redis.
             for c in (1, 8, 64, 512):
                 clear(frame)
                 r = client_bench(frame, secs, "-c", str(c))
@@ -229,6 +264,8 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+        if pdir:
+            shutil.rmtree(pdir, ignore_errors=True)
 
     print(f"\nmedians of {args.rounds} rounds, {secs} s per run, one load at a time, 127.0.0.1, "
           f"this machine's cores shared by client and server; "
