@@ -159,6 +159,8 @@ fn http_routes_answer_and_refuse_bad_parameters() {
         ("/array?cursor=&limit=0", "limit must be"),
         ("/array?cursor=&limit=100001", "limit must be"),
         ("/array?cursor=%zz", "bad percent-escape"),
+        ("/array?cursor=&format=xml", "format must be runs or values"),
+        ("/array?format=xml", "format must be runs or values"),
     ] {
         let (status, body) = get(&server, path);
         assert_eq!(status, 400, "{path}: {body}");

@@ -116,6 +116,10 @@ impl From<Error> for Reply {
 
 /// Occurrences one `GET /array?cursor=` page lists when `limit` is not given.
 const PAGE_DEFAULT: u32 = 1000;
+/// Most occurrences one page lists.
+const MAX_PAGE: u32 = 100_000;
+/// The most text one listed value takes: `-9223372036854775808,`.
+const JSON_VALUE_BYTES: usize = 21;
 
 /// A query's `key=value` pairs, values percent-decoded; a 400 for a malformed escape.
 fn query_pairs(query: &str) -> impl Iterator<Item = Result<(&str, Cow<'_, str>), Reply>> {
@@ -253,8 +257,8 @@ fn page(query: &str, service: &Service) -> Reply {
                     n @ 1..=MAX_PAGE => limit = n,
                     _ => return Err(Reply::Error(400, format!("limit must be 1..={MAX_PAGE}"))),
                 },
-                ("format", f) if f == "runs" => runs = true,
-                ("format", f) if f == "values" => runs = false,
+                ("format", f) if f == "runs" || f == "values" => runs = f == "runs",
+                ("format", f) => return Err(bad_format(&f)),
                 (key, _) => return Err(unknown(key)),
             }
         }
@@ -263,7 +267,11 @@ fn page(query: &str, service: &Service) -> Reply {
             Some((from, skip)) if from >= min => (from, skip),
             _ => (min, 0),
         };
-        let per_value = if runs { JSON_RUN_BYTES } else { 21 };
+        let per_value = if runs {
+            JSON_RUN_BYTES
+        } else {
+            JSON_VALUE_BYTES
+        };
         let room = text_budget(service) / per_value;
         let limit = limit.min(u32::try_from(room).unwrap_or(u32::MAX)).max(1);
         let page = service.page(from, skip, max, limit, ENVELOPE)?;
@@ -285,11 +293,15 @@ fn page(query: &str, service: &Service) -> Reply {
     })
 }
 
-/// Most occurrences one page lists.
-const MAX_PAGE: u32 = 100_000;
-
 fn unknown(key: &str) -> Reply {
     Reply::Error(400, format!("unknown query parameter {:?}", clip(key)))
+}
+
+fn bad_format(format: &str) -> Reply {
+    Reply::Error(
+        400,
+        format!("format must be runs or values, not {:?}", clip(format)),
+    )
 }
 
 fn missing(key: &str) -> Reply {
@@ -408,10 +420,7 @@ fn get_array(query: &str, service: &Service) -> Reply {
                 runs = f == "runs";
                 Ok(())
             }
-            Ok(("format", f)) => Err(Reply::Error(
-                400,
-                format!("format must be runs or values, not {:?}", clip(&f)),
-            )),
+            Ok(("format", f)) => Err(bad_format(&f)),
             Ok((key, _)) => Err(unknown(key)),
             Err(reply) => Err(reply),
         };
