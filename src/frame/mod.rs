@@ -46,7 +46,9 @@ mod response;
 
 pub use decoder::{Decoder, FrameError, RawFrame};
 pub use error::{Error, ErrorCode};
-pub use request::{MAX_QUANTILES, Quantiles, Request, Values};
+pub use request::{
+    Item, Items, MAX_QUANTILES, Quantiles, Request, Values, check_quantile_count, check_quantiles,
+};
 pub use response::{Response, RunsWriter, Stats};
 
 /// The protocol version this crate speaks; a frame with any other version is refused.

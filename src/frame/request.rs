@@ -4,8 +4,50 @@ use std::fmt;
 
 use super::{Error, ErrorCode, RawFrame, Reader, check_flags, flags, opcode, write_frame};
 
-/// A batch of values, either borrowed from a frame's payload (as decoded, no copy made) or
-/// from a slice (to encode). Two `Values` are equal when they hold the same sequence.
+/// A number that travels as 8 little-endian bytes: an `i64` value or an `f64` quantile.
+pub trait Item: Copy + fmt::Debug + private::Sealed {
+    /// The number from its wire bytes.
+    fn from_le(bytes: [u8; 8]) -> Self;
+    /// The number's wire bytes.
+    fn to_le(self) -> [u8; 8];
+}
+
+impl Item for i64 {
+    fn from_le(bytes: [u8; 8]) -> Self {
+        i64::from_le_bytes(bytes)
+    }
+    fn to_le(self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+}
+
+impl Item for f64 {
+    fn from_le(bytes: [u8; 8]) -> Self {
+        f64::from_le_bytes(bytes)
+    }
+    fn to_le(self) -> [u8; 8] {
+        self.to_le_bytes()
+    }
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for i64 {}
+    impl Sealed for f64 {}
+}
+
+/// A run of 8-byte numbers, either borrowed from a frame's payload (as decoded, no copy
+/// made) or from a slice (to encode). Two are equal when they hold the same numbers bit for
+/// bit, whichever form they are in. See [`Values`] and [`Quantiles`].
+#[derive(Clone, Copy)]
+pub enum Items<'a, T> {
+    /// Little-endian numbers as they sit in a payload; the length is a multiple of 8.
+    Wire(&'a [u8]),
+    /// Numbers in memory.
+    Slice(&'a [T]),
+}
+
+/// An INSERT's batch of values.
 ///
 /// # Examples
 ///
@@ -18,21 +60,32 @@ use super::{Error, ErrorCode, RawFrame, Reader, check_flags, flags, opcode, writ
 /// assert_eq!(values.iter().collect::<Vec<_>>(), [2, -1]);
 /// assert_eq!(values, Values::Slice(&[2, -1]));
 /// ```
-#[derive(Clone, Copy)]
-pub enum Values<'a> {
-    /// Little-endian `i64`s as they sit in a payload; the length is a multiple of 8.
-    Wire(&'a [u8]),
-    /// Values in memory.
-    Slice(&'a [i64]),
-}
+pub type Values<'a> = Items<'a, i64>;
 
-impl<'a> Values<'a> {
-    /// How many values there are.
+/// Most quantiles one QUANTILES request may ask for.
+pub const MAX_QUANTILES: u32 = 1024;
+
+/// The `q`s of a QUANTILES request, each within `0.0..=1.0`.
+///
+/// # Examples
+///
+/// ```
+/// use sortd::frame::Quantiles;
+///
+/// let wire = 0.5f64.to_le_bytes();
+/// let qs = Quantiles::Wire(&wire);
+/// assert_eq!(qs.iter().collect::<Vec<_>>(), [0.5]);
+/// assert_eq!(qs, Quantiles::Slice(&[0.5]));
+/// ```
+pub type Quantiles<'a> = Items<'a, f64>;
+
+impl<'a, T: Item> Items<'a, T> {
+    /// How many numbers there are.
     #[must_use]
     pub fn len(&self) -> usize {
         match self {
-            Values::Wire(bytes) => bytes.len() / 8,
-            Values::Slice(values) => values.len(),
+            Items::Wire(bytes) => bytes.len() / 8,
+            Items::Slice(items) => items.len(),
         }
     }
 
@@ -42,35 +95,47 @@ impl<'a> Values<'a> {
         self.len() == 0
     }
 
-    /// The values in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = i64> + 'a {
-        let (wire, slice): (&'a [u8], &'a [i64]) = match *self {
-            Values::Wire(bytes) => (bytes, &[]),
-            Values::Slice(values) => (&[], values),
+    /// The numbers in order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = T> + 'a {
+        let (wire, slice): (&'a [u8], &'a [T]) = match *self {
+            Items::Wire(bytes) => (bytes, &[]),
+            Items::Slice(items) => (&[], items),
         };
         let from_wire = wire
             .chunks_exact(8)
-            .map(|c| i64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes")));
-        ValuesIter {
+            .map(|c| T::from_le(c.try_into().expect("chunks_exact yields 8 bytes")));
+        ItemsIter {
             wire: from_wire,
             slice: slice.iter(),
         }
     }
 
-    /// Appends the values to `out` (which the caller can reuse between requests).
-    pub fn copy_into(&self, out: &mut Vec<i64>) {
+    /// Appends the numbers to `out` (which the caller can reuse between requests).
+    pub fn copy_into(&self, out: &mut Vec<T>) {
         out.reserve(self.len());
         out.extend(self.iter());
     }
+
+    /// Appends the numbers' wire bytes to `out`: as they are when borrowed from a payload.
+    fn write_to(&self, out: &mut Vec<u8>) {
+        match self {
+            Items::Wire(bytes) => out.extend_from_slice(bytes),
+            Items::Slice(items) => {
+                for item in *items {
+                    out.extend_from_slice(&item.to_le());
+                }
+            }
+        }
+    }
 }
 
-/// Iterates either representation of [`Values`] (one side is always empty).
-struct ValuesIter<W, S> {
+/// Iterates either representation of [`Items`] (one side is always empty).
+struct ItemsIter<W, S> {
     wire: W,
     slice: S,
 }
 
-impl<'a, X: Copy + 'a, W, S> Iterator for ValuesIter<W, S>
+impl<'a, X: Copy + 'a, W, S> Iterator for ItemsIter<W, S>
 where
     W: Iterator<Item = X>,
     S: Iterator<Item = &'a X>,
@@ -87,98 +152,53 @@ where
     }
 }
 
-impl<'a, X: Copy + 'a, W, S> ExactSizeIterator for ValuesIter<W, S>
+impl<'a, X: Copy + 'a, W, S> ExactSizeIterator for ItemsIter<W, S>
 where
     W: Iterator<Item = X>,
     S: Iterator<Item = &'a X>,
 {
 }
 
-impl PartialEq for Values<'_> {
+impl<T: Item> PartialEq for Items<'_, T> {
     fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len() && self.iter().eq(other.iter())
+        self.len() == other.len() && self.iter().map(T::to_le).eq(other.iter().map(T::to_le))
     }
 }
 
-impl Eq for Values<'_> {}
+impl<T: Item> Eq for Items<'_, T> {}
 
-impl fmt::Debug for Values<'_> {
+impl<T: Item> fmt::Debug for Items<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.iter()).finish()
     }
 }
 
-/// Most quantiles one QUANTILES request may ask for.
-pub const MAX_QUANTILES: u32 = 1024;
-
-/// The `q`s of a QUANTILES request, each within `0.0..=1.0`: borrowed from a payload as
-/// decoded, or from a slice (to encode). Equal when their bits are equal.
+/// Refuses a QUANTILES count over [`MAX_QUANTILES`], before anything is read for it.
 ///
-/// # Examples
+/// # Errors
 ///
-/// ```
-/// use sortd::frame::Quantiles;
-///
-/// let wire = 0.5f64.to_le_bytes();
-/// let qs = Quantiles::Wire(&wire);
-/// assert_eq!(qs.iter().collect::<Vec<_>>(), [0.5]);
-/// assert_eq!(qs, Quantiles::Slice(&[0.5]));
-/// ```
-#[derive(Clone, Copy)]
-pub enum Quantiles<'a> {
-    /// Little-endian IEEE 754 `f64`s as they sit in a payload; the length is a multiple of 8.
-    Wire(&'a [u8]),
-    /// Quantiles in memory.
-    Slice(&'a [f64]),
+/// [`ErrorCode::LIMIT_EXCEEDED`], saying the limit.
+pub fn check_quantile_count(count: usize) -> Result<(), Error> {
+    if count > MAX_QUANTILES as usize {
+        return Err(Error::new(
+            ErrorCode::LIMIT_EXCEEDED,
+            format!("{count} quantiles in one request; the limit is {MAX_QUANTILES}"),
+        ));
+    }
+    Ok(())
 }
 
-impl<'a> Quantiles<'a> {
-    /// How many there are.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        match self {
-            Quantiles::Wire(bytes) => bytes.len() / 8,
-            Quantiles::Slice(qs) => qs.len(),
-        }
-    }
-
-    /// Whether there are none.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The quantiles in order.
-    pub fn iter(&self) -> impl ExactSizeIterator<Item = f64> + 'a {
-        let (wire, slice): (&'a [u8], &'a [f64]) = match *self {
-            Quantiles::Wire(bytes) => (bytes, &[]),
-            Quantiles::Slice(qs) => (&[], qs),
-        };
-        let from_wire = wire
-            .chunks_exact(8)
-            .map(|c| f64::from_le_bytes(c.try_into().expect("chunks_exact yields 8 bytes")));
-        ValuesIter {
-            wire: from_wire,
-            slice: slice.iter(),
-        }
-    }
-}
-
-impl PartialEq for Quantiles<'_> {
-    fn eq(&self, other: &Self) -> bool {
-        self.len() == other.len()
-            && self
-                .iter()
-                .map(f64::to_bits)
-                .eq(other.iter().map(f64::to_bits))
-    }
-}
-
-impl Eq for Quantiles<'_> {}
-
-impl fmt::Debug for Quantiles<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
+/// Refuses a quantile outside `0.0..=1.0` (NaN included).
+///
+/// # Errors
+///
+/// [`ErrorCode::MALFORMED`], quoting the first bad `q` in its short form.
+pub fn check_quantiles(qs: impl IntoIterator<Item = f64>) -> Result<(), Error> {
+    match qs.into_iter().find(|q| !(0.0..=1.0).contains(q)) {
+        Some(q) => Err(Error::malformed(format!(
+            "quantile {q:?} is not within 0..=1"
+        ))),
+        None => Ok(()),
     }
 }
 
@@ -328,18 +348,9 @@ impl<'a> Request<'a> {
             },
             opcode::QUANTILES => {
                 let count = r.u32("quantile count")?;
-                if count > MAX_QUANTILES {
-                    return Err(Error::new(
-                        ErrorCode::LIMIT_EXCEEDED,
-                        format!("{count} quantiles in one request; the limit is {MAX_QUANTILES}"),
-                    ));
-                }
+                check_quantile_count(count as usize)?;
                 let qs = Quantiles::Wire(r.items(count, 8, "quantiles")?);
-                if let Some(q) = qs.iter().find(|q| !(0.0..=1.0).contains(q)) {
-                    return Err(Error::malformed(format!(
-                        "quantile {q:?} is not within 0..=1"
-                    )));
-                }
+                check_quantiles(qs.iter())?;
                 Request::Quantiles(qs)
             }
             opcode::PAGE => Request::Page {
@@ -394,14 +405,7 @@ impl<'a> Request<'a> {
             Request::Insert { values, .. } => {
                 let count = u32::try_from(values.len()).expect("over u32::MAX values in one frame");
                 out.extend_from_slice(&count.to_le_bytes());
-                match values {
-                    Values::Wire(bytes) => out.extend_from_slice(bytes),
-                    Values::Slice(values) => {
-                        for v in *values {
-                            out.extend_from_slice(&v.to_le_bytes());
-                        }
-                    }
-                }
+                values.write_to(out);
             }
             Request::Get { min, max, limit } => {
                 out.extend_from_slice(&min.to_le_bytes());
@@ -424,9 +428,7 @@ impl<'a> Request<'a> {
             Request::Quantiles(qs) => {
                 let count = u32::try_from(qs.len()).expect("over u32::MAX quantiles in one frame");
                 out.extend_from_slice(&count.to_le_bytes());
-                for q in qs.iter() {
-                    out.extend_from_slice(&q.to_le_bytes());
-                }
+                qs.write_to(out);
             }
             Request::Page {
                 from,

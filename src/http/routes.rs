@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use super::{
     Request, body, clip, percent_decode, push_decimal, push_signed, write_error, write_response,
 };
-use crate::frame::{Error, ErrorCode, MAX_QUANTILES};
+use crate::frame::{Error, ErrorCode, check_quantile_count};
 use crate::service::{Service, Session, histogram};
 
 /// Most values `GET /array` lists one by one; beyond it the reply says `"truncated": true`.
@@ -198,12 +198,8 @@ fn quantiles(query: &str, service: &Service) -> Reply {
             match pair? {
                 ("q", list) => {
                     for q in list.split(',') {
-                        if qs.len() == MAX_QUANTILES as usize {
-                            return Err(Reply::Error(
-                                400,
-                                format!("more than {MAX_QUANTILES} quantiles"),
-                            ));
-                        }
+                        // Bounded as it is read, by the rule the QUANTILES frame keeps.
+                        check_quantile_count(qs.len() + 1)?;
                         qs.push(param::<f64>("q", q)?);
                     }
                 }

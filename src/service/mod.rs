@@ -492,21 +492,8 @@ impl Service {
     /// `MALFORMED` for a `q` outside `0.0..=1.0` or NaN; `LIMIT_EXCEEDED` for more than
     /// [`MAX_QUANTILES`](crate::frame::MAX_QUANTILES); `UNAVAILABLE` when reads are refused.
     pub fn quantiles(&self, qs: &[f64]) -> Result<Vec<i64>, Error> {
-        if qs.len() > crate::frame::MAX_QUANTILES as usize {
-            return Err(Error::new(
-                ErrorCode::LIMIT_EXCEEDED,
-                format!(
-                    "{} quantiles in one request; the limit is {}",
-                    qs.len(),
-                    crate::frame::MAX_QUANTILES
-                ),
-            ));
-        }
-        if let Some(q) = qs.iter().find(|q| !(0.0..=1.0).contains(*q)) {
-            return Err(Error::malformed(format!(
-                "quantile {q:?} is not within 0..=1"
-            )));
-        }
+        crate::frame::check_quantile_count(qs.len())?;
+        crate::frame::check_quantiles(qs.iter().copied())?;
         self.readable()?;
         Ok(self.set.quantiles(qs))
     }
