@@ -57,15 +57,21 @@ fn wd(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value
     }
 }
 
-/// chromedriver and its browser session; both ended on drop.
+/// chromedriver and its browser session, with a fresh profile directory; all three ended
+/// on drop.
 struct Browser {
     driver: Child,
     addr: SocketAddr,
     session: String,
+    profile: std::path::PathBuf,
 }
 
 impl Browser {
-    fn start(profile: &std::path::Path) -> Browser {
+    /// Starts a browser whose profile is named after `tag` (one per test: they run at once).
+    fn start(tag: &str) -> Browser {
+        let profile =
+            std::env::temp_dir().join(format!("sortd-chromium-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
         for tool in [CHROMIUM, CHROMEDRIVER] {
             assert!(
                 std::path::Path::new(tool).exists(),
@@ -100,6 +106,7 @@ impl Browser {
             driver,
             addr,
             session: String::new(),
+            profile,
         };
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -109,7 +116,7 @@ impl Browser {
                 "args": ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                          "--disable-background-networking", "--disable-component-update",
                          "--disable-sync", "--disable-quic", "--window-size=1000,700",
-                         format!("--user-data-dir={}", profile.display())],
+                         format!("--user-data-dir={}", browser.profile.display())],
             },
         }}});
         let reply = wd(addr, "POST", "/session", Some(&caps));
@@ -123,6 +130,24 @@ impl Browser {
     fn cmd(&self, method: &str, what: &str, body: Option<Value>) -> Value {
         let path = format!("/session/{}/{what}", self.session);
         wd(self.addr, method, &path, body.as_ref())["value"].clone()
+    }
+
+    fn open(&self, url: &str) {
+        self.cmd("POST", "url", Some(json!({ "url": url })));
+    }
+
+    /// Saves a screenshot of the page to `target/<file>`, checking it is a PNG.
+    fn save_screenshot(&self, file: &str) {
+        let png = base64_decode(
+            self.cmd("GET", "screenshot", None)
+                .as_str()
+                .expect("base64"),
+        );
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join(file);
+        std::fs::write(&path, &png).unwrap();
     }
 
     fn script(&self, js: &str) -> Value {
@@ -210,6 +235,7 @@ impl Drop for Browser {
         let group = format!("-{}", self.driver.id());
         let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.wait();
+        let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
 
@@ -257,15 +283,8 @@ fn dashboard_in_chromium() {
         }),
         ..small_config()
     });
-    let profile = std::env::temp_dir().join(format!("sortd-chromium-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let browser = Browser::start(&profile);
-
-    browser.cmd(
-        "POST",
-        "url",
-        Some(json!({"url": format!("http://{}/", server.http)})),
-    );
+    let browser = Browser::start("main");
+    browser.open(&format!("http://{}/", server.http));
     assert_eq!(browser.script("return document.title"), json!("sortd"));
     browser.wait_for(
         "return document.getElementById('len').textContent === '0'",
@@ -298,15 +317,7 @@ fn dashboard_in_chromium() {
         "values inserted over the frame protocol appear",
     );
 
-    let png = base64_decode(
-        browser
-            .cmd("GET", "screenshot", None)
-            .as_str()
-            .expect("base64"),
-    );
-    assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
-    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard.png");
-    std::fs::write(&shot, &png).unwrap();
+    browser.save_screenshot("dashboard.png");
 
     browser.click("#clear");
     browser.cmd("POST", "alert/accept", Some(json!({})));
@@ -330,8 +341,6 @@ fn dashboard_in_chromium() {
         Duration::from_secs(2),
         "the server's error is shown on the page",
     );
-    drop(browser);
-    let _ = std::fs::remove_dir_all(&profile);
 }
 
 /// Order statistics on the page: the count axis, p50/p90/p99 markers where the server's
@@ -343,14 +352,8 @@ fn dashboard_order_statistics_in_chromium() {
     // 1..=100 once each, and 50 four more times: 104 values, the tallest bar 5.
     server.set.extend(1..=100);
     server.set.insert_n(50, 4);
-    let profile = std::env::temp_dir().join(format!("sortd-chromium-order-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&profile);
-    let browser = Browser::start(&profile);
-    browser.cmd(
-        "POST",
-        "url",
-        Some(json!({"url": format!("http://{}/", server.http)})),
-    );
+    let browser = Browser::start("order");
+    browser.open(&format!("http://{}/", server.http));
     browser.wait_for(
         "return document.querySelectorAll('#chart .bar').length === 100 && \
          document.querySelectorAll('.marker').length === 3",
@@ -422,14 +425,7 @@ fn dashboard_order_statistics_in_chromium() {
         json!(true),
         "the scan is complete"
     );
-    let png = base64_decode(
-        browser
-            .cmd("GET", "screenshot", None)
-            .as_str()
-            .expect("base64"),
-    );
-    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/dashboard-order.png");
-    std::fs::write(&shot, &png).unwrap();
+    browser.save_screenshot("dashboard-order.png");
 
     // Past 10,000 distinct values the markers come from the histogram's counts: each stands
     // over the bar that holds the server's quantile.
@@ -478,6 +474,4 @@ fn dashboard_order_statistics_in_chromium() {
         json!("")
     );
     assert_no_console_errors(&browser);
-    drop(browser);
-    let _ = std::fs::remove_dir_all(&profile);
 }
