@@ -84,6 +84,17 @@ def client_bench(frame_port, seconds, *args):
     return json.loads(out)
 
 
+def stop(proc, timeout=15):
+    """Ends a process this script started: SIGTERM, then SIGKILL if it has not gone in time."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def clear(frame_port):
     run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{frame_port}", "clear"], timeout=30)
 
@@ -260,10 +271,7 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
         for p in procs:
             p.terminate()
         for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop(p, timeout=10)
         if pdir:
             shutil.rmtree(pdir, ignore_errors=True)
 

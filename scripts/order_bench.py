@@ -27,7 +27,6 @@ import argparse
 import array
 import json
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -35,7 +34,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_bench import BIN, ROOT, ensure, free_port, redis_bench, run, wait_port  # noqa: E402
+from e2e_bench import BIN, ROOT, clear, ensure, free_port, redis_bench, run, stop, wait_port  # noqa: E402
 
 KEY = "ms"
 
@@ -113,7 +112,7 @@ def main():
                    100 * args.large)]
         for name, make, dist, span in shapes:
             values = make()
-            run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{frame}", "clear"], 60)
+            clear(frame)
             redis_cmd(rport, "DEL", KEY)
             sortd_load(frame, values)
             redis_load(rport, values)
@@ -132,10 +131,6 @@ def main():
                 procs.append(p)
                 time.sleep(0.5)  # under way before the reads start
                 return p
-
-            def stop(p):
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=30)
 
             select_lua = "return redis.call('ZRANGE', KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[1]))"
             reads = [
@@ -163,12 +158,7 @@ def main():
                       f"`{shown}` |", flush=True)
     finally:
         for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+            stop(p)
 
 
 if __name__ == "__main__":

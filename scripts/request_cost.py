@@ -28,7 +28,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from e2e_bench import BIN, ROOT, ensure, free_port, run, wait_port  # noqa: E402
+from e2e_bench import BIN, ROOT, clear, ensure, free_port, run, stop, wait_port  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -105,8 +105,7 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
             time.sleep(0.05)
         raise RuntimeError("nginx started no worker")
     except BaseException:
-        master.kill()
-        master.wait(timeout=15)
+        stop(master, timeout=0)
         raise
 
 
@@ -137,8 +136,11 @@ def main():
     try:
         wait_port(ports[0], "server")
         # The runs reply with the service's data: 101 values, as after the original's use.
-        run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{ports[0]}", "insert",
-             *map(str, range(101))], timeout=30)
+        def seed():
+            run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{ports[0]}", "insert",
+                 *map(str, range(101))], timeout=30)
+
+        seed()
         print(f"server --threads {args.threads}; loads of {args.seconds} s; "
               f"{os.cpu_count()} CPUs; load generator on the same machine\n")
         print("| request | req/s | user µs/req | kernel µs/req | syscalls/req | main syscalls per request |")
@@ -146,26 +148,16 @@ def main():
         for kind in ["http /health", "http /array?format=runs", "frame insert", "frame ack"]:
             row(kind, server.pid, ports, args.seconds)
             if kind.startswith("frame"):
-                run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{ports[0]}", "clear"],
-                    timeout=30)
-                run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{ports[0]}", "insert",
-                     *map(str, range(101))], timeout=30)
+                clear(ports[0])
+                seed()
         if ensure("nginx", "nginx-light"):
             master, worker, port = start_nginx()
             try:
                 row("nginx /", worker, (None, port), args.seconds)
             finally:
-                master.send_signal(signal.SIGTERM)
-                try:
-                    master.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    master.kill()
+                stop(master)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server)
 
 
 if __name__ == "__main__":
