@@ -27,6 +27,13 @@ struct Set {
     len: u64,
 }
 
+/// The set every contender stores under `name`.
+fn set_named(name: &str) -> Arc<Set> {
+    Arc::new(Set {
+        len: name.len() as u64,
+    })
+}
+
 trait Contender: Sync {
     const NAME: &'static str;
     fn build(names: &[String]) -> Self;
@@ -39,17 +46,7 @@ impl Contender for StdRwLock {
     const NAME: &'static str = "RwLock<HashMap>";
     fn build(names: &[String]) -> Self {
         StdRwLock(RwLock::new(
-            names
-                .iter()
-                .map(|n| {
-                    (
-                        n.clone(),
-                        Arc::new(Set {
-                            len: n.len() as u64,
-                        }),
-                    )
-                })
-                .collect(),
+            names.iter().map(|n| (n.clone(), set_named(n))).collect(),
         ))
     }
     fn lookup(&self, name: &str) -> u64 {
@@ -61,19 +58,7 @@ struct Dash(dashmap::DashMap<String, Arc<Set>>);
 impl Contender for Dash {
     const NAME: &'static str = "dashmap::DashMap";
     fn build(names: &[String]) -> Self {
-        Dash(
-            names
-                .iter()
-                .map(|n| {
-                    (
-                        n.clone(),
-                        Arc::new(Set {
-                            len: n.len() as u64,
-                        }),
-                    )
-                })
-                .collect(),
-        )
+        Dash(names.iter().map(|n| (n.clone(), set_named(n))).collect())
     }
     fn lookup(&self, name: &str) -> u64 {
         self.0.get(name).map_or(0, |s| s.len)
@@ -86,12 +71,7 @@ impl Contender for Papaya {
     fn build(names: &[String]) -> Self {
         let map = papaya::HashMap::new();
         for n in names {
-            map.pin().insert(
-                n.clone(),
-                Arc::new(Set {
-                    len: n.len() as u64,
-                }),
-            );
+            map.pin().insert(n.clone(), set_named(n));
         }
         Papaya(map)
     }
@@ -106,12 +86,7 @@ impl Contender for SccMap {
     fn build(names: &[String]) -> Self {
         let map = scc::HashMap::new();
         for n in names {
-            let _ = map.insert_sync(
-                n.clone(),
-                Arc::new(Set {
-                    len: n.len() as u64,
-                }),
-            );
+            let _ = map.insert_sync(n.clone(), set_named(n));
         }
         SccMap(map)
     }
@@ -126,12 +101,7 @@ impl Contender for SccIndex {
     fn build(names: &[String]) -> Self {
         let map = scc::HashIndex::new();
         for n in names {
-            let _ = map.insert_sync(
-                n.clone(),
-                Arc::new(Set {
-                    len: n.len() as u64,
-                }),
-            );
+            let _ = map.insert_sync(n.clone(), set_named(n));
         }
         SccIndex(map)
     }
@@ -146,12 +116,7 @@ impl Contender for SkipMap {
     fn build(names: &[String]) -> Self {
         let map = crossbeam_skiplist::SkipMap::new();
         for n in names {
-            map.insert(
-                n.clone(),
-                Arc::new(Set {
-                    len: n.len() as u64,
-                }),
-            );
+            map.insert(n.clone(), set_named(n));
         }
         SkipMap(map)
     }
