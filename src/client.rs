@@ -114,6 +114,19 @@ pub struct Client {
     /// Encoded requests not yet written (pipelining batches them into one write).
     output: Vec<u8>,
     next_id: u32,
+    /// The set requests address (`None`: `default`).
+    set: Option<String>,
+}
+
+/// One page of the server's sets, from [`Client::list_sets`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetList {
+    /// How many sets the server holds, `default` included.
+    pub total: u64,
+    /// Names and sizes (total occurrences), ascending by name.
+    pub sets: Vec<(String, u64)>,
+    /// The name to list after for the next page; `None` on the last page.
+    pub next: Option<String>,
 }
 
 impl Client {
@@ -157,7 +170,46 @@ impl Client {
             input: Vec::new(),
             output: Vec::new(),
             next_id: 0,
+            set: None,
         })
+    }
+
+    /// Makes every later request (but PING and LIST_SETS) address the set `name`; `None`
+    /// goes back to `default`. A set is created by its first insert.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Server`] with [`ErrorCode::BAD_NAME`](frame::ErrorCode::BAD_NAME) for a name
+    /// that breaks the rule ([`check_set_name`](frame::check_set_name)); nothing is sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.use_set(Some("scores:game42"))?;
+    /// assert_eq!(c.insert(&[30, 10])?, [10, 30]);
+    /// c.use_set(None)?;
+    /// assert_eq!(c.count(10)?, 0); // `default` is another set
+    /// assert!(c.use_set(Some("")).is_err());
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn use_set(&mut self, name: Option<&str>) -> Result<(), Error> {
+        self.set = match name {
+            Some(name) => Some(
+                frame::check_set_name(name.as_bytes())
+                    .map_err(Error::Server)?
+                    .to_string(),
+            ),
+            None => None,
+        };
+        Ok(())
+    }
+
+    /// The set requests address (`None`: `default`).
+    #[must_use]
+    pub fn current_set(&self) -> Option<&str> {
+        self.set.as_deref()
     }
 
     /// The server's address.
@@ -196,7 +248,35 @@ impl Client {
     pub fn send(&mut self, request: &Request<'_>) -> u32 {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1);
-        request.encode(id, &mut self.output);
+        let set = self.set.as_deref().filter(|_| request.addresses_a_set());
+        request.encode_with_set(set, id, &mut self.output);
+        id
+    }
+
+    /// [`send`](Client::send) to the set `set` (`None`: `default`) whatever set the client
+    /// addresses otherwise; the name is sent as given, for the server to check.
+    ///
+    /// # Panics
+    ///
+    /// If `set` is over 255 bytes, or given for PING or LIST_SETS.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::frame::{Request, Response, Values};
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// let insert = Request::Insert { values: Values::Slice(&[4]), ack_only: true };
+    /// let id = c.send_to(Some("a"), &insert);
+    /// assert_eq!(c.recv()?, (id, Response::Ack { len: 1 }));
+    /// let id = c.send_to(Some("b"), &Request::Count { value: 4 });
+    /// assert_eq!(c.recv()?, (id, Response::Count(0)));
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn send_to(&mut self, set: Option<&str>, request: &Request<'_>) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        request.encode_with_set(set, id, &mut self.output);
         id
     }
 
@@ -281,6 +361,11 @@ impl Client {
     /// Sends one request and waits for its reply; an ERROR reply becomes [`Error::Server`].
     fn call(&mut self, request: &Request<'_>) -> Result<Response, Error> {
         let id = self.send(request);
+        self.reply_to(id)
+    }
+
+    /// Waits for the reply to request `id`; an ERROR reply becomes [`Error::Server`].
+    fn reply_to(&mut self, id: u32) -> Result<Response, Error> {
         let (got, reply) = self.recv()?;
         if got != id {
             return Err(Error::Protocol(format!(
@@ -640,6 +725,71 @@ impl Client {
                 next: next.map(|(value, skip)| Position { value, skip }),
             }),
             other => Err(unexpected("PAGE", &other)),
+        }
+    }
+
+    /// One page of the server's sets in name order: up to `limit` (0: the server's
+    /// maximum) named after `after` (from the first when `None`).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv); [`Error::Server`] for a bad `after` name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.use_set(Some("a"))?;
+    /// c.insert_ack(&[1, 2])?;
+    /// let page = c.list_sets(None, 1)?;
+    /// assert_eq!((page.total, page.sets), (2, vec![("a".to_string(), 2)]));
+    /// let page = c.list_sets(page.next.as_deref(), 1)?;
+    /// assert_eq!((page.sets, page.next), (vec![("default".to_string(), 0)], None));
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn list_sets(&mut self, after: Option<&str>, limit: u32) -> Result<SetList, Error> {
+        if let Some(after) = after {
+            frame::check_set_name(after.as_bytes()).map_err(Error::Server)?;
+        }
+        match self.call(&Request::ListSets { after, limit })? {
+            Response::Sets { total, sets, more } => {
+                let next = if more {
+                    sets.last().map(|(name, _)| name.clone())
+                } else {
+                    None
+                };
+                Ok(SetList { total, sets, next })
+            }
+            other => Err(unexpected("SETS", &other)),
+        }
+    }
+
+    /// Drops the set `name`, values and all; returns whether it existed. The set the client
+    /// addresses is unchanged.
+    ///
+    /// # Errors
+    ///
+    /// As [`recv`](Client::recv); [`Error::Server`] for a bad name or `default`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.use_set(Some("tmp"))?;
+    /// c.insert_ack(&[7])?;
+    /// assert!(c.drop_set("tmp")?);
+    /// assert!(!c.drop_set("tmp")?);
+    /// assert_eq!(c.count(7)?, 0);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    pub fn drop_set(&mut self, name: &str) -> Result<bool, Error> {
+        let name = frame::check_set_name(name.as_bytes()).map_err(Error::Server)?;
+        let id = self.send_to(Some(name), &Request::DropSet);
+        match self.reply_to(id)? {
+            Response::Count(n) => Ok(n == 1),
+            other => Err(unexpected("COUNT", &other)),
         }
     }
 

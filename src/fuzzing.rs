@@ -67,9 +67,9 @@ fn decode_in_pieces(stream: &[u8], mut splits: impl Iterator<Item = usize>) -> V
 /// parses to the same value (and, for requests, to the very same bytes).
 fn check_round_trip(header: Header, payload: &[u8]) {
     let frame = crate::frame::RawFrame { header, payload };
-    if let Ok(request) = Request::parse(&frame, u32::MAX) {
+    if let Ok((set, request)) = Request::parse_with_set(&frame, u32::MAX) {
         let mut again = Vec::new();
-        request.encode(header.request_id, &mut again);
+        request.encode_with_set(set, header.request_id, &mut again);
         let mut original = header.to_bytes().to_vec();
         original.extend_from_slice(payload);
         assert_eq!(

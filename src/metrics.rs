@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use crossbeam_utils::CachePadded;
 
 /// Route labels for HTTP request counts; anything else counts as `other`.
-pub const ROUTES: [&str; 17] = [
+pub const ROUTES: [&str; 19] = [
     "/array",
     "/array/random",
     "/array/remove",
@@ -25,6 +25,8 @@ pub const ROUTES: [&str; 17] = [
     "/get_array",
     "/add_value",
     "/clean_array",
+    "/sets",
+    "/sets/{name}",
     "other",
     "invalid",
 ];
@@ -131,6 +133,60 @@ impl Metrics {
     ) {
         // Writing into a String cannot fail.
         let _ = self.render_inner(out, elements, distinct, log);
+    }
+
+    /// Appends the per-set gauges: how many sets there are, occurrences over all of them,
+    /// and the size of each set in `shown` (the caller bounds the label cardinality: the
+    /// server shows `default` and the largest others).
+    ///
+    /// ```
+    /// let mut text = String::new();
+    /// sortd::metrics::Metrics::render_sets(&mut text, 3, 10, &[("a\"b", 7, 2)]);
+    /// assert!(text.contains("sortd_sets 3\n"));
+    /// assert!(text.contains("sortd_set_elements{set=\"a\\\"b\"} 7\n"));
+    /// ```
+    pub fn render_sets(out: &mut String, count: usize, elements: u64, shown: &[(&str, u64, u64)]) {
+        // Writing into a String cannot fail.
+        let _ = Self::render_sets_inner(out, count, elements, shown);
+    }
+
+    fn render_sets_inner(
+        out: &mut String,
+        count: usize,
+        elements: u64,
+        shown: &[(&str, u64, u64)],
+    ) -> std::fmt::Result {
+        writeln!(out, "# HELP sortd_sets Sets held, default included.")?;
+        writeln!(out, "# TYPE sortd_sets gauge")?;
+        writeln!(out, "sortd_sets {count}")?;
+        writeln!(
+            out,
+            "# HELP sortd_sets_elements Occurrences held over every set."
+        )?;
+        writeln!(out, "# TYPE sortd_sets_elements gauge")?;
+        writeln!(out, "sortd_sets_elements {elements}")?;
+        for (metric, help, pick) in [
+            (
+                "sortd_set_elements",
+                "Occurrences in default and the largest other sets.",
+                1,
+            ),
+            (
+                "sortd_set_distinct",
+                "Distinct values in default and the largest other sets.",
+                2,
+            ),
+        ] {
+            writeln!(out, "# HELP {metric} {help}")?;
+            writeln!(out, "# TYPE {metric} gauge")?;
+            for &(name, len, distinct) in shown {
+                // Label values escape backslash and quote (names hold no newline).
+                let label = name.replace('\\', "\\\\").replace('"', "\\\"");
+                let n = if pick == 1 { len } else { distinct };
+                writeln!(out, "{metric}{{set=\"{label}\"}} {n}")?;
+            }
+        }
+        Ok(())
     }
 
     fn render_inner(

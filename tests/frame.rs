@@ -76,6 +76,8 @@ enum OwnedRequest {
     CountRange(i64, i64),
     Quantiles(Vec<f64>),
     Page(i64, u64, i64, u32),
+    ListSets(Option<String>, u32),
+    DropSet,
 }
 
 impl OwnedRequest {
@@ -112,8 +114,23 @@ impl OwnedRequest {
                 max: *max,
                 limit: *limit,
             },
+            OwnedRequest::ListSets(after, limit) => Request::ListSets {
+                after: after.as_deref(),
+                limit: *limit,
+            },
+            OwnedRequest::DropSet => Request::DropSet,
         }
     }
+
+    /// Whether the request may name a set.
+    fn addresses_a_set(&self) -> bool {
+        !matches!(self, OwnedRequest::Ping(_) | OwnedRequest::ListSets(..))
+    }
+}
+
+/// Names that keep the rule: 1 to 255 bytes, any non-control characters.
+fn set_name() -> impl Strategy<Value = String> {
+    "[^\\p{Cc}]{1,60}".prop_filter("at most 255 bytes", |n| n.len() <= 255)
 }
 
 fn request() -> impl Strategy<Value = OwnedRequest> {
@@ -133,6 +150,9 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
         prop::collection::vec(0.0f64..=1.0, 0..20).prop_map(OwnedRequest::Quantiles),
         (any::<i64>(), any::<u64>(), any::<i64>(), any::<u32>())
             .prop_map(|(f, s, m, l)| OwnedRequest::Page(f, s, m, l)),
+        (proptest::option::of(set_name()), any::<u32>())
+            .prop_map(|(a, l)| OwnedRequest::ListSets(a, l)),
+        Just(OwnedRequest::DropSet),
     ]
 }
 
@@ -181,6 +201,12 @@ fn response() -> impl Strategy<Value = Response> {
             proptest::option::of((any::<i64>(), any::<u64>()))
         )
             .prop_map(|(total, runs, next)| Response::Page { total, runs, next }),
+        (
+            any::<u64>(),
+            prop::collection::vec((set_name(), any::<u64>()), 0..20),
+            any::<bool>()
+        )
+            .prop_map(|(total, sets, more)| Response::Sets { total, sets, more }),
         (any::<u16>(), ".{0,40}")
             .prop_map(|(code, msg)| Response::Error(Error::new(ErrorCode(code), msg))),
     ]
@@ -191,22 +217,40 @@ proptest! {
     /// parses back to the same requests with the same ids.
     #[test]
     fn requests_round_trip_under_any_split(
-        reqs in prop::collection::vec((request(), any::<u32>()), 1..12),
+        reqs in prop::collection::vec(
+            (request(), any::<u32>(), proptest::option::of(set_name())),
+            1..12,
+        ),
         pieces in prop::collection::vec(1usize..40, 1..8),
         one_byte in any::<bool>(),
     ) {
+        let reqs: Vec<_> = reqs
+            .into_iter()
+            .map(|(r, id, set)| {
+                let set = set.filter(|_| r.addresses_a_set());
+                (r, id, set)
+            })
+            .collect();
         let mut wire = Vec::new();
-        for (r, id) in &reqs {
-            r.borrow().encode(*id, &mut wire);
+        for (r, id, set) in &reqs {
+            r.borrow().encode_with_set(set.as_deref(), *id, &mut wire);
         }
         let pieces = if one_byte { vec![1] } else { pieces };
         let frames = decode_pieces(&mut Decoder::new(1 << 20), &wire, &pieces);
         prop_assert_eq!(frames.len(), reqs.len());
-        for (frame, (r, id)) in frames.iter().zip(&reqs) {
+        for (frame, (r, id, set)) in frames.iter().zip(&reqs) {
             let (header, payload) = frame.as_ref().expect("valid frame");
             prop_assert_eq!(header.request_id, *id);
             let raw = RawFrame { header: *header, payload };
-            prop_assert_eq!(Request::parse(&raw, u32::MAX), Ok(r.borrow()));
+            prop_assert_eq!(
+                Request::parse_with_set(&raw, u32::MAX),
+                Ok((set.as_deref(), r.borrow()))
+            );
+            if set.is_none() {
+                prop_assert_eq!(Request::parse(&raw, u32::MAX), Ok(r.borrow()));
+            } else {
+                prop_assert!(Request::parse(&raw, u32::MAX).is_err());
+            }
         }
     }
 
@@ -372,7 +416,7 @@ fn incomplete_input_uses_nothing() {
 }
 
 fn parse_request(wire: &[u8]) -> Result<Request<'_>, Error> {
-    Request::parse(&one_frame(wire), 1000)
+    Request::parse_with_set(&one_frame(wire), 1000).map(|(_, request)| request)
 }
 
 /// Every request parse error, with its code. The decoder has already framed these, so
@@ -485,7 +529,68 @@ fn request_parse_errors() {
         ),
         (
             "undefined insert flag",
-            [header(opcode::INSERT, 0x8000, 4), vec![0; 4]].concat(),
+            [header(opcode::INSERT, 0x4000, 4), vec![0; 4]].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "named insert with an empty name",
+            [header(opcode::INSERT, flags::NAMED, 5), vec![0; 5]].concat(),
+            ErrorCode::BAD_NAME,
+        ),
+        (
+            "named count with a name longer than its payload",
+            [
+                header(opcode::COUNT, flags::NAMED, 4),
+                vec![9, b'a', b'b', b'c'],
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "named count with a name that is not UTF-8",
+            [
+                header(opcode::COUNT, flags::NAMED, 10),
+                vec![1, 0xff],
+                vec![0; 8],
+            ]
+            .concat(),
+            ErrorCode::BAD_NAME,
+        ),
+        (
+            "named stats with a control character",
+            [header(opcode::STATS, flags::NAMED, 3), b"\x02a\n".to_vec()].concat(),
+            ErrorCode::BAD_NAME,
+        ),
+        (
+            "named ping",
+            [header(opcode::PING, flags::NAMED, 2), b"\x01a".to_vec()].concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "list_sets with NAMED",
+            [
+                header(opcode::LIST_SETS, flags::NAMED, 7),
+                b"\x01a\0\0\0\0\0".to_vec(),
+            ]
+            .concat(),
+            ErrorCode::MALFORMED,
+        ),
+        (
+            "list_sets with a bad cursor name",
+            [
+                header(opcode::LIST_SETS, 0, 6),
+                b"\x01\x07\0\0\0\0".to_vec(),
+            ]
+            .concat(),
+            ErrorCode::BAD_NAME,
+        ),
+        (
+            "drop_set with payload",
+            [
+                header(opcode::DROP_SET, flags::NAMED, 3),
+                b"\x01a\0".to_vec(),
+            ]
+            .concat(),
             ErrorCode::MALFORMED,
         ),
         (

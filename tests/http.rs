@@ -157,7 +157,7 @@ fn rest_routes() {
     let r = one(a, &request("GET", "/stats", ""));
     assert_eq!(
         r.json(),
-        json!({"len": 5, "distinct": 4, "min": -2, "max": v})
+        json!({"set": "default", "len": 5, "distinct": 4, "min": -2, "max": v, "sets": 1})
     );
     assert_eq!(
         one(a, &request("GET", "/health", "")).json(),

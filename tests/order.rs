@@ -306,6 +306,8 @@ fn load_generator_mixes_order_statistics() {
                 .unwrap(),
             seed: 5,
             verify: false,
+            sets: 0,
+            set: None,
             progress: false,
         })
         .unwrap();

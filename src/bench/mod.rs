@@ -182,6 +182,8 @@ impl FromStr for Mix {
 ///     mix: "ack=1".parse()?,
 ///     seed: 7,
 ///     verify: true,
+///     sets: 0,
+///     set: None,
 ///     progress: false,
 /// })?;
 /// assert_eq!(report.errors, 0);
@@ -214,6 +216,11 @@ pub struct Config {
     pub seed: u64,
     /// Require an empty server at the start and check its contents at the end.
     pub verify: bool,
+    /// Spread the requests over this many sets, `bench:0` .. `bench:{K-1}`, each request
+    /// to one drawn at random; 0 sends everything to `set`.
+    pub sets: usize,
+    /// With `sets` 0, the set every request goes to (`None`: `default`).
+    pub set: Option<String>,
     /// Draw a progress bar on stderr while running (from the first second on).
     pub progress: bool,
 }
@@ -238,6 +245,8 @@ pub struct Config {
 ///     mix: "insert=1".parse()?,
 ///     seed: 1,
 ///     verify: false,
+///     sets: 0,
+///     set: None,
 ///     progress: false,
 /// })?;
 /// assert!(report.requests >= 100);
@@ -423,6 +432,8 @@ const BENCH_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 struct Generator {
     rng: SmallRng,
     batch: Vec<i64>,
+    /// The sets requests go to (empty: `default`).
+    sets: Vec<String>,
     /// The multiset's length as the last reply that carried it said (SELECT draws below it).
     len: u64,
 }
@@ -432,6 +443,7 @@ impl Generator {
         Generator {
             rng: SmallRng::seed_from_u64(config.seed.wrapping_add(index)),
             batch: Vec::new(),
+            sets: set_names(config),
             len: 0,
         }
     }
@@ -454,7 +466,7 @@ impl Generator {
         config: &Config,
         deadline: Option<Instant>,
         budget: &AtomicU64,
-    ) -> Option<(Request<'_>, Sent)> {
+    ) -> Option<(Request<'_>, Option<&str>, Sent)> {
         if deadline.is_some_and(|d| Instant::now() >= d)
             || budget
                 .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
@@ -519,7 +531,20 @@ impl Generator {
                 limit: 100,
             },
         };
-        Some((request, sent))
+        let set = match self.sets.len() {
+            0 => None,
+            n => Some(self.sets[self.rng.random_range(0..n)].as_str()),
+        };
+        Some((request, set, sent))
+    }
+}
+
+/// The named sets a run writes (none: only `default`).
+fn set_names(config: &Config) -> Vec<String> {
+    match (config.sets, &config.set) {
+        (0, None) => Vec::new(),
+        (0, Some(set)) => vec![set.clone()],
+        (n, _) => (0..n).map(|i| format!("bench:{i}")).collect(),
     }
 }
 
@@ -547,6 +572,8 @@ impl Generator {
 ///     mix: "insert=70,ack=20,get=10".parse()?,
 ///     seed: 3,
 ///     verify: false,
+///     sets: 0,
+///     set: None,
 ///     progress: false,
 /// })?;
 /// assert!(report.requests >= 400 && report.errors == 0);
@@ -554,12 +581,19 @@ impl Generator {
 /// ```
 pub fn run(config: &Config) -> Result<Report, Error> {
     if config.verify {
-        let stats = Client::connect(&config.addr)?.stats()?;
-        if stats.len != 0 {
-            return Err(Error::Protocol(format!(
-                "--verify needs an empty server; it holds {} values (run `client clear`)",
-                stats.len
-            )));
+        let mut client = Client::connect(&config.addr)?;
+        for set in verified_sets(config) {
+            client.use_set(set.as_deref())?;
+            let stats = client.stats()?;
+            if stats.len != 0 {
+                return Err(Error::Protocol(format!(
+                    "--verify needs an empty server; set {} holds {} values (run `client{} clear`)",
+                    set.as_deref().unwrap_or("default"),
+                    stats.len,
+                    set.as_deref()
+                        .map_or_else(String::new, |s| format!(" --set {s}"))
+                )));
+            }
         }
     }
     let budget = Arc::new(AtomicU64::new(config.requests.unwrap_or(u64::MAX)));
@@ -665,7 +699,14 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     let elapsed = started.elapsed();
 
     let verified = if config.verify {
-        Some(server_runs(&config.addr)? == inserted.into_iter().collect::<Vec<_>>())
+        // What every set the run wrote holds, summed value by value.
+        let mut held: BTreeMap<i64, u64> = BTreeMap::new();
+        for set in verified_sets(config) {
+            for (v, n) in server_runs(&config.addr, set.as_deref())? {
+                *held.entry(v).or_insert(0) += n;
+            }
+        }
+        Some(held == inserted)
     } else {
         None
     };
@@ -679,9 +720,18 @@ pub fn run(config: &Config) -> Result<Report, Error> {
     })
 }
 
-/// Every run the server holds, paging through truncated replies.
-fn server_runs(addr: &str) -> Result<Vec<(i64, u64)>, Error> {
+/// The sets a run writes: `default` alone (`None`), or its named sets.
+fn verified_sets(config: &Config) -> Vec<Option<String>> {
+    match set_names(config) {
+        names if names.is_empty() => vec![None],
+        names => names.into_iter().map(Some).collect(),
+    }
+}
+
+/// Every run the set holds, paging through truncated replies.
+fn server_runs(addr: &str, set: Option<&str>) -> Result<Vec<(i64, u64)>, Error> {
     let mut client = Client::connect(addr)?;
+    client.use_set(set)?;
     let mut all = Vec::new();
     let mut min = i64::MIN;
     loop {
@@ -709,10 +759,10 @@ fn drive(
     let mut in_flight: VecDeque<Sent> = VecDeque::new();
     loop {
         while in_flight.len() < config.pipeline.max(1) {
-            let Some((request, sent)) = generator.next(config, deadline, budget) else {
+            let Some((request, set, sent)) = generator.next(config, deadline, budget) else {
                 break;
             };
-            client.send(&request);
+            client.send_to(set, &request);
             in_flight.push_back(sent);
         }
         let Some(sent) = in_flight.pop_front() else {

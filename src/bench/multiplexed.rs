@@ -42,10 +42,10 @@ impl Conn {
     /// Queues requests until the pipeline is full or the run is over.
     fn refill(&mut self, config: &Config, deadline: Option<Instant>, budget: &AtomicU64) {
         while self.in_flight.len() < config.pipeline.max(1) {
-            let Some((request, sent)) = self.generator.next(config, deadline, budget) else {
+            let Some((request, set, sent)) = self.generator.next(config, deadline, budget) else {
                 break;
             };
-            request.encode(0, &mut self.out);
+            request.encode_with_set(set, 0, &mut self.out);
             self.in_flight.push_back(sent);
         }
         self.done = self.in_flight.is_empty();

@@ -26,6 +26,10 @@ struct Args {
     #[arg(long, global = true)]
     json: bool,
 
+    /// The set to work on (created by its first insert) [default: default].
+    #[arg(long, global = true, value_name = "NAME")]
+    set: Option<String>,
+
     /// Without a subcommand: send this many random batches, without asking.
     #[arg(long)]
     repeat: Option<u32>,
@@ -123,6 +127,20 @@ enum Command {
     Stats,
     /// Check the server answers.
     Ping,
+    /// List the sets with their sizes, in name order.
+    Sets {
+        /// Start after this name.
+        #[arg(long)]
+        after: Option<String>,
+        /// Sets per request (the listing goes on to the end).
+        #[arg(long, default_value_t = 1000)]
+        page: u32,
+    },
+    /// Drop a set with everything in it (not `default`: clear that).
+    Drop {
+        /// The set's name.
+        name: String,
+    },
     /// Load-test the server and report throughput and latency percentiles.
     Bench {
         /// Concurrent connections.
@@ -158,6 +176,10 @@ enum Command {
         /// Require an empty server, then check it holds exactly what was inserted.
         #[arg(long)]
         verify: bool,
+        /// Spread the load over this many sets, bench:0 .. bench:{K-1} (0: the set --set
+        /// names, or default).
+        #[arg(long, default_value_t = 0)]
+        sets: usize,
     },
 }
 
@@ -206,6 +228,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
+    client.use_set(args.set.as_deref())?;
     let Some(command) = &args.command else {
         return original(args, client);
     };
@@ -315,6 +338,17 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
             }
         }
         Command::Bench { .. } => unreachable!("handled before connecting"),
+        Command::Sets { after, page } => list_sets(args, client, after.clone(), *page)?,
+        Command::Drop { name } => {
+            let dropped = client.drop_set(name)?;
+            if args.json {
+                println!("{}", json!({ "dropped": dropped }));
+            } else if dropped {
+                println!("dropped {name}");
+            } else {
+                println!("no set named {name}");
+            }
+        }
         Command::Ping => {
             let started = std::time::Instant::now();
             client.ping(b"sortd")?;
@@ -326,6 +360,33 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
             }
         }
     }
+    Ok(())
+}
+
+/// `client sets`: every set after `after`, page by page, one `name<TAB>size` line each
+/// (with `--json`, one JSON object per set per line).
+fn list_sets(
+    args: &Args,
+    client: &mut Client,
+    mut after: Option<String>,
+    page: u32,
+) -> Result<(), Error> {
+    let mut out = io::BufWriter::new(io::stdout().lock());
+    loop {
+        let list = client.list_sets(after.as_deref(), page)?;
+        for (name, len) in &list.sets {
+            if args.json {
+                writeln!(out, "{}", json!({ "name": name, "len": len }))?;
+            } else {
+                writeln!(out, "{name}\t{len}")?;
+            }
+        }
+        match list.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    out.flush()?;
     Ok(())
 }
 
@@ -422,6 +483,7 @@ fn run_bench(args: &Args) -> Result<(), Error> {
         mix,
         seed,
         verify,
+        sets,
     }) = &args.command
     else {
         unreachable!("called for bench only");
@@ -446,6 +508,8 @@ fn run_bench(args: &Args) -> Result<(), Error> {
         mix: *mix,
         seed: *seed,
         verify: *verify,
+        sets: *sets,
+        set: args.set.clone(),
         progress: !args.json && io::stdout().is_terminal(),
     };
     let report = bench::run(&config).map_err(|e| match e {

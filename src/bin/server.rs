@@ -60,6 +60,12 @@ struct Args {
     #[arg(long, default_value_t = 1_000_000)]
     max_reply_runs: u32,
 
+    /// Most sets the server holds, `default` included; creating one more is refused with a
+    /// "too many sets" error.
+    #[arg(long, default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 32))]
+    max_sets: u64,
+
     /// Seconds a connection may go without completing a request or taking reply bytes.
     #[arg(long, default_value_t = 300)]
     idle_timeout: u64,
@@ -120,6 +126,7 @@ fn main() -> ExitCode {
         limits: Limits {
             max_values: args.max_values,
             max_reply_runs: args.max_reply_runs,
+            max_sets: usize::try_from(args.max_sets).unwrap_or(usize::MAX),
             panic_on_ping: args.debug_panic_on_ping,
             ..Limits::default()
         },

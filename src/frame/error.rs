@@ -37,6 +37,11 @@ impl ErrorCode {
     pub const SERVER_BUSY: ErrorCode = ErrorCode(6);
     /// The server cannot accept writes now (its log failed); reads still work.
     pub const UNAVAILABLE: ErrorCode = ErrorCode(7);
+    /// The set name is not 1 to 255 bytes of UTF-8 without control characters, or the
+    /// operation cannot apply to that set (dropping `default`).
+    pub const BAD_NAME: ErrorCode = ErrorCode(8);
+    /// Creating the set would pass the server's `--max-sets`; nothing was changed.
+    pub const TOO_MANY_SETS: ErrorCode = ErrorCode(9);
 
     /// A short lowercase description of the code.
     #[must_use]
@@ -49,6 +54,8 @@ impl ErrorCode {
             ErrorCode::LIMIT_EXCEEDED => "limit exceeded",
             ErrorCode::SERVER_BUSY => "server busy",
             ErrorCode::UNAVAILABLE => "writes unavailable",
+            ErrorCode::BAD_NAME => "bad set name",
+            ErrorCode::TOO_MANY_SETS => "too many sets",
             _ => "unknown error",
         }
     }

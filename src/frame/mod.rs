@@ -5,7 +5,7 @@
 //! ```text
 //! offset  size  field
 //!      0     1  version     (VERSION = 1)
-//!      1     1  opcode      (requests 0x01..=0x0D, responses 0x81..=0x88, error 0xFF)
+//!      1     1  opcode      (requests 0x01..=0x0F, responses 0x81..=0x89, error 0xFF)
 //!      2     2  flags       (per opcode; undefined bits must be 0)
 //!      4     4  request_id  (chosen by the client, echoed in the reply)
 //!      8     4  len         (payload length in bytes)
@@ -41,11 +41,13 @@
 
 mod decoder;
 mod error;
+mod name;
 mod request;
 mod response;
 
 pub use decoder::{Decoder, FrameError, RawFrame};
 pub use error::{Error, ErrorCode};
+pub use name::{DEFAULT_SET, MAX_SET_NAME, check_set_name};
 pub use request::{
     Item, Items, MAX_QUANTILES, Quantiles, Request, Values, check_quantile_count, check_quantiles,
 };
@@ -88,6 +90,10 @@ pub mod opcode {
     pub const QUANTILES: u8 = 0x0C;
     /// One page of a scan, resumable from a stored position.
     pub const PAGE: u8 = 0x0D;
+    /// List the sets with their sizes, in name order, a page at a time.
+    pub const LIST_SETS: u8 = 0x0E;
+    /// Drop a named set with everything in it.
+    pub const DROP_SET: u8 = 0x0F;
 
     /// Reply: `(value, count)` runs.
     pub const RUNS: u8 = 0x81;
@@ -105,6 +111,8 @@ pub mod opcode {
     pub const PAGE_REPLY: u8 = 0x87;
     /// Reply: a list of values (SELECT, QUANTILES).
     pub const VALUES: u8 = 0x88;
+    /// Reply: a page of set names with their sizes.
+    pub const SETS: u8 = 0x89;
     /// Reply: an error code and message.
     pub const ERROR: u8 = 0xFF;
 }
@@ -121,8 +129,13 @@ pub mod flags {
     pub const HAS_LOG: u16 = 2;
     /// STATS reply (with `HAS_LOG`): the log failed and writes are refused.
     pub const LOG_FAILED: u16 = 4;
-    /// PAGE reply: the scan goes on; the next page starts at the position given.
+    /// PAGE and SETS replies: more follow; the next page starts at the position given
+    /// (PAGE) or after the last name listed (SETS).
     pub const HAS_NEXT: u16 = 1;
+    /// Any request but PING and LIST_SETS: the payload starts with the name of the set it
+    /// addresses (`name_len:u8` then that many bytes); without it, the request addresses
+    /// `default`.
+    pub const NAMED: u16 = 0x8000;
 }
 
 /// The fixed 12-byte header that starts every frame.
@@ -229,6 +242,20 @@ impl<'a> Reader<'a> {
             }
             None => Err(Error::malformed(format!("payload ends before {what}"))),
         }
+    }
+
+    fn u8(&mut self, what: &str) -> Result<u8, Error> {
+        self.take(what).map(u8::from_le_bytes)
+    }
+
+    /// A set name: `len:u8` then the name's bytes, checked by [`check_set_name`]; `None`
+    /// for length 0 when `empty_ok`.
+    fn name(&mut self, what: &str, empty_ok: bool) -> Result<Option<&'a str>, Error> {
+        let len = self.u8(what)?;
+        if len == 0 && empty_ok {
+            return Ok(None);
+        }
+        check_set_name(self.items(u32::from(len), 1, what)?).map(Some)
     }
 
     fn u16(&mut self, what: &str) -> Result<u16, Error> {

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
-use super::{Error, ErrorCode, RawFrame, Reader, check_flags, flags, opcode, write_frame};
+use super::{
+    Error, ErrorCode, MAX_SET_NAME, RawFrame, Reader, check_flags, flags, opcode, write_frame,
+};
 
 /// A number that travels as 8 little-endian bytes: an `i64` value or an `f64` quantile.
 pub trait Item: Copy + fmt::Debug + private::Sealed {
@@ -287,10 +289,40 @@ pub enum Request<'a> {
         /// Most occurrences on the page; 0 means as many as the server allows.
         limit: u32,
     },
+    /// The sets, in name order (by bytes), with their sizes: up to `limit` of them (0: the
+    /// server's maximum) with names after `after` (from the first when `None`). Reply: SETS.
+    ListSets {
+        /// The last name of the page before.
+        after: Option<&'a str>,
+        /// Most sets on the page; 0 means as many as the server allows.
+        limit: u32,
+    },
+    /// Drop the set the request names, values and all. Reply: COUNT, 1 if it existed and
+    /// 0 if not. `default` cannot be dropped (BAD_NAME).
+    DropSet,
 }
 
 impl<'a> Request<'a> {
-    /// Interprets a complete frame as a request.
+    /// Interprets a complete frame addressed to `default` (without the
+    /// [`NAMED`](flags::NAMED) flag) as a request.
+    ///
+    /// `max_values` bounds an INSERT's batch; it is checked against the declared count
+    /// before anything is read.
+    ///
+    /// # Errors
+    ///
+    /// As [`parse_with_set`](Self::parse_with_set), and [`ErrorCode::MALFORMED`] for a
+    /// frame that names a set.
+    pub fn parse(frame: &RawFrame<'a>, max_values: u32) -> Result<Self, Error> {
+        match Self::parse_with_set(frame, max_values)? {
+            (None, request) => Ok(request),
+            (Some(set), _) => Err(Error::malformed(format!(
+                "the frame names set {set:?}; parse it with parse_with_set"
+            ))),
+        }
+    }
+
+    /// Interprets a complete frame as a request and the set it names (`None`: `default`).
     ///
     /// `max_values` bounds an INSERT's batch; it is checked against the declared count
     /// before anything is read.
@@ -299,15 +331,46 @@ impl<'a> Request<'a> {
     ///
     /// [`ErrorCode::UNKNOWN_OPCODE`] for an opcode that is not a request,
     /// [`ErrorCode::MALFORMED`] when the payload does not fit the opcode's layout or
-    /// undefined flags are set, [`ErrorCode::LIMIT_EXCEEDED`] for a batch over `max_values`.
-    pub fn parse(frame: &RawFrame<'a>, max_values: u32) -> Result<Self, Error> {
+    /// undefined flags are set, [`ErrorCode::BAD_NAME`] for a set name that breaks the rule
+    /// ([`check_set_name`](super::check_set_name)), [`ErrorCode::LIMIT_EXCEEDED`] for a
+    /// batch over `max_values`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::frame::{Decoder, Request};
+    ///
+    /// let mut wire = Vec::new();
+    /// Request::Count { value: 7 }.encode_with_set(Some("scores"), 1, &mut wire);
+    /// let (_, frame) = Decoder::new(1024).decode(&wire);
+    /// let frame = frame.unwrap().unwrap();
+    /// assert_eq!(
+    ///     Request::parse_with_set(&frame, 100),
+    ///     Ok((Some("scores"), Request::Count { value: 7 }))
+    /// );
+    /// ```
+    pub fn parse_with_set(
+        frame: &RawFrame<'a>,
+        max_values: u32,
+    ) -> Result<(Option<&'a str>, Self), Error> {
         let header = &frame.header;
         let mut r = Reader::new(frame.payload);
-        let allowed_flags = if header.opcode == opcode::INSERT {
-            flags::ACK_ONLY
+        let named = header.flags & flags::NAMED != 0;
+        if named && matches!(header.opcode, opcode::PING | opcode::LIST_SETS) {
+            return Err(Error::malformed(format!(
+                "opcode {:#04x} does not address a set; NAMED must be clear",
+                header.opcode
+            )));
+        }
+        let set = if named {
+            r.name("set name", false)?
         } else {
-            0
+            None
         };
+        let mut allowed_flags = flags::NAMED;
+        if header.opcode == opcode::INSERT {
+            allowed_flags |= flags::ACK_ONLY;
+        }
         let request = match header.opcode {
             opcode::INSERT => {
                 let count = r.u32("value count")?;
@@ -359,6 +422,11 @@ impl<'a> Request<'a> {
                 max: r.i64("max")?,
                 limit: r.u32("limit")?,
             },
+            opcode::LIST_SETS => Request::ListSets {
+                after: r.name("after", true)?,
+                limit: r.u32("limit")?,
+            },
+            opcode::DROP_SET => Request::DropSet,
             other => {
                 return Err(Error::new(
                     ErrorCode::UNKNOWN_OPCODE,
@@ -368,7 +436,13 @@ impl<'a> Request<'a> {
         };
         check_flags(header, allowed_flags)?;
         r.finish()?;
-        Ok(request)
+        Ok((set, request))
+    }
+
+    /// Whether the request may name a set: every request but PING and LIST_SETS.
+    #[must_use]
+    pub fn addresses_a_set(&self) -> bool {
+        !matches!(self, Request::Ping(_) | Request::ListSets { .. })
     }
 
     /// The request's opcode.
@@ -388,20 +462,51 @@ impl<'a> Request<'a> {
             Request::CountRange { .. } => opcode::COUNT_RANGE,
             Request::Quantiles(_) => opcode::QUANTILES,
             Request::Page { .. } => opcode::PAGE,
+            Request::ListSets { .. } => opcode::LIST_SETS,
+            Request::DropSet => opcode::DROP_SET,
         }
     }
 
-    /// Appends the request as one frame to `out`.
+    /// Appends the request as one frame addressed to `default` to `out`.
     ///
     /// # Panics
     ///
     /// If the payload would exceed `u32::MAX` bytes (an INSERT of over 500 million values).
     pub fn encode(&self, request_id: u32, out: &mut Vec<u8>) {
-        let flags = match self {
+        self.encode_with_set(None, request_id, out);
+    }
+
+    /// Appends the request as one frame to `out`, addressed to the set `set` (`None`:
+    /// `default`, without the [`NAMED`](flags::NAMED) flag). The name is sent as given:
+    /// the server checks it.
+    ///
+    /// # Panics
+    ///
+    /// If the payload would exceed `u32::MAX` bytes, if `set` is over [`MAX_SET_NAME`]
+    /// bytes, or if a set is given for PING or LIST_SETS (which address none).
+    pub fn encode_with_set(&self, set: Option<&str>, request_id: u32, out: &mut Vec<u8>) {
+        let mut flags = match self {
             Request::Insert { ack_only: true, .. } => flags::ACK_ONLY,
             _ => 0,
         };
-        write_frame(out, self.opcode(), flags, request_id, |out| match self {
+        if set.is_some() {
+            assert!(
+                self.addresses_a_set(),
+                "opcode {:#04x} addresses no set",
+                self.opcode()
+            );
+            flags |= flags::NAMED;
+        }
+        write_frame(out, self.opcode(), flags, request_id, |out| {
+            if let Some(name) = set {
+                write_name(out, name);
+            }
+            self.write_payload(out);
+        });
+    }
+
+    fn write_payload(&self, out: &mut Vec<u8>) {
+        match self {
             Request::Insert { values, .. } => {
                 let count = u32::try_from(values.len()).expect("over u32::MAX values in one frame");
                 out.extend_from_slice(&count.to_le_bytes());
@@ -441,7 +546,26 @@ impl<'a> Request<'a> {
                 out.extend_from_slice(&max.to_le_bytes());
                 out.extend_from_slice(&limit.to_le_bytes());
             }
-            Request::AddRandom | Request::Clear | Request::Stats => {}
-        });
+            Request::ListSets { after, limit } => {
+                write_name(out, after.unwrap_or(""));
+                out.extend_from_slice(&limit.to_le_bytes());
+            }
+            Request::AddRandom | Request::Clear | Request::Stats | Request::DropSet => {}
+        }
     }
+}
+
+/// Appends `len:u8` and the name's bytes.
+///
+/// # Panics
+///
+/// If the name is over [`MAX_SET_NAME`] bytes.
+pub(super) fn write_name(out: &mut Vec<u8>, name: &str) {
+    assert!(
+        name.len() <= MAX_SET_NAME,
+        "a set name of {} bytes; the limit is {MAX_SET_NAME}",
+        name.len()
+    );
+    out.push(name.len() as u8);
+    out.extend_from_slice(name.as_bytes());
 }

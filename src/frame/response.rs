@@ -77,6 +77,15 @@ pub enum Response {
         /// Where the next page starts, as `(from, skip)`; `None` at the end of the scan.
         next: Option<(i64, u64)>,
     },
+    /// The reply to LIST_SETS.
+    Sets {
+        /// How many sets the server holds, `default` included.
+        total: u64,
+        /// Names with their sizes (total occurrences), ascending by name.
+        sets: Vec<(String, u64)>,
+        /// More sets follow the last one listed.
+        more: bool,
+    },
     /// The request failed; nothing of it was applied.
     Error(Error),
 }
@@ -165,6 +174,22 @@ impl Response {
                     None
                 };
                 Response::Page { total, runs, next }
+            }
+            opcode::SETS => {
+                allowed_flags = flags::HAS_NEXT;
+                let total = r.u64("total")?;
+                let n = r.u32("set count")?;
+                // Each entry takes at least 10 bytes: bounds the allocation by the payload.
+                let mut sets = Vec::with_capacity((n as usize).min(r.bytes.len() / 10));
+                for _ in 0..n {
+                    let name = r.name("set name", false)?.unwrap_or_default();
+                    sets.push((name.to_string(), r.u64("set size")?));
+                }
+                Response::Sets {
+                    total,
+                    sets,
+                    more: header.flags & flags::HAS_NEXT != 0,
+                }
             }
             opcode::ERROR => {
                 let code = ErrorCode(r.u16("error code")?);
@@ -269,6 +294,18 @@ impl Response {
                     for (v, c) in runs {
                         out.extend_from_slice(&v.to_le_bytes());
                         out.extend_from_slice(&c.to_le_bytes());
+                    }
+                });
+            }
+            Response::Sets { total, sets, more } => {
+                let flags = if *more { flags::HAS_NEXT } else { 0 };
+                write_frame(out, opcode::SETS, flags, request_id, |out| {
+                    let n = u32::try_from(sets.len()).expect("over u32::MAX sets in one frame");
+                    out.extend_from_slice(&total.to_le_bytes());
+                    out.extend_from_slice(&n.to_le_bytes());
+                    for (name, len) in sets {
+                        super::request::write_name(out, name);
+                        out.extend_from_slice(&len.to_le_bytes());
                     }
                 });
             }

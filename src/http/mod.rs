@@ -188,6 +188,14 @@ pub fn percent_decode(text: &str) -> Option<std::borrow::Cow<'_, str>> {
     if !text.contains('%') {
         return Some(text.into());
     }
+    String::from_utf8(percent_decode_bytes(text)?)
+        .ok()
+        .map(Into::into)
+}
+
+/// The bytes `%XX` escapes in `text` stand for (whether or not they are UTF-8); `None` for
+/// a malformed escape.
+fn percent_decode_bytes(text: &str) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(text.len());
     let mut bytes = text.bytes();
     while let Some(b) = bytes.next() {
@@ -200,7 +208,7 @@ pub fn percent_decode(text: &str) -> Option<std::borrow::Cow<'_, str>> {
             b => b,
         });
     }
-    String::from_utf8(out).ok().map(Into::into)
+    Some(out)
 }
 
 /// The reason phrase for the statuses this server sends.

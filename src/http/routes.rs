@@ -6,10 +6,12 @@ use std::ops::ControlFlow;
 use serde_json::{Value, json};
 
 use super::{
-    Request, body, clip, percent_decode, push_decimal, push_signed, write_error, write_response,
+    Request, body, clip, percent_decode, percent_decode_bytes, push_decimal, push_signed,
+    write_error, write_response,
 };
-use crate::frame::{Error, ErrorCode, check_quantile_count};
-use crate::service::{Service, Session, histogram};
+use crate::frame::{DEFAULT_SET, Error, ErrorCode, check_quantile_count, check_set_name};
+use crate::metrics::Metrics;
+use crate::service::{Service, Session, Set, histogram};
 
 /// Most values `GET /array` lists one by one; beyond it the reply says `"truncated": true`.
 /// Fewer when they would not fit in the reply budget ([`Limits::max_reply_bytes`]).
@@ -26,6 +28,10 @@ const JSON_RUN_BYTES: usize = 44;
 const JSON_QUANTILE_BYTES: usize = 64;
 /// The most text one histogram bucket takes.
 const JSON_BUCKET_BYTES: usize = 90;
+
+/// Sets besides `default` that `/metrics` shows by name: the largest, so a server with
+/// many sets keeps a bounded number of series.
+const METRIC_SETS: usize = 20;
 
 /// Most bars `GET /histogram` draws.
 const MAX_BUCKETS: u64 = 10_000;
@@ -64,6 +70,8 @@ pub fn respond(
     };
     let label = if crate::metrics::ROUTES.contains(&req.path) {
         req.path
+    } else if req.path.starts_with("/sets/") {
+        "/sets/{name}"
     } else {
         "other"
     };
@@ -107,7 +115,8 @@ pub fn respond(
 impl From<Error> for Reply {
     fn from(e: Error) -> Reply {
         let status = match e.code {
-            ErrorCode::MALFORMED | ErrorCode::LIMIT_EXCEEDED => 400,
+            ErrorCode::MALFORMED | ErrorCode::LIMIT_EXCEEDED | ErrorCode::BAD_NAME => 400,
+            ErrorCode::TOO_MANY_SETS => 409,
             _ => 503,
         };
         Reply::Error(status, e.message.into_owned())
@@ -144,7 +153,7 @@ fn answer(f: impl FnOnce() -> Result<Value, Reply>) -> Reply {
 }
 
 /// `GET /rank?value=V`: occurrences strictly below `V`.
-fn rank(query: &str, service: &Service) -> Reply {
+fn rank(query: &str, service: &Service, set: &Set) -> Reply {
     answer(|| {
         let mut value = None;
         for pair in query_pairs(query) {
@@ -154,12 +163,12 @@ fn rank(query: &str, service: &Service) -> Reply {
             }
         }
         let value = value.ok_or_else(|| missing("value"))?;
-        Ok(json!({ "value": value, "rank": service.rank(value)? }))
+        Ok(json!({ "value": value, "rank": service.rank(set, value)? }))
     })
 }
 
 /// `GET /select?k=K`: the value of the `K`-th occurrence (0-based), `null` past the end.
-fn select(query: &str, service: &Service) -> Reply {
+fn select(query: &str, service: &Service, set: &Set) -> Reply {
     answer(|| {
         let mut k = None;
         for pair in query_pairs(query) {
@@ -169,13 +178,13 @@ fn select(query: &str, service: &Service) -> Reply {
             }
         }
         let k = k.ok_or_else(|| missing("k"))?;
-        let value = service.select(k)?;
-        Ok(json!({ "k": k, "value": value, "len": service.set().len() }))
+        let value = service.select(set, k)?;
+        Ok(json!({ "k": k, "value": value, "len": set.data().len() }))
     })
 }
 
 /// `GET /count?min=A&max=B`: occurrences within `A..=B` (each bound optional).
-fn count(query: &str, service: &Service) -> Reply {
+fn count(query: &str, service: &Service, set: &Set) -> Reply {
     answer(|| {
         let (mut min, mut max) = (None, None);
         for pair in query_pairs(query) {
@@ -185,13 +194,13 @@ fn count(query: &str, service: &Service) -> Reply {
                 (key, _) => return Err(unknown(key)),
             }
         }
-        let count = service.count_range(min.unwrap_or(i64::MIN), max.unwrap_or(i64::MAX))?;
+        let count = service.count_range(set, min.unwrap_or(i64::MIN), max.unwrap_or(i64::MAX))?;
         Ok(json!({ "min": min, "max": max, "count": count }))
     })
 }
 
 /// `GET /quantiles?q=0.5,0.9,0.99`: nearest-rank quantiles, `null` values when empty.
-fn quantiles(query: &str, service: &Service) -> Reply {
+fn quantiles(query: &str, service: &Service, set: &Set) -> Reply {
     answer(|| {
         let mut qs = Vec::new();
         for pair in query_pairs(query) {
@@ -221,19 +230,19 @@ fn quantiles(query: &str, service: &Service) -> Reply {
                 ),
             ));
         }
-        let values = service.quantiles(&qs)?;
+        let values = service.quantiles(set, &qs)?;
         let rows: Vec<Value> = qs
             .iter()
             .enumerate()
             .map(|(i, q)| json!({ "q": q, "value": values.get(i) }))
             .collect();
-        Ok(json!({ "len": service.set().len(), "quantiles": rows }))
+        Ok(json!({ "len": set.data().len(), "quantiles": rows }))
     })
 }
 
 /// `GET /array?cursor=C&limit=N[&min=&max=][&format=runs]`: one page of a scan. `C` is
 /// empty for the first page, then the `next` of the page before (`value:skip`).
-fn page(query: &str, service: &Service) -> Reply {
+fn page(query: &str, service: &Service, set: &Set) -> Reply {
     answer(|| {
         let (mut cursor, mut min, mut max) = (None, i64::MIN, i64::MAX);
         let (mut limit, mut runs) = (PAGE_DEFAULT, false);
@@ -270,8 +279,8 @@ fn page(query: &str, service: &Service) -> Reply {
         };
         let room = text_budget(service) / per_value;
         let limit = limit.min(u32::try_from(room).unwrap_or(u32::MAX)).max(1);
-        let page = service.page(from, skip, max, limit, ENVELOPE)?;
-        let mut reply = json!({ "len": service.set().len() });
+        let page = service.page(set, from, skip, max, limit, ENVELOPE)?;
+        let mut reply = json!({ "len": set.data().len() });
         if runs {
             reply["runs"] = json!(page.runs);
         } else {
@@ -305,39 +314,25 @@ fn missing(key: &str) -> Reply {
 }
 
 fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
-    let set = service.set();
-    if let (
-        "/array" | "/get_array" | "/histogram" | "/rank" | "/select" | "/count" | "/quantiles",
-        "GET",
-    ) = (req.path, req.method)
-        && let Err(e) = service.readable()
-    {
-        return e.into();
+    if let Some(rest) = req.path.strip_prefix("/sets/") {
+        let (name, path) = rest.find('/').map_or((rest, ""), |at| rest.split_at(at));
+        let name = match set_name(name) {
+            Ok(name) => name,
+            Err(reply) => return reply,
+        };
+        return match path {
+            "" => one_set(req, service, session, &name),
+            _ => data_route(req, path, &name, service, session)
+                .unwrap_or_else(|| Reply::Error(404, format!("no route for {}", clip(req.path)))),
+        };
     }
+    if let Some(reply) = data_route(req, req.path, DEFAULT_SET, service, session) {
+        return reply;
+    }
+    let set = service.sets().default_set();
     match (req.path, req.method) {
-        ("/array", "GET") if has_param(req.query, "cursor") => page(req.query, service),
-        ("/array", "GET") => get_array(req.query, service),
-        ("/array", "POST") => post_array(req.body, service, session),
-        ("/array", "DELETE") => match service.clear(session) {
-            Ok(removed) => Reply::Json(json!({ "removed": removed })),
-            Err(e) => e.into(),
-        },
-        ("/array", _) => Reply::Method("GET, POST, DELETE"),
-        ("/array/random", "POST") => match service.add_random(session) {
-            Ok((value, len)) => Reply::Json(json!({ "value": value, "len": len })),
-            Err(e) => e.into(),
-        },
-        ("/array/random", _) => Reply::Method("POST"),
-        ("/array/remove", "POST") => post_remove(req.body, service, session),
-        ("/array/remove", _) => Reply::Method("POST"),
-        ("/histogram", "GET") => histogram(req.query, service),
-        ("/histogram", _) => Reply::Method("GET"),
-        ("/rank", "GET") => rank(req.query, service),
-        ("/select", "GET") => select(req.query, service),
-        ("/count", "GET") => count(req.query, service),
-        ("/quantiles", "GET") => quantiles(req.query, service),
-        ("/rank" | "/select" | "/count" | "/quantiles", _) => Reply::Method("GET"),
-        ("/stats", "GET") => stats(service),
+        ("/sets", "GET") => list_sets(req.query, service),
+        ("/sets", _) => Reply::Method("GET"),
         ("/health", "GET") => {
             service.data_free(session);
             Reply::Body("application/json", Cow::Borrowed("{\"status\":\"ok\"}\n"))
@@ -346,13 +341,19 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
             let mut text = String::new();
             service.metrics().render(
                 &mut text,
-                set.len(),
-                set.distinct_len(),
+                set.data().len(),
+                set.data().distinct_len(),
                 service.log().map(|l| l.stats()).as_ref(),
             );
+            let (largest, elements) = service.sets().largest(METRIC_SETS);
+            let shown: Vec<_> = largest
+                .iter()
+                .map(|s| (s.name(), s.data().len(), s.data().distinct_len()))
+                .collect();
+            Metrics::render_sets(&mut text, service.sets().len(), elements, &shown);
             Reply::Body("text/plain; version=0.0.4", text.into())
         }
-        ("/stats" | "/health" | "/metrics", _) => Reply::Method("GET"),
+        ("/health" | "/metrics", _) => Reply::Method("GET"),
 
         // The original Flask API's routes, with its methods and plain-text replies.
         ("/", "GET") if req.accepts_html => {
@@ -362,30 +363,28 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
             TEXT,
             "sortd: a sorted multiset server. Try GET /array.\n".into(),
         ),
-        ("/get_array", "GET") => match listed(
-            service,
-            i64::MIN,
-            i64::MAX,
-            usize::MAX,
-            text_budget(service),
-            2,
-        ) {
-            (values, false) => Reply::Body(TEXT, format!("{values:?}\n").into()),
-            (values, true) => Reply::Error(
-                413,
-                format!(
-                    "more than {} values; use GET /array?format=runs",
-                    values.len()
+        ("/get_array", "GET") => {
+            if let Err(e) = service.readable() {
+                return e.into();
+            }
+            match listed(set, i64::MIN, i64::MAX, usize::MAX, text_budget(service), 2) {
+                (values, false) => Reply::Body(TEXT, format!("{values:?}\n").into()),
+                (values, true) => Reply::Error(
+                    413,
+                    format!(
+                        "more than {} values; use GET /array?format=runs",
+                        values.len()
+                    ),
                 ),
-            ),
-        },
+            }
+        }
         ("/" | "/get_array", _) => Reply::Method("GET"),
-        ("/add_value", "GET" | "POST") => match service.add_random(session) {
+        ("/add_value", "GET" | "POST") => match service.add_random(session, set) {
             Ok((value, _)) => Reply::Body(TEXT, format!("Added value: {value}\n").into()),
             Err(e) => e.into(),
         },
         ("/add_value", _) => Reply::Method("GET, POST"),
-        ("/clean_array", "GET" | "DELETE") => match service.clear(session) {
+        ("/clean_array", "GET" | "DELETE") => match service.clear(session, set) {
             Ok(removed) => Reply::Body(
                 TEXT,
                 format!("Array cleaned: {removed} values removed\n").into(),
@@ -397,6 +396,137 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
     }
 }
 
+/// A set name from a path segment: percent-decoded, then held to the naming rule.
+fn set_name(segment: &str) -> Result<String, Reply> {
+    let bytes = percent_decode_bytes(segment)
+        .ok_or_else(|| Reply::Error(400, format!("bad percent-escape in {:?}", clip(segment))))?;
+    Ok(check_set_name(&bytes)?.to_string())
+}
+
+/// The routes that act on one set's data (`path` within `/sets/{name}`, or at the top level
+/// for `default`); `None` for any other path.
+///
+/// Reads and changes of a set that does not exist answer 404; an insert creates it.
+fn data_route(
+    req: &Request<'_>,
+    path: &str,
+    name: &str,
+    service: &Service,
+    session: &mut Session,
+) -> Option<Reply> {
+    let (method, query) = (req.method, req.query);
+    let reading = method == "GET";
+    let creating = matches!((path, method), ("/array" | "/array/random", "POST"));
+    let allow = match path {
+        "/array" => "GET, POST, DELETE",
+        "/array/random" | "/array/remove" => "POST",
+        "/histogram" | "/rank" | "/select" | "/count" | "/quantiles" | "/stats" => "GET",
+        _ => return None,
+    };
+    if !allow.split(", ").any(|m| m == method) {
+        return Some(Reply::Method(allow));
+    }
+    // `/stats` still answers when reads are refused: it says why.
+    if reading
+        && path != "/stats"
+        && let Err(e) = service.readable()
+    {
+        return Some(e.into());
+    }
+    let set = if creating {
+        match service.sets().find_or_create(name) {
+            Ok(set) => set,
+            Err(e) => return Some(e.into()),
+        }
+    } else {
+        match service.sets().find_existing(name) {
+            Some(set) => set,
+            None => return Some(Reply::Error(404, format!("no set named {:?}", clip(name)))),
+        }
+    };
+    let set = &*set;
+    Some(match (path, method) {
+        ("/array", "GET") if has_param(query, "cursor") => page(query, service, set),
+        ("/array", "GET") => get_array(query, service, set),
+        ("/array", "POST") => post_array(req.body, service, session, set),
+        ("/array", _) => match service.clear(session, set) {
+            Ok(removed) => Reply::Json(json!({ "removed": removed })),
+            Err(e) => e.into(),
+        },
+        ("/array/random", _) => match service.add_random(session, set) {
+            Ok((value, len)) => Reply::Json(json!({ "value": value, "len": len })),
+            Err(e) => e.into(),
+        },
+        ("/array/remove", _) => post_remove(req.body, service, session, set),
+        ("/histogram", _) => histogram(query, service, set),
+        ("/rank", _) => rank(query, service, set),
+        ("/select", _) => select(query, service, set),
+        ("/count", _) => count(query, service, set),
+        ("/quantiles", _) => quantiles(query, service, set),
+        _ => stats(service, set),
+    })
+}
+
+/// `/sets/{name}`: `GET` its figures (as `/stats`), `DELETE` drops it.
+fn one_set(req: &Request<'_>, service: &Service, session: &mut Session, name: &str) -> Reply {
+    match req.method {
+        "GET" => match service.sets().get(name) {
+            Some(set) => stats(service, &set),
+            None => Reply::Error(404, format!("no set named {:?}", clip(name))),
+        },
+        "DELETE" => match service.drop_set(session, name) {
+            Ok(true) => Reply::Json(json!({ "dropped": name })),
+            Ok(false) => Reply::Error(404, format!("no set named {:?}", clip(name))),
+            Err(e) => e.into(),
+        },
+        _ => Reply::Method("GET, DELETE"),
+    }
+}
+
+/// Sets one `GET /sets` page lists when `limit` is not given.
+const SETS_PAGE_DEFAULT: u32 = 1000;
+/// The most text one `{"name":..,"len":..,"distinct":..},` entry takes: a name of 255
+/// bytes, each escaped as `\u00XX` at worst, and two numbers of 20 digits.
+const JSON_SET_BYTES: usize = 255 * 6 + 80;
+
+/// `GET /sets?after=NAME&limit=N`: the sets in name order with their sizes; `next` (the
+/// last name listed) when more follow.
+fn list_sets(query: &str, service: &Service) -> Reply {
+    answer(|| {
+        let (mut after, mut limit) = (None, SETS_PAGE_DEFAULT);
+        for pair in query_pairs(query) {
+            match pair? {
+                ("after", a) if a.is_empty() => {}
+                ("after", a) => after = Some(check_set_name(a.as_bytes())?.to_string()),
+                ("limit", v) => match param::<u32>("limit", &v)? {
+                    n @ 1..=crate::service::MAX_LISTED_SETS => limit = n,
+                    _ => {
+                        return Err(Reply::Error(
+                            400,
+                            format!("limit must be 1..={}", crate::service::MAX_LISTED_SETS),
+                        ));
+                    }
+                },
+                (key, _) => return Err(unknown(key)),
+            }
+        }
+        let fit = (text_budget(service) / JSON_SET_BYTES).max(1);
+        let limit = limit.min(u32::try_from(fit).unwrap_or(u32::MAX));
+        let (sets, more) = service.list_sets(after.as_deref(), limit, 0);
+        let listed: Vec<Value> = sets
+            .iter()
+            .map(|s| {
+                json!({ "name": s.name(), "len": s.data().len(), "distinct": s.data().distinct_len() })
+            })
+            .collect();
+        let mut reply = json!({ "total": service.sets().len(), "sets": listed });
+        if more && let Some(last) = sets.last() {
+            reply["next"] = json!(last.name());
+        }
+        Ok(reply)
+    })
+}
+
 /// Whether `query` has the parameter `key` (with or without a value).
 fn has_param(query: &str, key: &str) -> bool {
     query
@@ -405,7 +535,7 @@ fn has_param(query: &str, key: &str) -> bool {
 }
 
 /// `GET /array?min=&max=&limit=&format=runs`.
-fn get_array(query: &str, service: &Service) -> Reply {
+fn get_array(query: &str, service: &Service, set: &Set) -> Reply {
     let (mut min, mut max, mut limit, mut runs) = (i64::MIN, i64::MAX, 0u32, false);
     for pair in query_pairs(query) {
         let parsed = match pair {
@@ -433,7 +563,7 @@ fn get_array(query: &str, service: &Service) -> Reply {
         // (which cost about 70 ns of the 93 each run took).
         let mut body = br#"{"runs":["#.to_vec();
         let (mut n, mut truncated) = (0, false);
-        service.set().visit_runs(min..=max, |&v, c| {
+        set.data().visit_runs(min..=max, |&v, c| {
             if n == cap || body.len() + JSON_RUN_BYTES > budget {
                 truncated = true;
                 return ControlFlow::Break(());
@@ -454,8 +584,8 @@ fn get_array(query: &str, service: &Service) -> Reply {
         let body = String::from_utf8(body).expect("digits and ASCII punctuation only");
         return Reply::Body("application/json", body.into());
     }
-    let (values, truncated) = listed(service, min, max, cap, budget, 1);
-    let mut reply = json!({ "len": service.set().len(), "values": values });
+    let (values, truncated) = listed(set, min, max, cap, budget, 1);
+    let mut reply = json!({ "len": set.data().len(), "values": values });
     if truncated {
         reply["truncated"] = json!(true);
     }
@@ -466,7 +596,7 @@ fn get_array(query: &str, service: &Service) -> Reply {
 /// [`MAX_LISTED`] values, whose text (each value's digits plus `separator` bytes) stays
 /// within `budget`; and whether that cut anything off.
 fn listed(
-    service: &Service,
+    set: &Set,
     min: i64,
     max: i64,
     cap: usize,
@@ -475,7 +605,7 @@ fn listed(
 ) -> (Vec<i64>, bool) {
     let mut values = Vec::new();
     let mut text = 0;
-    for (i, (v, n)) in service.set().range_runs(min..=max).enumerate() {
+    for (i, (v, n)) in set.data().range_runs(min..=max).enumerate() {
         let each = decimal_len(v) + separator;
         let fits = (budget - text.min(budget)) / each;
         if i == cap || values.len() as u64 + n > MAX_LISTED || n > fits as u64 {
@@ -502,11 +632,15 @@ fn decimal_len(v: i64) -> usize {
     digits + usize::from(v < 0)
 }
 
-/// `GET /stats`: the multiset's shape, and persistence figures when it is on.
-fn stats(service: &Service) -> Reply {
-    let s = service.stats();
+/// `GET /stats`: the set's shape, how many sets there are, and persistence figures when
+/// it is on.
+fn stats(service: &Service, set: &Set) -> Reply {
+    let s = service.stats(set);
     let (min, max) = s.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
-    let mut reply = json!({ "len": s.len, "distinct": s.distinct, "min": min, "max": max });
+    let mut reply = json!({
+        "set": set.name(), "len": s.len, "distinct": s.distinct, "min": min, "max": max,
+        "sets": service.sets().len(),
+    });
     if let (Some(l), Some(log)) = (s.log, service.log()) {
         let mut persistence = l.figures_json();
         persistence["fsync"] = json!(log.fsync().to_string());
@@ -517,31 +651,31 @@ fn stats(service: &Service) -> Reply {
 }
 
 /// `POST /array` with `{"values": [..]}`.
-fn post_array(body: &[u8], service: &Service, session: &mut Session) -> Reply {
+fn post_array(body: &[u8], service: &Service, session: &mut Session, set: &Set) -> Reply {
     let mut values = Vec::new();
     if let Err(e) = body::values(body, service.limits().max_values as usize, &mut values) {
         return Reply::Error(e.status, e.message);
     }
-    match service.insert(session, &mut values) {
-        Ok(inserted) => Reply::Json(json!({ "inserted": inserted, "len": service.set().len() })),
+    match service.insert(session, set, &mut values) {
+        Ok(inserted) => Reply::Json(json!({ "inserted": inserted, "len": set.data().len() })),
         Err(e) => e.into(),
     }
 }
 
 /// `POST /array/remove` with `{"value": v, "n": k}` (`n` defaults to 1).
-fn post_remove(body: &[u8], service: &Service, session: &mut Session) -> Reply {
+fn post_remove(body: &[u8], service: &Service, session: &mut Session, set: &Set) -> Reply {
     let (value, n) = match body::remove(body) {
         Ok(parsed) => parsed,
         Err(e) => return Reply::Error(e.status, e.message),
     };
-    match service.remove_n(session, value, n) {
-        Ok(removed) => Reply::Json(json!({ "removed": removed, "len": service.set().len() })),
+    match service.remove_n(session, set, value, n) {
+        Ok(removed) => Reply::Json(json!({ "removed": removed, "len": set.data().len() })),
         Err(e) => e.into(),
     }
 }
 
 /// `GET /histogram?buckets=N`: see [`histogram::histogram`].
-fn histogram(query: &str, service: &Service) -> Reply {
+fn histogram(query: &str, service: &Service, set: &Set) -> Reply {
     let mut buckets = 100u64;
     for pair in query_pairs(query) {
         match pair {
@@ -555,7 +689,7 @@ fn histogram(query: &str, service: &Service) -> Reply {
     }
     // Fewer bars than asked if they would not fit in the reply budget.
     let room = text_budget(service) / JSON_BUCKET_BYTES;
-    let h = histogram::histogram(service.set(), buckets.min(room.max(1) as u64));
+    let h = histogram::histogram(set.data(), buckets.min(room.max(1) as u64));
     let (min, max) = h.min_max.map_or((None, None), |(a, b)| (Some(a), Some(b)));
     let bars: Vec<Value> = h
         .buckets

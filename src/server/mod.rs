@@ -44,7 +44,7 @@ use crate::SortedMultiset;
 use crate::frame::{Error, ErrorCode, Response};
 use crate::http;
 use crate::persist::{self, Log, Writer};
-use crate::service::{Limits, Service, Session};
+use crate::service::{Limits, Service, Session, Sets};
 use connection::Protocol;
 use worker::Worker;
 
@@ -193,6 +193,7 @@ impl Config {
             ("max_frame", u64::from(self.max_frame), 64),
             ("max_values", u64::from(self.limits.max_values), 1),
             ("max_reply_runs", u64::from(self.limits.max_reply_runs), 1),
+            ("max_sets", self.limits.max_sets as u64, 1),
             ("max_header", self.http_limits.max_header as u64, 256),
             ("max_body", self.http_limits.max_body as u64, 64),
             ("idle_timeout (ms)", self.idle_timeout.as_millis() as u64, 1),
@@ -533,6 +534,23 @@ impl Server {
         self.service.set()
     }
 
+    /// Every set this server serves, by name (`default` is [`set`](Self::set)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config { frame_addr: "127.0.0.1:0".parse()?, http_addr: None, ..Config::default() })?;
+    /// server.sets().get_or_create("scores")?.data().insert(7);
+    /// assert_eq!(server.sets().len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn sets(&self) -> &Arc<Sets> {
+        self.service.sets()
+    }
+
     /// Runs the server on a thread of its own; the returned handle knows its addresses and
     /// stops it (gracefully, waiting for the thread) when dropped.
     ///
@@ -562,6 +580,7 @@ impl Server {
         let http_addr = self.http_addr();
         let stop = self.shutdown_handle();
         let set = Arc::clone(self.set());
+        let sets = Arc::clone(self.sets());
         let thread = thread::Builder::new()
             .name("sortd-server".into())
             .spawn(move || self.run())?;
@@ -570,6 +589,7 @@ impl Server {
             http_addr,
             stop,
             set,
+            sets,
             thread: Some(thread),
         })
     }
@@ -758,6 +778,7 @@ pub struct Spawned {
     http_addr: Option<SocketAddr>,
     stop: ShutdownHandle,
     set: Arc<SortedMultiset<i64>>,
+    sets: Arc<Sets>,
     thread: Option<thread::JoinHandle<io::Result<()>>>,
 }
 
@@ -803,6 +824,23 @@ impl Spawned {
     #[must_use]
     pub fn set(&self) -> &Arc<SortedMultiset<i64>> {
         &self.set
+    }
+
+    /// Every set the server serves, by name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let server = sortd::server::doc_server();
+    /// let mut c = sortd::client::Client::connect(server.frame_addr())?;
+    /// c.use_set(Some("scores"))?;
+    /// c.insert_ack(&[4, 4])?;
+    /// assert_eq!(server.sets().get("scores").unwrap().data().count(&4), 2);
+    /// # Ok::<(), sortd::client::Error>(())
+    /// ```
+    #[must_use]
+    pub fn sets(&self) -> &Arc<Sets> {
+        &self.sets
     }
 
     /// A handle that stops the server from anywhere.

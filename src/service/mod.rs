@@ -5,6 +5,9 @@
 //! buffer, so the event loop only moves bytes.
 
 pub mod histogram;
+mod sets;
+
+pub use sets::{Set, SetRef, Sets};
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -12,7 +15,7 @@ use std::sync::Arc;
 use rand::RngExt;
 
 use crate::SortedMultiset;
-use crate::frame::{Error, ErrorCode, RawFrame, Request, Response, RunsWriter, Stats};
+use crate::frame::{DEFAULT_SET, Error, ErrorCode, RawFrame, Request, Response, RunsWriter, Stats};
 use crate::metrics::Metrics;
 use crate::persist::record::RecordWriter;
 use crate::persist::{Batch, Log};
@@ -28,6 +31,12 @@ const RUNS_FRAME_OVERHEAD: usize = HEADER_LEN + 12;
 const RUN_FRAME_BYTES: usize = 16;
 /// A PAGE frame's bytes besides its runs: header, total, next position and run count.
 const PAGE_FRAME_OVERHEAD: usize = HEADER_LEN + 28;
+/// A SETS frame's bytes besides its entries: header, total and count.
+const SETS_FRAME_OVERHEAD: usize = HEADER_LEN + 12;
+/// The most one entry of a SETS frame takes: a name of 255 bytes, its length and a size.
+const SET_ENTRY_BYTES: usize = 1 + crate::frame::MAX_SET_NAME + 8;
+/// Most sets one listing returns.
+pub const MAX_LISTED_SETS: u32 = 10_000;
 
 /// Range of the values ADD_RANDOM adds: the original's `add_value`.
 pub const RANDOM_RANGE: std::ops::RangeInclusive<i64> = 1000..=10000;
@@ -45,6 +54,8 @@ pub struct Limits {
     /// queued output never passes `max_output`: requests are decoded only while less than
     /// half of it is queued.
     pub max_reply_bytes: usize,
+    /// Most sets the server holds, `default` included (`--max-sets`).
+    pub max_sets: usize,
     /// Fault injection for tests: when set, a PING whose payload is [`PANIC_PING`] makes
     /// the request handler panic, as a bug would.
     #[doc(hidden)]
@@ -61,6 +72,7 @@ impl Default for Limits {
             max_values: 1_000_000,
             max_reply_runs: 1_000_000,
             max_reply_bytes: 32 << 20,
+            max_sets: 100_000,
             panic_on_ping: false,
         }
     }
@@ -83,7 +95,7 @@ pub struct Session {
     data_free: bool,
 }
 
-/// Applies requests to one shared multiset.
+/// Applies requests to the server's multisets, each found by name (see [`Sets`]).
 ///
 /// # Examples
 ///
@@ -109,7 +121,7 @@ pub struct Session {
 #[derive(Clone, Debug)]
 pub struct Service {
     /// The data every connection shares.
-    set: Arc<SortedMultiset<i64>>,
+    sets: Arc<Sets>,
     /// Per-request bounds.
     limits: Limits,
     /// Counters for `GET /metrics`, shared by every clone.
@@ -119,11 +131,11 @@ pub struct Service {
 }
 
 impl Service {
-    /// Serves `set` within `limits`.
+    /// Serves `set` as `default`, with room for named sets, within `limits`.
     #[must_use]
     pub fn new(set: Arc<SortedMultiset<i64>>, limits: Limits) -> Self {
         Service {
-            set,
+            sets: Arc::new(Sets::new(set, limits.max_sets)),
             limits,
             metrics: Arc::default(),
             log: None,
@@ -148,10 +160,16 @@ impl Service {
         &self.metrics
     }
 
-    /// The shared multiset.
+    /// The `default` multiset.
     #[must_use]
     pub fn set(&self) -> &Arc<SortedMultiset<i64>> {
-        &self.set
+        self.sets.default_set().data()
+    }
+
+    /// Every set, by name.
+    #[must_use]
+    pub fn sets(&self) -> &Arc<Sets> {
+        &self.sets
     }
 
     /// The limits requests are held to.
@@ -168,8 +186,8 @@ impl Service {
     pub fn handle_frame(&self, frame: &RawFrame<'_>, out: &mut Vec<u8>, session: &mut Session) {
         let id = frame.header.request_id;
         self.metrics.frame(frame.header.opcode);
-        match Request::parse(frame, self.limits.max_values) {
-            Ok(request) => self.apply(&request, id, out, session),
+        match Request::parse_with_set(frame, self.limits.max_values) {
+            Ok((set, request)) => self.apply_to(set, &request, id, out, session),
             Err(e) => {
                 self.metrics.frame_error();
                 Response::Error(e).encode(id, out);
@@ -177,9 +195,23 @@ impl Service {
         }
     }
 
-    /// Applies a parsed request and appends its reply to `out`.
+    /// Applies a parsed request to `default` and appends its reply to `out`.
     pub fn apply(&self, request: &Request<'_>, id: u32, out: &mut Vec<u8>, session: &mut Session) {
-        if let Err(e) = self.try_apply(request, id, out, session) {
+        self.apply_to(None, request, id, out, session);
+    }
+
+    /// Applies a parsed request to the set named `set` (`None`: `default`) and appends its
+    /// reply to `out`. A write creates the set; a read of a set that does not exist sees
+    /// an empty one.
+    pub fn apply_to(
+        &self,
+        set: Option<&str>,
+        request: &Request<'_>,
+        id: u32,
+        out: &mut Vec<u8>,
+        session: &mut Session,
+    ) {
+        if let Err(e) = self.try_apply(set.unwrap_or(DEFAULT_SET), request, id, out, session) {
             self.metrics.frame_error();
             Response::Error(e).encode(id, out);
         }
@@ -187,11 +219,16 @@ impl Service {
 
     fn try_apply(
         &self,
+        name: &str,
         request: &Request<'_>,
         id: u32,
         out: &mut Vec<u8>,
         session: &mut Session,
     ) -> Result<(), Error> {
+        let set = match request {
+            Request::Insert { .. } | Request::AddRandom => self.sets.find_or_create(name)?,
+            _ => self.sets.find(name),
+        };
         match request {
             Request::Insert { values, ack_only } => {
                 if values.len() > self.limits.max_values as usize {
@@ -208,7 +245,7 @@ impl Service {
                 let mut scratch = std::mem::take(&mut session.scratch);
                 scratch.clear();
                 values.copy_into(&mut scratch);
-                let inserted = self.insert(session, &mut scratch);
+                let inserted = self.insert(session, &set, &mut scratch);
                 if scratch.capacity() > SCRATCH_KEEP {
                     // A large INSERT has gone through: give its room back.
                     scratch = Vec::new();
@@ -217,42 +254,42 @@ impl Service {
                 inserted?;
                 if *ack_only {
                     Response::Ack {
-                        len: self.set.len(),
+                        len: set.data().len(),
                     }
                     .encode(id, out);
                 } else {
-                    self.write_runs(i64::MIN, i64::MAX, 0, id, out);
+                    self.write_runs(&set, i64::MIN, i64::MAX, 0, id, out);
                 }
             }
             Request::Get { min, max, limit } => {
                 self.readable()?;
-                self.write_runs(*min, *max, *limit, id, out);
+                self.write_runs(&set, *min, *max, *limit, id, out);
             }
             Request::AddRandom => {
-                let (value, len) = self.add_random(session)?;
+                let (value, len) = self.add_random(session, &set)?;
                 Response::Value { value, len }.encode(id, out);
             }
             Request::Remove { value, n } => {
-                Response::Count(self.remove_n(session, *value, *n)?).encode(id, out);
+                Response::Count(self.remove_n(session, &set, *value, *n)?).encode(id, out);
             }
             Request::Count { value } => {
                 self.readable()?;
-                Response::Count(self.set.count(value)).encode(id, out);
+                Response::Count(set.data().count(value)).encode(id, out);
             }
             Request::Rank { value } => {
-                Response::Count(self.rank(*value)?).encode(id, out);
+                Response::Count(self.rank(&set, *value)?).encode(id, out);
             }
             Request::CountRange { min, max } => {
-                Response::Count(self.count_range(*min, *max)?).encode(id, out);
+                Response::Count(self.count_range(&set, *min, *max)?).encode(id, out);
             }
             Request::Select { k } => {
-                let values = self.select(*k)?.into_iter().collect();
-                let total = self.set.len();
+                let values = self.select(&set, *k)?.into_iter().collect();
+                let total = set.data().len();
                 Response::Values { total, values }.encode(id, out);
             }
             Request::Quantiles(qs) => {
-                let values = self.quantiles(&qs.iter().collect::<Vec<_>>())?;
-                let total = self.set.len();
+                let values = self.quantiles(&set, &qs.iter().collect::<Vec<_>>())?;
+                let total = set.data().len();
                 Response::Values { total, values }.encode(id, out);
             }
             Request::Page {
@@ -261,16 +298,30 @@ impl Service {
                 max,
                 limit,
             } => {
-                let page = self.page(*from, *skip, *max, *limit, PAGE_FRAME_OVERHEAD)?;
+                let page = self.page(&set, *from, *skip, *max, *limit, PAGE_FRAME_OVERHEAD)?;
                 Response::Page {
-                    total: self.set.len(),
+                    total: set.data().len(),
                     runs: page.runs,
                     next: page.next.map(|p| (p.value, p.skip)),
                 }
                 .encode(id, out);
             }
-            Request::Clear => Response::Count(self.clear(session)?).encode(id, out),
-            Request::Stats => Response::Stats(self.stats()).encode(id, out),
+            Request::Clear => Response::Count(self.clear(session, &set)?).encode(id, out),
+            Request::Stats => Response::Stats(self.stats(&set)).encode(id, out),
+            Request::ListSets { after, limit } => {
+                self.readable()?;
+                let (sets, more) = self.list_sets(*after, *limit, SETS_FRAME_OVERHEAD);
+                let sets = sets
+                    .iter()
+                    .map(|s| (s.name().to_string(), s.data().len()))
+                    .collect();
+                let total = self.sets.len() as u64;
+                Response::Sets { total, sets, more }.encode(id, out);
+            }
+            Request::DropSet => {
+                let dropped = self.drop_set(session, name)?;
+                Response::Count(u64::from(dropped)).encode(id, out);
+            }
             Request::Ping(payload) => {
                 assert!(
                     !(self.limits.panic_on_ping && *payload == PANIC_PING),
@@ -319,10 +370,16 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when the log has failed: the change must not be made.
-    fn ticket(&self, session: &mut Session) -> Result<bool, Error> {
+    fn ticket(&self, session: &mut Session, set: &Set) -> Result<bool, Error> {
         let Some(log) = &self.log else {
             return Ok(false);
         };
+        if set.id() != 0 {
+            return Err(Error::new(
+                ErrorCode::UNAVAILABLE,
+                "named sets are not persisted yet: with --data-dir only `default` takes writes",
+            ));
+        }
         let ticket = log.ticket().map_err(|reason| {
             Error::new(
                 ErrorCode::UNAVAILABLE,
@@ -339,9 +396,14 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when the log has failed (nothing is inserted).
-    pub fn insert(&self, session: &mut Session, values: &mut [i64]) -> Result<u64, Error> {
-        let logged = self.ticket(session)?;
-        let added = self.set.insert_batch(values);
+    pub fn insert(
+        &self,
+        session: &mut Session,
+        set: &Set,
+        values: &mut [i64],
+    ) -> Result<u64, Error> {
+        let logged = self.ticket(session, set)?;
+        let added = set.data().insert_batch(values);
         if logged {
             let mut w = RecordWriter::begin(&mut session.batch.bytes);
             for run in values.chunk_by(|a, b| a == b) {
@@ -357,9 +419,15 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when the log has failed (nothing is removed).
-    pub fn remove_n(&self, session: &mut Session, value: i64, n: u64) -> Result<u64, Error> {
-        let logged = self.ticket(session)?;
-        let removed = self.set.remove_n(&value, n);
+    pub fn remove_n(
+        &self,
+        session: &mut Session,
+        set: &Set,
+        value: i64,
+        n: u64,
+    ) -> Result<u64, Error> {
+        let logged = self.ticket(session, set)?;
+        let removed = set.data().remove_n(&value, n);
         if logged {
             let mut w = RecordWriter::begin(&mut session.batch.bytes);
             w.remove(value, removed);
@@ -373,13 +441,13 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when the log has failed (nothing is removed).
-    pub fn clear(&self, session: &mut Session) -> Result<u64, Error> {
-        if !self.ticket(session)? {
-            return Ok(self.set.clear());
+    pub fn clear(&self, session: &mut Session, set: &Set) -> Result<u64, Error> {
+        if !self.ticket(session, set)? {
+            return Ok(set.data().clear());
         }
         let mut removed = 0;
         let mut w = RecordWriter::begin(&mut session.batch.bytes);
-        for (value, n) in self.set.drain_runs() {
+        for (value, n) in set.data().drain_runs() {
             w.remove(value, n);
             removed += n;
         }
@@ -415,11 +483,19 @@ impl Service {
 
     /// Appends a RUNS reply for the values in `min..=max`, at most `limit` runs (0, or more
     /// than the server allows: the server's maximum).
-    pub fn write_runs(&self, min: i64, max: i64, limit: u32, id: u32, out: &mut Vec<u8>) {
+    pub fn write_runs(
+        &self,
+        set: &Set,
+        min: i64,
+        max: i64,
+        limit: u32,
+        id: u32,
+        out: &mut Vec<u8>,
+    ) {
         let cap = self.reply_runs(limit);
-        let mut w = RunsWriter::begin(out, id, self.set.len());
+        let mut w = RunsWriter::begin(out, id, set.data().len());
         let mut truncated = false;
-        self.set.visit_runs(min..=max, |&value, count| {
+        set.data().visit_runs(min..=max, |&value, count| {
             if w.len() == cap {
                 truncated = true;
                 return ControlFlow::Break(());
@@ -460,9 +536,9 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when reads are refused (see [`readable`](Self::readable)).
-    pub fn rank(&self, value: i64) -> Result<u64, Error> {
+    pub fn rank(&self, set: &Set, value: i64) -> Result<u64, Error> {
         self.readable()?;
-        Ok(self.set.rank(&value))
+        Ok(set.data().rank(&value))
     }
 
     /// Occurrences within `min..=max` (0 when `min > max`).
@@ -470,9 +546,9 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when reads are refused.
-    pub fn count_range(&self, min: i64, max: i64) -> Result<u64, Error> {
+    pub fn count_range(&self, set: &Set, min: i64, max: i64) -> Result<u64, Error> {
         self.readable()?;
-        Ok(self.set.count_range(min..=max))
+        Ok(set.data().count_range(min..=max))
     }
 
     /// The value of the `k`-th occurrence (0-based), if there is one.
@@ -480,9 +556,9 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when reads are refused.
-    pub fn select(&self, k: u64) -> Result<Option<i64>, Error> {
+    pub fn select(&self, set: &Set, k: u64) -> Result<Option<i64>, Error> {
         self.readable()?;
-        Ok(self.set.select(k))
+        Ok(set.data().select(k))
     }
 
     /// Nearest-rank quantiles, one value per `q`, or none when the multiset is empty.
@@ -491,11 +567,11 @@ impl Service {
     ///
     /// `MALFORMED` for a `q` outside `0.0..=1.0` or NaN; `LIMIT_EXCEEDED` for more than
     /// [`MAX_QUANTILES`](crate::frame::MAX_QUANTILES); `UNAVAILABLE` when reads are refused.
-    pub fn quantiles(&self, qs: &[f64]) -> Result<Vec<i64>, Error> {
+    pub fn quantiles(&self, set: &Set, qs: &[f64]) -> Result<Vec<i64>, Error> {
         crate::frame::check_quantile_count(qs.len())?;
         crate::frame::check_quantiles(qs.iter().copied())?;
         self.readable()?;
-        Ok(self.set.quantiles(qs))
+        Ok(set.data().quantiles(qs))
     }
 
     /// One page of a scan of `..=max` starting at `from` after `skip` of its occurrences:
@@ -508,6 +584,7 @@ impl Service {
     /// `UNAVAILABLE` when reads are refused.
     pub fn page(
         &self,
+        set: &Set,
         from: i64,
         skip: u64,
         max: i64,
@@ -521,7 +598,7 @@ impl Service {
             .min(u32::try_from(room).unwrap_or(u32::MAX))
             .max(1);
         let position = crate::multiset::Position { value: from, skip };
-        Ok(self.set.page(from..=max, Some(&position), u64::from(cap)))
+        Ok(set.data().page(from..=max, Some(&position), u64::from(cap)))
     }
 
     /// Adds one random value in [`RANDOM_RANGE`]; returns it and the length afterwards.
@@ -529,21 +606,53 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when the log has failed (nothing is added).
-    pub fn add_random(&self, session: &mut Session) -> Result<(i64, u64), Error> {
+    pub fn add_random(&self, session: &mut Session, set: &Set) -> Result<(i64, u64), Error> {
         let mut value = [rand::rng().random_range(RANDOM_RANGE)];
-        self.insert(session, &mut value)?;
-        Ok((value[0], self.set.len()))
+        self.insert(session, set, &mut value)?;
+        Ok((value[0], set.data().len()))
     }
 
-    /// The multiset's total, distinct, min and max (weakly consistent under writes).
+    /// The set's total, distinct, min and max (weakly consistent under writes).
     #[must_use]
-    pub fn stats(&self) -> Stats {
+    pub fn stats(&self, set: &Set) -> Stats {
+        let data = set.data();
         Stats {
-            len: self.set.len(),
-            distinct: self.set.distinct_len(),
-            min_max: self.set.first().zip(self.set.last()),
+            len: data.len(),
+            distinct: data.distinct_len(),
+            min_max: data.first().zip(data.last()),
             log: self.log.as_ref().map(|l| l.stats()),
         }
+    }
+
+    /// Up to `limit` sets (0, or more than fit in a reply of [`Limits::max_reply_bytes`]
+    /// with `overhead` bytes besides its entries: as many as fit, and at most
+    /// [`MAX_LISTED_SETS`]) named after `after`, in name order, and whether more follow.
+    #[must_use]
+    pub fn list_sets(
+        &self,
+        after: Option<&str>,
+        limit: u32,
+        overhead: usize,
+    ) -> (Vec<Arc<Set>>, bool) {
+        let room = self.limits.max_reply_bytes.saturating_sub(overhead) / SET_ENTRY_BYTES;
+        let cap = match limit {
+            0 => MAX_LISTED_SETS,
+            n => n.min(MAX_LISTED_SETS),
+        };
+        let cap = (cap as usize).min(room).max(1);
+        self.sets.page(after, cap)
+    }
+
+    /// Drops the set named `name`, values and all; returns whether it existed.
+    ///
+    /// # Errors
+    ///
+    /// `BAD_NAME` for `default`; `UNAVAILABLE` when the log has failed.
+    pub fn drop_set(&self, session: &mut Session, name: &str) -> Result<bool, Error> {
+        if let Some(set) = self.sets.get(name) {
+            self.ticket(session, &set)?;
+        }
+        Ok(self.sets.remove(name)?.is_some())
     }
 }
 
