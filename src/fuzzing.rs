@@ -175,32 +175,38 @@ pub fn http(data: &[u8]) {
 /// log inside its last record reads as a torn tail, never as corruption (a crash must never
 /// stop the start-up).
 pub fn log(data: &[u8]) {
-    use crate::persist::record::{
-        ENTRY_LEN, End, Item, LOG_HEADER_LEN, LogReader, RECORD_HEADER_LEN,
-    };
+    use crate::persist::record::{End, Item, LOG_HEADER_LEN, LogReader, Record};
 
-    let read = |bytes: &[u8]| -> Option<(Vec<usize>, u64, End)> {
+    let read = |bytes: &[u8]| -> Option<(u32, Vec<Record>, u64, End)> {
         let Ok(Ok((_, mut reader))) = LogReader::open(bytes) else {
             return None;
         };
-        let mut sizes = Vec::new();
+        let mut records = Vec::new();
         loop {
             match reader.next_item().expect("reading a slice cannot fail") {
-                Item::Record(entries) => {
-                    assert!(!entries.is_empty());
-                    sizes.push(RECORD_HEADER_LEN + entries.len() * ENTRY_LEN);
+                Item::Record(record) => records.push(record),
+                Item::End(end) => {
+                    return Some((reader.version(), records, reader.offset(), end));
                 }
-                Item::End(end) => return Some((sizes, reader.offset(), end)),
             }
         }
     };
-    let Some((sizes, offset, end)) = read(data) else {
+    let Some((version, records, offset, end)) = read(data) else {
         return;
     };
+    let sizes: Vec<usize> = records.iter().map(|r| r.encoded_len(version)).collect();
     assert_eq!(
         offset,
         (LOG_HEADER_LEN + sizes.iter().sum::<usize>()) as u64
     );
+    if version == crate::persist::record::LOG_VERSION {
+        // Every record read re-encodes to the very bytes it was read from.
+        let mut again = Vec::new();
+        for r in &records {
+            r.encode(&mut again);
+        }
+        assert_eq!(again, data[LOG_HEADER_LEN..offset as usize]);
+    }
     match &end {
         End::Clean => assert_eq!(offset, data.len() as u64),
         End::Torn { offset: at, .. } | End::Corrupt { offset: at, .. } => {
@@ -211,7 +217,7 @@ pub fn log(data: &[u8]) {
     if let (End::Clean, Some(&last)) = (&end, sizes.last()) {
         // Somewhere strictly inside the last record, chosen by the data.
         let cut = data.len() - last + 1 + usize::from(data[0]) % (last - 1);
-        let (_, _, end) = read(&data[..cut]).expect("the header is intact");
+        let (_, _, _, end) = read(&data[..cut]).expect("the header is intact");
         assert!(matches!(end, End::Torn { .. }), "cut at {cut}: {end:?}");
     }
 }

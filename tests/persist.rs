@@ -18,6 +18,7 @@ use rand::{RngExt, SeedableRng};
 use sortd::client::{Client, Error as ClientError};
 use sortd::frame::ErrorCode;
 use sortd::persist::record::{RecordWriter, encode_log_header};
+use sortd::persist::snapshot::{Covers, SnapshotSet};
 use sortd::persist::{self, Fsync, Options};
 use sortd::server::{Config, Server};
 
@@ -225,7 +226,7 @@ fn log_bytes(generation: u64, changes: &[&[(i64, i64)]]) -> (Vec<u8>, Vec<usize>
     let mut starts = Vec::new();
     for change in changes {
         starts.push(out.len());
-        let mut w = RecordWriter::begin(&mut out);
+        let mut w = RecordWriter::begin(&mut out, 0);
         for &(v, d) in *change {
             if d > 0 {
                 w.add(v, d.unsigned_abs());
@@ -471,7 +472,19 @@ fn leftovers_of_an_interrupted_compaction_are_not_counted_twice() {
     // The snapshot covers generations 1 and 2, whose logs a crash left behind (they
     // would add 100 more of value 9 if replayed); generation 3 came after. A negative net
     // in the snapshot is balanced by generation 3.
-    persist::snapshot::write(&dir.join("snapshot"), 2, &[(1, 3), (2, -1)]).unwrap();
+    persist::snapshot::write(
+        &dir.join("snapshot"),
+        Covers {
+            generation: 2,
+            next_id: 1,
+        },
+        &[SnapshotSet {
+            id: 0,
+            name: "default".into(),
+            runs: vec![(1, 3), (2, -1)],
+        }],
+    )
+    .unwrap();
     for generation in [1, 2] {
         fs::write(
             log_path(dir, generation),
@@ -489,7 +502,8 @@ fn leftovers_of_an_interrupted_compaction_are_not_counted_twice() {
 
     // A damaged snapshot cannot be repaired around: the start-up stops.
     let mut snap = fs::read(dir.join("snapshot")).unwrap();
-    snap[30] ^= 1;
+    let in_a_run = snap.len() - 10;
+    snap[in_a_run] ^= 1;
     fs::write(dir.join("snapshot"), &snap).unwrap();
     let err = recover(dir, true).unwrap_err();
     assert!(err.contains("CRC mismatch"), "{err}");
@@ -663,20 +677,21 @@ mod format {
 
     use super::*;
     use proptest::prelude::*;
-    use sortd::persist::record::{End, Item, LogReader, MAX_ENTRIES};
+    use sortd::persist::record::{End, Item, LogReader, MAX_ENTRIES, Record};
 
-    /// Per value, the sum of the deltas read back.
-    fn read_back(bytes: &[u8]) -> (BTreeMap<i64, i128>, End) {
+    /// Per set and value, the sum of the deltas read back.
+    fn read_back(bytes: &[u8]) -> (BTreeMap<(u64, i64), i128>, End) {
         let (_, mut reader) = LogReader::open(bytes).unwrap().unwrap();
         let mut sums = BTreeMap::new();
         loop {
             match reader.next_item().unwrap() {
-                Item::Record(entries) => {
+                Item::Record(Record::Deltas { set, entries }) => {
                     assert!(entries.len() <= MAX_ENTRIES);
                     for (v, d) in entries {
-                        *sums.entry(v).or_insert(0i128) += i128::from(d);
+                        *sums.entry((set, v)).or_insert(0i128) += i128::from(d);
                     }
                 }
+                Item::Record(other) => panic!("{other:?}"),
                 Item::End(end) => return (sums, end),
             }
         }
@@ -689,7 +704,10 @@ mod format {
         #[test]
         fn log_round_trips(
             changes in prop::collection::vec(
-                prop::collection::vec((any::<i64>(), any::<bool>(), any::<u64>()), 1..20),
+                (
+                    any::<u64>(),
+                    prop::collection::vec((any::<i64>(), any::<bool>(), any::<u64>()), 1..20),
+                ),
                 1..10,
             ),
             cut in any::<prop::sample::Index>(),
@@ -697,13 +715,13 @@ mod format {
             let mut log = Vec::new();
             encode_log_header(9, &mut log);
             let mut expect = BTreeMap::new();
-            for change in &changes {
-                let mut w = RecordWriter::begin(&mut log);
+            for (set, change) in &changes {
+                let mut w = RecordWriter::begin(&mut log, *set);
                 for &(v, add, n) in change {
                     let n = n.max(1);
                     if add { w.add(v, n) } else { w.remove(v, n) }
                     let d = i128::from(n);
-                    *expect.entry(v).or_insert(0i128) += if add { d } else { -d };
+                    *expect.entry((*set, v)).or_insert(0i128) += if add { d } else { -d };
                 }
                 prop_assert!(w.finish());
             }
@@ -720,24 +738,53 @@ mod format {
         /// refused.
         #[test]
         fn snapshot_round_trips(
-            nets in prop::collection::btree_map(any::<i64>(), any::<i64>().prop_filter("net", |n| *n != 0), 0..50),
+            sets in prop::collection::vec(
+                (
+                    any::<u64>(),
+                    "[a-z:/ ]{1,20}",
+                    prop::collection::btree_map(
+                        any::<i64>(),
+                        any::<i64>().prop_filter("net", |n| *n != 0),
+                        0..30,
+                    ),
+                ),
+                0..6,
+            ),
+            next_id in any::<u64>(),
             flip in any::<prop::sample::Index>(),
         ) {
             let tmp = tempfile::tempdir().unwrap();
             let path = tmp.path().join("snapshot");
-            let runs: Vec<(i64, i64)> = nets.into_iter().collect();
-            let bytes = persist::snapshot::write(&path, 7, &runs).unwrap();
+            let sets: Vec<SnapshotSet> = sets
+                .into_iter()
+                .map(|(id, name, nets)| SnapshotSet { id, name, runs: nets.into_iter().collect() })
+                .collect();
+            let covers = Covers { generation: 7, next_id };
+            let bytes = persist::snapshot::write(&path, covers, &sets).unwrap();
             prop_assert_eq!(bytes, fs::metadata(&path).unwrap().len());
-            let mut read = Vec::new();
-            let covers = persist::snapshot::read(&path, |v, n| read.push((v, n))).unwrap();
-            prop_assert_eq!(covers, Ok(7));
-            prop_assert_eq!(&read, &runs);
+            let read = std::cell::RefCell::new(Vec::<SnapshotSet>::new());
+            let got = persist::snapshot::read(
+                &path,
+                |id, name| {
+                    read.borrow_mut().push(SnapshotSet { id, name: name.into(), runs: Vec::new() });
+                },
+                |id, v, n| {
+                    let mut read = read.borrow_mut();
+                    let last = read.last_mut().unwrap();
+                    assert_eq!(last.id, id);
+                    last.runs.push((v, n));
+                },
+            )
+            .unwrap();
+            let read = read.into_inner();
+            prop_assert_eq!(got, Ok(covers));
+            prop_assert_eq!(&read, &sets);
 
             let mut damaged = fs::read(&path).unwrap();
             let i = flip.index(damaged.len());
             damaged[i] ^= 0x10;
             fs::write(&path, &damaged).unwrap();
-            let result = persist::snapshot::read(&path, |_, _| {}).unwrap();
+            let result = persist::snapshot::read(&path, |_, _| {}, |_, _, _| {}).unwrap();
             prop_assert!(result.is_err(), "flipped byte {} accepted", i);
         }
     }

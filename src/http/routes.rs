@@ -434,7 +434,7 @@ fn data_route(
         return Some(e.into());
     }
     let set = if creating {
-        match service.sets().find_or_create(name) {
+        match service.find_or_create(session, name) {
             Ok(set) => set,
             Err(e) => return Some(e.into()),
         }

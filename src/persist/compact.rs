@@ -1,11 +1,16 @@
 //! Compaction: fold the snapshot and the closed logs into a new snapshot.
+//!
+//! The fold replays records in log order as recovery does (see `recovery::Catalog`): a set
+//! dropped in the folded logs leaves nothing behind, and a record about it in a later log
+//! (a request that found it before the drop) is ignored when that log is replayed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::recovery::{list_logs, read_snapshot, replay};
+use super::recovery::{Catalog, Effect, list_logs, read_snapshot, replay};
+use super::snapshot::{Covers, SnapshotSet};
 use super::{Error, Log, SNAPSHOT_FILE, now_ms, snapshot};
 
 /// Folds the snapshot and every log up to generation `through` (all closed: the writer has
@@ -17,10 +22,20 @@ use super::{Error, Log, SNAPSHOT_FILE, now_ms, snapshot};
 /// snapshot covers).
 pub(super) fn compact(dir: &Path, through: u64, log: &Log) -> Result<(), Error> {
     let path = dir.join(SNAPSHOT_FILE);
-    let mut net: BTreeMap<i64, i128> = BTreeMap::new();
-    let mut fold = |v: i64, d: i64| *net.entry(v).or_default() += i128::from(d);
+    let mut catalog = Catalog::new();
+    let mut nets: HashMap<u64, BTreeMap<i64, i128>> = HashMap::new();
     let covers = if path.exists() {
-        read_snapshot(&path, &mut fold)?
+        let mut restored = Vec::new();
+        let covers = read_snapshot(
+            &path,
+            |id, name| restored.push((id, name.to_string())),
+            |id, v, d| *nets.entry(id).or_default().entry(v).or_default() += i128::from(d),
+        )?;
+        for (id, name) in restored {
+            catalog.restore(id, &name);
+        }
+        catalog.next_id = catalog.next_id.max(covers.next_id);
+        covers.generation
     } else {
         0
     };
@@ -31,21 +46,48 @@ pub(super) fn compact(dir: &Path, through: u64, log: &Log) -> Result<(), Error> 
     let mut folded = 0;
     let mut warnings = Vec::new();
     for (generation, log_path) in &logs {
-        folded += replay(log_path, *generation, false, &mut warnings, &mut fold)?;
+        folded += replay(
+            log_path,
+            *generation,
+            false,
+            &mut warnings,
+            |record| match catalog.apply(record) {
+                Some(Effect::Deltas(id, entries)) => {
+                    let net = nets.entry(id).or_default();
+                    for (v, d) in entries {
+                        *net.entry(v).or_default() += i128::from(d);
+                    }
+                }
+                Some(Effect::Dropped(id)) => {
+                    nets.remove(&id);
+                }
+                None => {}
+            },
+        )?;
     }
     for w in warnings {
         eprintln!("sortd: compaction: {w}");
     }
-    let mut runs = Vec::with_capacity(net.len());
-    for (value, mut n) in net {
-        // A net beyond i64 is written as several runs of the same value.
-        while n != 0 {
-            let step = n.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
-            runs.push((value, step as i64));
-            n -= step;
+    // Every live set, empty ones too: a set lives until it is dropped.
+    let mut sets = Vec::with_capacity(catalog.names.len() + 1);
+    let live = std::iter::once((0, crate::frame::DEFAULT_SET.to_string())).chain(catalog.names);
+    for (id, name) in live {
+        let mut runs = Vec::new();
+        for (value, mut n) in nets.remove(&id).unwrap_or_default() {
+            // A net beyond i64 is written as several runs of the same value.
+            while n != 0 {
+                let step = n.clamp(i128::from(i64::MIN), i128::from(i64::MAX));
+                runs.push((value, step as i64));
+                n -= step;
+            }
         }
+        sets.push(SnapshotSet { id, name, runs });
     }
-    let bytes = snapshot::write(&path, through, &runs).map_err(|e| Error::io("write", &path, e))?;
+    let covers = Covers {
+        generation: through,
+        next_id: catalog.next_id,
+    };
+    let bytes = snapshot::write(&path, covers, &sets).map_err(|e| Error::io("write", &path, e))?;
     for (_, log_path) in &logs {
         fs::remove_file(log_path).map_err(|e| Error::io("remove", log_path, e))?;
     }

@@ -440,7 +440,12 @@ impl Log {
 
 /// A data directory opened and recovered, its writer not yet running.
 pub(crate) struct Opened {
-    pub(crate) set: SortedMultiset<i64>,
+    /// `default`'s values.
+    pub(crate) default: SortedMultiset<i64>,
+    /// Every other set: id, name, values.
+    pub(crate) named: Vec<(u64, String, SortedMultiset<i64>)>,
+    /// Above every set id ever used.
+    pub(crate) next_id: u64,
     pub(crate) log: std::sync::Arc<Log>,
     pub(crate) writer: Writer,
     /// What recovery mended, for the operator.
@@ -483,11 +488,9 @@ pub(crate) fn open(options: &Options) -> Result<Opened, Error> {
     let mut repair_bytes = 0;
     if !recovered.repairs.is_empty() {
         let mut bytes = Vec::new();
-        let mut w = record::RecordWriter::begin(&mut bytes);
-        for &(value, n) in &recovered.repairs {
-            w.add(value, n);
+        for repair in &recovered.repairs {
+            repair.encode(&mut bytes);
         }
-        w.finish();
         file.write_all(&bytes)
             .and_then(|()| file.sync_data())
             .map_err(|e| Error::io("write", &path, e))?;
@@ -519,7 +522,9 @@ pub(crate) fn open(options: &Options) -> Result<Opened, Error> {
         generation,
     };
     Ok(Opened {
-        set: recovered.set,
+        default: recovered.default,
+        named: recovered.named,
+        next_id: recovered.next_id,
         log,
         writer,
         warnings: recovered.warnings,

@@ -348,7 +348,13 @@ impl Server {
             return Server::with_set(config, Arc::new(SortedMultiset::new()));
         };
         let opened = persist::open(options)?;
-        let mut server = Server::assemble(config, Arc::new(opened.set), Some(opened.writer))?;
+        let sets = Sets::restore(
+            Arc::new(opened.default),
+            opened.named,
+            opened.next_id,
+            config.limits.max_sets,
+        );
+        let mut server = Server::assemble(config, sets, Some(opened.writer))?;
         server.service = server.service.with_log(opened.log);
         server.warnings = opened.warnings;
         Ok(server)
@@ -385,14 +391,11 @@ impl Server {
                 "a persistent server loads its multiset from its data directory; use Server::bind",
             ));
         }
-        Server::assemble(config, set, None)
+        let sets = Sets::new(set, config.limits.max_sets);
+        Server::assemble(config, sets, None)
     }
 
-    fn assemble(
-        config: Config,
-        set: Arc<SortedMultiset<i64>>,
-        writer: Option<Writer>,
-    ) -> io::Result<Server> {
+    fn assemble(config: Config, sets: Sets, writer: Option<Writer>) -> io::Result<Server> {
         let listen = |addr: SocketAddr| {
             TcpListener::bind(addr)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))
@@ -408,7 +411,7 @@ impl Server {
         }
         let waker = Arc::new(Waker::new(poll.registry(), ACCEPTOR_WAKER)?);
         Ok(Server {
-            service: Service::new(set, config.service_limits()),
+            service: Service::with_sets(Arc::new(sets), config.service_limits()),
             config,
             listener,
             http_listener,

@@ -142,6 +142,17 @@ impl Service {
         }
     }
 
+    /// Serves `sets` within `limits` (whose `max_sets` is the one `sets` was made with).
+    #[must_use]
+    pub fn with_sets(sets: Arc<Sets>, limits: Limits) -> Self {
+        Service {
+            sets,
+            limits,
+            metrics: Arc::default(),
+            log: None,
+        }
+    }
+
     /// The same service, logging every change to `log`.
     pub(crate) fn with_log(mut self, log: Arc<Log>) -> Self {
         self.log = Some(log);
@@ -226,7 +237,7 @@ impl Service {
         session: &mut Session,
     ) -> Result<(), Error> {
         let set = match request {
-            Request::Insert { .. } | Request::AddRandom => self.sets.find_or_create(name)?,
+            Request::Insert { .. } | Request::AddRandom => self.find_or_create(session, name)?,
             _ => self.sets.find(name),
         };
         match request {
@@ -370,16 +381,19 @@ impl Service {
     /// # Errors
     ///
     /// `UNAVAILABLE` when the log has failed: the change must not be made.
-    fn ticket(&self, session: &mut Session, set: &Set) -> Result<bool, Error> {
-        let Some(log) = &self.log else {
+    fn ticket(&self, session: &mut Session) -> Result<bool, Error> {
+        let Some(ticket) = self.log_ticket(session)? else {
             return Ok(false);
         };
-        if set.id() != 0 {
-            return Err(Error::new(
-                ErrorCode::UNAVAILABLE,
-                "named sets are not persisted yet: with --data-dir only `default` takes writes",
-            ));
-        }
+        session.batch.tickets.push(ticket);
+        Ok(true)
+    }
+
+    /// Takes a ticket for a change the caller logs itself; `None` without persistence.
+    fn log_ticket(&self, session: &mut Session) -> Result<Option<u64>, Error> {
+        let Some(log) = &self.log else {
+            return Ok(None);
+        };
         let ticket = log.ticket().map_err(|reason| {
             Error::new(
                 ErrorCode::UNAVAILABLE,
@@ -387,8 +401,7 @@ impl Service {
             )
         })?;
         session.changed = true;
-        session.batch.tickets.push(ticket);
-        Ok(true)
+        Ok(Some(ticket))
     }
 
     /// Inserts `values` (sorted in place) and logs the change; returns how many went in.
@@ -402,10 +415,10 @@ impl Service {
         set: &Set,
         values: &mut [i64],
     ) -> Result<u64, Error> {
-        let logged = self.ticket(session, set)?;
+        let logged = self.ticket(session)?;
         let added = set.data().insert_batch(values);
         if logged {
-            let mut w = RecordWriter::begin(&mut session.batch.bytes);
+            let mut w = RecordWriter::begin(&mut session.batch.bytes, set.id());
             for run in values.chunk_by(|a, b| a == b) {
                 w.add(run[0], run.len() as u64);
             }
@@ -426,10 +439,10 @@ impl Service {
         value: i64,
         n: u64,
     ) -> Result<u64, Error> {
-        let logged = self.ticket(session, set)?;
+        let logged = self.ticket(session)?;
         let removed = set.data().remove_n(&value, n);
         if logged {
-            let mut w = RecordWriter::begin(&mut session.batch.bytes);
+            let mut w = RecordWriter::begin(&mut session.batch.bytes, set.id());
             w.remove(value, removed);
             w.finish();
         }
@@ -442,11 +455,11 @@ impl Service {
     ///
     /// `UNAVAILABLE` when the log has failed (nothing is removed).
     pub fn clear(&self, session: &mut Session, set: &Set) -> Result<u64, Error> {
-        if !self.ticket(session, set)? {
+        if !self.ticket(session)? {
             return Ok(set.data().clear());
         }
         let mut removed = 0;
-        let mut w = RecordWriter::begin(&mut session.batch.bytes);
+        let mut w = RecordWriter::begin(&mut session.batch.bytes, set.id());
         for (value, n) in set.data().drain_runs() {
             w.remove(value, n);
             removed += n;
@@ -643,16 +656,53 @@ impl Service {
         self.sets.page(after, cap)
     }
 
-    /// Drops the set named `name`, values and all; returns whether it existed.
+    /// The set named `name`, created (and its creation logged) if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// `TOO_MANY_SETS` at the maximum; `UNAVAILABLE` when the log has failed.
+    pub fn find_or_create(&self, session: &mut Session, name: &str) -> Result<SetRef<'_>, Error> {
+        self.sets.find_or_create_with(name, |set| {
+            let (Some(log), Some(ticket)) = (&self.log, self.log_ticket(session)?) else {
+                return Ok(());
+            };
+            // The CREATE goes to the writer now, in a batch of its own, before any other
+            // loop can find the set: so every record about the set follows it in the log.
+            let mut bytes = Vec::new();
+            crate::persist::record::encode_create(&mut bytes, set.id(), set.name());
+            log.submit(crate::persist::Batch {
+                tickets: vec![ticket],
+                bytes,
+            });
+            Ok(())
+        })
+    }
+
+    /// Drops the set named `name`, values and all, as one logged record; returns whether
+    /// it existed.
+    ///
+    /// A request that found the set before the drop may still change it; such a change is
+    /// ordered before the drop (it is dropped with the set, in memory and in the log).
     ///
     /// # Errors
     ///
     /// `BAD_NAME` for `default`; `UNAVAILABLE` when the log has failed.
     pub fn drop_set(&self, session: &mut Session, name: &str) -> Result<bool, Error> {
-        if let Some(set) = self.sets.get(name) {
-            self.ticket(session, &set)?;
+        if name == DEFAULT_SET {
+            // Refused by `Sets::remove`, before a ticket is taken.
+            return self.sets.remove(name).map(|_| false);
         }
-        Ok(self.sets.remove(name)?.is_some())
+        if self.sets.get(name).is_none() {
+            return Ok(false);
+        }
+        let logged = self.ticket(session)?;
+        let Some(set) = self.sets.remove(name)? else {
+            return Ok(false); // dropped by another loop meanwhile
+        };
+        if logged {
+            crate::persist::record::encode_drop(&mut session.batch.bytes, set.id());
+        }
+        Ok(true)
     }
 }
 
@@ -669,7 +719,8 @@ mod tests {
     fn only_data_free_replies_skip_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let opened = persist::open(&Options::new(dir.path())).unwrap();
-        let service = Service::new(Arc::new(opened.set), Limits::default()).with_log(opened.log);
+        let service =
+            Service::new(Arc::new(opened.default), Limits::default()).with_log(opened.log);
         let mut session = Session::default();
         let mut out = Vec::new();
         let mut frame = |request: Request<'_>, session: &mut Session| {

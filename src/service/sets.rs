@@ -15,9 +15,13 @@
 //!
 //! A request that found a set keeps using it even if another loop drops it meanwhile: such
 //! a request is ordered before the drop (its effect is dropped with the set).
+//!
+//! With persistence on, the server's protocols log every creation, change and drop (see
+//! [`crate::persist::record`]); changes a program makes through this registry directly,
+//! like its writes to [`Server::set`](crate::server::Server::set), stay in memory.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crossbeam_skiplist::SkipMap;
 
@@ -108,6 +112,10 @@ pub struct Sets {
     count: AtomicUsize,
     max: usize,
     next_id: AtomicU64,
+    /// Held while a set is created: ids are handed out, and creations logged, in one
+    /// order, and two loops never create the same name at once. Only first writes to a
+    /// new name take it.
+    creating: Mutex<()>,
     /// What a read of a set that does not exist sees: nothing. Never written.
     absent: Set,
 }
@@ -116,7 +124,20 @@ impl Sets {
     /// Sets holding `default` (id 0) and room for at most `max` sets in all (at least 1).
     #[must_use]
     pub fn new(default: Arc<SortedMultiset<i64>>, max: usize) -> Sets {
-        Sets {
+        Sets::restore(default, Vec::new(), 1, max)
+    }
+
+    /// Sets as a data directory held them: `default`, the others by id and name, and the
+    /// next id to hand out (above every id ever used). All are kept even past `max` (then
+    /// no set can be created until enough are dropped).
+    #[must_use]
+    pub fn restore(
+        default: Arc<SortedMultiset<i64>>,
+        named: Vec<(u64, String, SortedMultiset<i64>)>,
+        next_id: u64,
+        max: usize,
+    ) -> Sets {
+        let sets = Sets {
             default: Arc::new(Set {
                 id: 0,
                 name: DEFAULT_SET.into(),
@@ -124,15 +145,28 @@ impl Sets {
             }),
             by_name: papaya::HashMap::new(),
             ordered: SkipMap::new(),
-            count: AtomicUsize::new(1),
+            count: AtomicUsize::new(1 + named.len()),
             max: max.max(1),
-            next_id: AtomicU64::new(1),
+            next_id: AtomicU64::new(next_id.max(1)),
+            creating: Mutex::new(()),
             absent: Set {
                 id: u64::MAX,
                 name: "".into(),
                 data: Arc::new(SortedMultiset::new()),
             },
+        };
+        let map = sets.by_name.pin();
+        for (id, name, data) in named {
+            let set = Arc::new(Set {
+                id,
+                name: name.as_str().into(),
+                data: Arc::new(data),
+            });
+            map.insert(name.as_str().into(), Arc::clone(&set));
+            sets.ordered.insert(name.into(), set);
         }
+        drop(map);
+        sets
     }
 
     /// The set every unnamed request addresses.
@@ -193,6 +227,27 @@ impl Sets {
     ///
     /// [`ErrorCode::TOO_MANY_SETS`] when creating it would pass the maximum.
     pub fn get_or_create(&self, name: &str) -> Result<Arc<Set>, Error> {
+        self.get_or_create_with(name, |_| Ok(()))
+    }
+
+    /// [`get_or_create`](Self::get_or_create), calling `created` with a new set before any
+    /// other thread can find it (to log its creation: everything about the set is then
+    /// logged after it). If `created` fails, the set is not created.
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::TOO_MANY_SETS`] when creating it would pass the maximum, or what
+    /// `created` returned.
+    pub fn get_or_create_with(
+        &self,
+        name: &str,
+        created: impl FnOnce(&Set) -> Result<(), Error>,
+    ) -> Result<Arc<Set>, Error> {
+        if let Some(set) = self.get(name) {
+            return Ok(set);
+        }
+        // The lock guards no data (a panic under it leaves nothing half done).
+        let _creating = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(set) = self.get(name) {
             return Ok(set);
         }
@@ -212,18 +267,31 @@ impl Sets {
             name: name.into(),
             data: Arc::new(SortedMultiset::new()),
         });
-        let map = self.by_name.pin();
-        match map.try_insert(name.into(), Arc::clone(&set)) {
-            Ok(_) => {
-                self.ordered.insert(name.into(), Arc::clone(&set));
-                Ok(set)
-            }
-            // Another loop created it first: use theirs, give back the reservation.
-            Err(occupied) => {
-                self.count.fetch_sub(1, Relaxed);
-                Ok(Arc::clone(occupied.current))
-            }
+        if let Err(e) = created(&set) {
+            self.count.fetch_sub(1, Relaxed);
+            return Err(e);
         }
+        // Under the lock no other creation of `name` runs, and a drop only removes.
+        self.by_name.pin().insert(name.into(), Arc::clone(&set));
+        self.ordered.insert(name.into(), Arc::clone(&set));
+        Ok(set)
+    }
+
+    /// [`find_or_create`](Self::find_or_create) with `created` as in
+    /// [`get_or_create_with`](Self::get_or_create_with).
+    ///
+    /// # Errors
+    ///
+    /// As [`get_or_create_with`](Self::get_or_create_with).
+    pub fn find_or_create_with(
+        &self,
+        name: &str,
+        created: impl FnOnce(&Set) -> Result<(), Error>,
+    ) -> Result<SetRef<'_>, Error> {
+        if name == DEFAULT_SET {
+            return Ok(SetRef::Borrowed(&self.default));
+        }
+        self.get_or_create_with(name, created).map(SetRef::Shared)
     }
 
     /// Drops the set named `name`; returns it, or `None` if there was none.

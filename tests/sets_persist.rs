@@ -1,0 +1,547 @@
+//! Named sets on disk: crashes after every kind of change to many sets, then restarts;
+//! data directories written before named sets; and the orderings of records the log
+//! allows (a change after its set's drop, a set created again before the old one's drop
+//! was written), replayed and compacted.
+#![cfg(feature = "server")]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use common::{Proc, http_call, small_config};
+use sortd::client::Client;
+use sortd::persist::record::{Record, encode_log_header};
+use sortd::persist::{Fsync, Options};
+use sortd::server::{Config, Server};
+
+/// Every set and its runs.
+type State = BTreeMap<String, Vec<(i64, u64)>>;
+
+/// What a server holds, read over the frame protocol: every set, page by page, and each
+/// one's runs.
+fn state(addr: SocketAddr) -> State {
+    let mut c = Client::connect(addr).expect("connect");
+    let mut names = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = c.list_sets(after.as_deref(), 7).expect("list");
+        names.extend(page.sets.into_iter().map(|(n, _)| n));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    let mut out = State::new();
+    for name in names {
+        c.use_set(Some(&name)).unwrap();
+        let (runs, truncated) = c.get(i64::MIN, i64::MAX, 0).expect("get");
+        assert!(!truncated);
+        out.insert(name, runs);
+    }
+    out
+}
+
+/// The model's state in the same shape.
+fn model_state(model: &BTreeMap<String, BTreeMap<i64, u64>>) -> State {
+    model
+        .iter()
+        .map(|(name, runs)| (name.clone(), runs.iter().map(|(&v, &n)| (v, n)).collect()))
+        .collect()
+}
+
+fn start(dir: &Path, args: &[&str]) -> Proc {
+    let mut all = vec!["--data-dir", dir.to_str().expect("UTF-8 path")];
+    all.extend_from_slice(args);
+    Proc::start(None, &all).expect("start the server")
+}
+
+/// A deterministic mix of every change to sets `s-0`..`s-29`, each acknowledged, applied
+/// to the server and to a model.
+fn changes(p: &Proc, model: &mut BTreeMap<String, BTreeMap<i64, u64>>, round: u64) {
+    let mut c = Client::connect(p.frame).unwrap();
+    let mut rng = round.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    for step in 0..300 {
+        let name = format!("s-{}", next(30));
+        let value = next(20) as i64 - 5;
+        c.use_set(Some(&name)).unwrap();
+        match next(10) {
+            0..=3 => {
+                let values = [value, value, value + 1];
+                c.insert_ack(&values).unwrap();
+                let set = model.entry(name.clone()).or_default();
+                for v in values {
+                    *set.entry(v).or_default() += 1;
+                }
+            }
+            4 => {
+                // Over HTTP, percent-encoded, which is the same set.
+                let path = format!("/sets/{}/array", name.replace('-', "%2D"));
+                let (status, _) =
+                    http_call(p.http, "POST", &path, &format!("{{\"values\":[{value}]}}"));
+                assert_eq!(status, 200);
+                *model
+                    .entry(name.clone())
+                    .or_default()
+                    .entry(value)
+                    .or_default() += 1;
+            }
+            5 | 6 => {
+                let removed = c.remove(value, 2).unwrap();
+                let expect = model.get_mut(&name).map_or(0, |set| {
+                    let have = set.get(&value).copied().unwrap_or(0);
+                    let gone = have.min(2);
+                    if have == gone {
+                        set.remove(&value);
+                    } else {
+                        set.insert(value, have - gone);
+                    }
+                    gone
+                });
+                assert_eq!(removed, expect, "step {step}");
+            }
+            7 => {
+                let (v, _) = c.add_random().unwrap();
+                *model.entry(name.clone()).or_default().entry(v).or_default() += 1;
+            }
+            8 => {
+                let cleared = c.clear().unwrap();
+                let expect = model.get_mut(&name).map_or(0, |set| {
+                    let n = set.values().sum();
+                    set.clear();
+                    n
+                });
+                assert_eq!(cleared, expect, "step {step}");
+            }
+            _ => {
+                let dropped = c.drop_set(&name).unwrap();
+                assert_eq!(dropped, model.remove(&name).is_some(), "step {step}");
+            }
+        }
+    }
+    // `default` changes too.
+    c.use_set(None).unwrap();
+    c.insert_ack(&[round as i64]).unwrap();
+    *model
+        .entry("default".into())
+        .or_default()
+        .entry(round as i64)
+        .or_default() += 1;
+}
+
+/// Crash (SIGKILL) after every kind of change to many sets, restart, change more, crash
+/// again, with the log compacted on every write in one phase: each restart holds exactly
+/// what was acknowledged, set by set.
+#[test]
+fn crashes_after_every_kind_of_change_to_many_sets_lose_nothing_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let mut model: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
+    model.insert("default".into(), BTreeMap::new());
+    let phases: [&[&str]; 4] = [
+        &["--fsync", "always"],
+        &[
+            "--fsync",
+            "always",
+            "--compact-factor",
+            "0",
+            "--compact-min-mib",
+            "0",
+        ],
+        &["--fsync", "never"],
+        &["--fsync", "always"],
+    ];
+    for (round, args) in phases.iter().enumerate() {
+        let p = start(&dir, args);
+        assert_eq!(state(p.frame), model_state(&model), "after restart {round}");
+        changes(&p, &mut model, round as u64 + 1);
+        assert_eq!(state(p.frame), model_state(&model), "round {round}");
+        // A process crash: acknowledged writes are in the OS's hands under every policy.
+        p.kill();
+    }
+    let p = start(&dir, &[]);
+    assert_eq!(state(p.frame), model_state(&model), "after the last crash");
+    assert!(model.len() > 5, "the mix kept some sets: {model:?}");
+    let (_, body) = http_call(p.http, "GET", "/stats", "");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(stats["persistence"]["compactions"].as_u64().is_some());
+    p.terminate();
+}
+
+/// The server's state read straight from a data directory.
+fn open(dir: &Path, compact: bool) -> (State, Vec<String>, Server) {
+    let server = Server::bind(Config {
+        frame_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: None,
+        persistence: Some(Options {
+            fsync: Fsync::Always,
+            compact_factor: if compact { 0.0 } else { 2.0 },
+            compact_min: if compact { 0 } else { 64 << 20 },
+            ..Options::new(dir)
+        }),
+        ..small_config()
+    })
+    .expect("open the data directory");
+    let mut state = State::new();
+    let (page, _) = server.sets().page(None, 1000);
+    for set in page {
+        state.insert(set.name().to_string(), set.data().runs().collect());
+    }
+    let warnings = server.recovery_warnings().to_vec();
+    (state, warnings, server)
+}
+
+fn expect(sets: &[(&str, &[(i64, u64)])]) -> State {
+    sets.iter()
+        .map(|(n, runs)| (n.to_string(), runs.to_vec()))
+        .collect()
+}
+
+/// A data directory written by the version before named sets (a version 1 snapshot and
+/// log, in `tests/fixtures/v1-data`, made by that server) opens as `default`, takes named
+/// sets, and compacts into the new layout without losing anything.
+#[test]
+fn a_data_directory_from_before_named_sets_opens_as_default() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1-data");
+    for entry in fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let old: &[(i64, u64)] = &[
+        (-7, 1),
+        (-5, 1),
+        (1, 3),
+        (2, 4),
+        (5, 1),
+        (42, 1),
+        (100, 2),
+        (i64::MAX, 1),
+    ];
+    let (state, warnings, server) = open(dir, false);
+    assert_eq!(state, expect(&[("default", old)]), "{warnings:?}");
+    let server = server.spawn().unwrap();
+    let mut c = Client::connect(server.frame_addr()).unwrap();
+    c.use_set(Some("new")).unwrap();
+    c.insert_ack(&[1, 1]).unwrap();
+    c.use_set(None).unwrap();
+    c.insert_ack(&[-7]).unwrap();
+    server.stop().unwrap();
+
+    let mut with_new = old.to_vec();
+    with_new[0].1 = 2;
+    let want = expect(&[("default", &with_new), ("new", &[(1, 2)])]);
+    // Read back as is, then compacted into a version 2 snapshot, then read from that.
+    let (state, _, server) = open(dir, true);
+    assert_eq!(state, want);
+    let server = server.spawn().unwrap();
+    let mut c = Client::connect(server.frame_addr()).unwrap();
+    c.use_set(Some("new")).unwrap();
+    c.insert_ack(&[3]).unwrap();
+    wait_for_compaction(&mut c);
+    server.stop().unwrap();
+    let snapshot = fs::read(dir.join("snapshot")).unwrap();
+    assert_eq!(&snapshot[8..12], 2u32.to_le_bytes(), "a version 2 snapshot");
+    let (state, _, _) = open(dir, false);
+    let want = expect(&[("default", &with_new), ("new", &[(1, 2), (3, 1)])]);
+    assert_eq!(state, want);
+}
+
+fn log_path(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{generation:020}.log"))
+}
+
+/// Writes generation `generation`'s log holding `records`.
+fn write_log(dir: &Path, generation: u64, records: &[Record]) {
+    let mut out = Vec::new();
+    encode_log_header(generation, &mut out);
+    for r in records {
+        r.encode(&mut out);
+    }
+    fs::write(log_path(dir, generation), out).unwrap();
+}
+
+fn deltas(set: u64, entries: &[(i64, i64)]) -> Record {
+    Record::Deltas {
+        set,
+        entries: entries.to_vec(),
+    }
+}
+
+fn create(set: u64, name: &str) -> Record {
+    Record::Create {
+        set,
+        name: name.into(),
+    }
+}
+
+/// The orderings the log allows, across generations and compactions:
+/// - a change logged after its set's DROP (a request that found the set before the drop)
+///   is ignored, even when the drop was compacted away before it is replayed;
+/// - a set created again before the old one's DROP reached the log (a crash between):
+///   the newer set is kept, and the repair is logged so the next start agrees;
+/// - ids stay unique after the records of dropped sets are folded away.
+#[test]
+fn replay_follows_the_orders_the_log_allows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_log(
+        dir,
+        1,
+        &[
+            create(1, "a"),
+            deltas(1, &[(1, 2)]),
+            create(2, "b"),
+            deltas(2, &[(7, 1)]),
+            Record::Drop { set: 1 },
+            create(3, "a"),
+            deltas(3, &[(5, 1)]),
+            create(4, "c"),
+            deltas(4, &[(9, 9)]),
+            create(5, "c"), // `c` created again; set 4's DROP never reached the log
+            deltas(5, &[(8, 1)]),
+            deltas(0, &[(0, 1)]),
+        ],
+    );
+    write_log(
+        dir,
+        2,
+        &[
+            deltas(1, &[(1, 5)]), // after set 1's drop: ignored
+            deltas(3, &[(5, 1)]),
+            deltas(6, &[(6, 6)]), // a set never created: ignored
+        ],
+    );
+    let want = expect(&[
+        ("a", &[(5, 2)]),
+        ("b", &[(7, 1)]),
+        ("c", &[(8, 1)]),
+        ("default", &[(0, 1)]),
+    ]);
+    let (state, warnings, server) = open(dir, false);
+    assert_eq!(state, want);
+    assert!(
+        warnings.iter().any(|w| w.contains("two sets named \"c\"")),
+        "{warnings:?}"
+    );
+    drop(server);
+    // The repair was logged: the next start agrees, without the warning.
+    let (state, warnings, server) = open(dir, true);
+    assert_eq!(state, want);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    // Compact everything (a write triggers it), then replay a late change to a set the
+    // compaction dropped: still ignored.
+    let server = server.spawn().unwrap();
+    let mut c = Client::connect(server.frame_addr()).unwrap();
+    c.use_set(Some("d")).unwrap();
+    c.insert_ack(&[4]).unwrap();
+    wait_for_compaction(&mut c);
+    server.stop().unwrap();
+    let (state, _, server) = open(dir, false);
+    let mut want = want;
+    want.insert("d".into(), vec![(4, 1)]);
+    assert_eq!(state, want);
+    let d_id = server.sets().get("d").unwrap().id();
+    assert!(d_id > 6, "ids are never reused: d got {d_id}");
+    drop(server);
+    let generation = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            name.strip_suffix(".log")?.parse::<u64>().ok()
+        })
+        .max()
+        .unwrap();
+    write_log(
+        dir,
+        generation + 1,
+        &[
+            deltas(1, &[(1, 1)]),
+            deltas(4, &[(9, 1)]),
+            deltas(d_id, &[(4, 1)]),
+        ],
+    );
+    let (state, _, _) = open(dir, false);
+    want.insert("d".into(), vec![(4, 2)]);
+    assert_eq!(state, want);
+}
+
+/// Dropping a set is one record, whatever it held.
+#[test]
+fn a_drop_is_one_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, _, server) = open(dir, false);
+    let server = server.spawn().unwrap();
+    let mut c = Client::connect(server.frame_addr()).unwrap();
+    c.use_set(Some("big")).unwrap();
+    c.insert_ack(&(0..10_000).collect::<Vec<i64>>()).unwrap();
+    let before = c.stats().unwrap().log.unwrap().log_bytes;
+    assert!(c.drop_set("big").unwrap());
+    let after = c.stats().unwrap().log.unwrap().log_bytes;
+    server.stop().unwrap();
+    // The log's own accounting, then the file: a DROP record is 8 + 9 bytes.
+    let grew = after - before;
+    assert!(grew <= 17, "{before} -> {after}");
+    let (state, _, _) = open(dir, false);
+    assert_eq!(state, expect(&[("default", &[])]));
+}
+
+/// Waits (up to a deadline) until the server has finished a compaction.
+fn wait_for_compaction(c: &mut Client) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = c.stats().unwrap().log.expect("persistence is on");
+        if log.compactions >= 1 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no compaction: {log:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// A record whose CRC is right but whose meaning is not (a DROP of `default`, a CREATE with
+/// a bad name) was written that way: the start-up stops, naming the file and offset, and
+/// `--repair` truncates the log there.
+#[test]
+fn a_record_that_makes_no_sense_stops_the_start_unless_repaired() {
+    for (what, bad) in [
+        ("drop of default", {
+            let mut out = Vec::new();
+            Record::Drop { set: 1 }.encode(&mut out);
+            out[9..17].copy_from_slice(&0u64.to_le_bytes()); // set 0
+            let crc = crc32(&out[8..]);
+            out[4..8].copy_from_slice(&crc.to_le_bytes());
+            out
+        }),
+        ("bad name", {
+            let mut out = Vec::new();
+            create(4, "a-b").encode(&mut out);
+            let at = out.len() - 2;
+            out[at] = b'\n';
+            let crc = crc32(&out[8..]);
+            out[4..8].copy_from_slice(&crc.to_le_bytes());
+            out
+        }),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let mut log = Vec::new();
+        encode_log_header(1, &mut log);
+        deltas(0, &[(1, 1)]).encode(&mut log);
+        let offset = log.len();
+        log.extend_from_slice(&bad);
+        deltas(0, &[(2, 1)]).encode(&mut log);
+        fs::write(log_path(dir, 1), &log).unwrap();
+        let config = |repair| Config {
+            frame_addr: "127.0.0.1:0".parse().unwrap(),
+            http_addr: None,
+            persistence: Some(Options {
+                repair,
+                ..Options::new(dir)
+            }),
+            ..small_config()
+        };
+        let err = Server::bind(config(false)).err().expect(what).to_string();
+        assert!(err.contains(&format!("byte {offset}")), "{what}: {err}");
+        let server = Server::bind(config(true)).expect(what);
+        assert_eq!(server.set().to_vec(), [1], "{what}");
+    }
+}
+
+/// CRC-32 (the log's), bit by bit: the test does not depend on the crate's choice.
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Clients on both event loops create the same sets at once and insert into them while the
+/// server is killed mid-stream: after the restart every acknowledged insert is there, set
+/// by set, and nothing that was never sent. (Creations race across loops here, which is
+/// what orders a set's CREATE before every record about it.)
+#[test]
+fn a_crash_amid_concurrent_creations_keeps_every_acknowledged_insert() {
+    use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+    use std::sync::{Arc, Mutex};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let p = start(&dir, &["--fsync", "always"]);
+    let acked_total = Arc::new(AtomicU64::new(0));
+    /// Per (set, value): (acknowledged, sent).
+    type Tally = BTreeMap<(String, i64), (u64, u64)>;
+    let tally: Arc<Mutex<Tally>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|w| {
+            let addr = p.frame;
+            let (acked_total, tally) = (Arc::clone(&acked_total), Arc::clone(&tally));
+            std::thread::spawn(move || {
+                let mut c = Client::connect(addr).unwrap();
+                for i in 0..100_000u64 {
+                    let set = format!("n-{}", (i * 7 + w) % 60);
+                    c.use_set(Some(&set)).unwrap();
+                    let key = (set, w as i64);
+                    tally.lock().unwrap().entry(key.clone()).or_default().1 += 1;
+                    if c.insert_ack(&[w as i64]).is_err() {
+                        return; // the server is gone
+                    }
+                    tally.lock().unwrap().entry(key).or_default().0 += 1;
+                    acked_total.fetch_add(1, Relaxed);
+                }
+            })
+        })
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while acked_total.load(Relaxed) < 3000 {
+        assert!(std::time::Instant::now() < deadline, "too slow");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    p.kill();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let p = start(&dir, &[]);
+    let recovered = state(p.frame);
+    let tally = tally.lock().unwrap();
+    for ((set, value), (acked, sent)) in tally.iter() {
+        let got = recovered
+            .get(set)
+            .and_then(|runs| runs.iter().find(|r| r.0 == *value))
+            .map_or(0, |r| r.1);
+        assert!(
+            (*acked..=*sent).contains(&got),
+            "{set} value {value}: {got} recovered, {acked} acknowledged, {sent} sent"
+        );
+    }
+    for (set, runs) in &recovered {
+        for (value, _) in runs {
+            assert!(
+                tally.contains_key(&(set.clone(), *value)),
+                "{set}: {value} never sent"
+            );
+        }
+    }
+    p.terminate();
+}
