@@ -475,3 +475,74 @@ fn dashboard_order_statistics_in_chromium() {
     );
     assert_no_console_errors(&browser);
 }
+
+/// Named sets on the page: the list of sets with their sizes, choosing one to show (its
+/// bars, its order statistics), the page's writes going into the set shown, and a set
+/// named in the box that does not exist yet, created by the page's insert.
+#[test]
+fn dashboard_named_sets_in_chromium() {
+    let server = Running::start(small_config());
+    server.set.insert_n(1, 3);
+    let mut c = sortd::client::Client::connect(server.addr).unwrap();
+    c.use_set(Some("scores/β")).unwrap(); // a name that needs percent-encoding
+    c.insert_ack(&[500, 500, 700]).unwrap();
+    let browser = Browser::start("sets");
+    browser.open(&format!("http://{}/", server.http));
+    browser.wait_for(
+        "return [...document.querySelectorAll('#set-list li')].map(l => l.textContent).join('|') \
+         === 'default: 3|scores/β: 3'",
+        Duration::from_secs(5),
+        "the list shows every set with its size",
+    );
+    browser.wait_for(
+        "return document.querySelectorAll('#chart .bar').length === 1 && \
+         document.querySelector('#chart .bar').dataset.lo === '1'",
+        Duration::from_secs(5),
+        "default is shown first",
+    );
+    assert_no_console_errors(&browser);
+
+    // Choose the other set: its bars, and writes from the page go into it.
+    browser.script(
+        "const s = document.getElementById('set-choice'); s.value = 'scores/β'; \
+         s.dispatchEvent(new Event('change')); return true",
+    );
+    browser.wait_for(
+        "return [...document.querySelectorAll('#chart .bar')].map(b => b.dataset.lo + ':' + \
+         b.dataset.count).join(' ') === '500:2 700:1' && \
+         document.getElementById('len').textContent === '3' && \
+         document.querySelectorAll('.marker').length === 3",
+        Duration::from_secs(5),
+        "the chosen set's bars, total and quantile markers",
+    );
+    browser.script("document.getElementById('values').value = '600 600'; return true");
+    browser.click("#insert");
+    browser.wait_for(
+        "return document.getElementById('len').textContent === '5'",
+        Duration::from_secs(5),
+        "the insert went into the set shown",
+    );
+    assert_eq!(c.count(600).unwrap(), 2);
+    assert_eq!(server.set.len(), 3, "default untouched");
+    assert_no_console_errors(&browser);
+
+    // A set that does not exist yet: shown empty, created by the page's insert.
+    browser.script("document.getElementById('set-name').value = 'fresh'; return true");
+    browser.click("#set-use");
+    browser.wait_for(
+        "return document.getElementById('set-missing').textContent.includes('fresh') && \
+         document.getElementById('len').textContent === '0'",
+        Duration::from_secs(5),
+        "an absent set is shown empty, saying an insert creates it",
+    );
+    browser.click("#add-random");
+    browser.wait_for(
+        "return document.getElementById('len').textContent === '1' && \
+         document.getElementById('set-missing').textContent === '' && \
+         [...document.querySelectorAll('#set-list li')].some(l => l.textContent === 'fresh: 1')",
+        Duration::from_secs(5),
+        "the page's insert created the set, and the list shows it",
+    );
+    assert_eq!(server.sets.get("fresh").map(|s| s.data().len()), Some(1));
+    browser.save_screenshot("dashboard-sets.png");
+}

@@ -329,3 +329,46 @@ fn health_requests_allocate_nothing() {
         "allocations in the quietest of five runs of 1,000 /health requests"
     );
 }
+
+/// What an empty named set costs, and that dropping sets gives it all back: 10,000 sets
+/// created (the registry's maps, each set's skip list head and striped counters), then
+/// dropped. README states the per-set figure this prints.
+#[cfg(feature = "server")]
+#[test]
+fn empty_sets_cost_what_readme_says_and_dropping_them_frees_it() {
+    use sortd::service::Sets;
+    use std::sync::Arc;
+
+    let _only = EXCLUSIVE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    const SETS: usize = 10_000;
+    let names: Vec<String> = (0..SETS).map(|i| format!("set:{i:05}")).collect();
+    let sets = Sets::new(Arc::new(SortedMultiset::new()), SETS + 1);
+    let baseline = quiet_baseline();
+    for name in &names {
+        sets.get_or_create(name).unwrap();
+    }
+    let per_set = (quiet_baseline() - baseline) / SETS as i128;
+    println!("an empty named set costs {per_set} bytes of heap");
+    // Names of 9 bytes here; README states the figure for this shape.
+    assert!(
+        (200..=4096).contains(&per_set),
+        "{per_set} bytes per empty set"
+    );
+    for name in &names {
+        assert!(sets.remove(name).unwrap().is_some());
+    }
+    // papaya and the skip list free through their epochs; wait for both to settle.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut left = live_bytes() - baseline;
+    while left > (SETS as i128) * 32 && Instant::now() < deadline {
+        crossbeam_epoch::pin().flush();
+        sets.get("absent"); // a papaya pin, which lets its collector run
+        left = live_bytes() - baseline;
+    }
+    assert!(
+        left <= (SETS as i128) * 32,
+        "{left} bytes left after dropping every set"
+    );
+}

@@ -17,6 +17,7 @@ pub struct Running {
     pub addr: SocketAddr,
     pub http: SocketAddr,
     pub set: Arc<sortd::SortedMultiset<i64>>,
+    pub sets: Arc<sortd::service::Sets>,
     server: Option<Spawned>,
 }
 
@@ -33,6 +34,7 @@ impl Running {
             addr: server.frame_addr(),
             http: server.http_addr().expect("HTTP is enabled"),
             set: Arc::clone(server.set()),
+            sets: Arc::clone(server.sets()),
             server: Some(server),
         }
     }
