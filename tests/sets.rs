@@ -313,6 +313,19 @@ fn bad_names_are_refused_clearly_and_change_nothing() {
     }
     let (status, _) = http_call(server.http, "PUT", "/sets/good/rank", "");
     assert_eq!(status, 405);
+    // A refused insert creates no set: a bad body, a value that is not an i64, too many
+    // values (frames and HTTP).
+    for body in ["{\"values\":", "{\"values\":[1.5]}", "[1]"] {
+        let (status, _) = http_call(server.http, "POST", "/sets/not-made/array", body);
+        assert_eq!(status, 400, "{body}");
+    }
+    let mut c = client(&server, Some("not-made"));
+    let too_many = vec![0; 1_000_001];
+    match c.insert_ack(&too_many) {
+        Err(Error::Server(e)) => assert_eq!(e.code, ErrorCode::LIMIT_EXCEEDED),
+        other => panic!("{other:?}"),
+    }
+    assert!(server.sets.get("not-made").is_none());
     let (status, _) = http_call(server.http, "GET", "/sets?after=%01", "");
     assert_eq!(status, 400);
     // Nothing but `good` and the 255-byte set were created; `good` is intact.

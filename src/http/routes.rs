@@ -433,6 +433,14 @@ fn data_route(
     {
         return Some(e.into());
     }
+    // An insert's body is read before its set is created: a refused request creates
+    // nothing.
+    let mut values = Vec::new();
+    if (path, method) == ("/array", "POST")
+        && let Err(e) = body::values(req.body, service.limits().max_values as usize, &mut values)
+    {
+        return Some(Reply::Error(e.status, e.message));
+    }
     let set = if creating {
         match service.find_or_create(session, name) {
             Ok(set) => set,
@@ -448,7 +456,10 @@ fn data_route(
     Some(match (path, method) {
         ("/array", "GET") if has_param(query, "cursor") => page(query, service, set),
         ("/array", "GET") => get_array(query, service, set),
-        ("/array", "POST") => post_array(req.body, service, session, set),
+        ("/array", "POST") => match service.insert(session, set, &mut values) {
+            Ok(inserted) => Reply::Json(json!({ "inserted": inserted, "len": set.data().len() })),
+            Err(e) => e.into(),
+        },
         ("/array", _) => match service.clear(session, set) {
             Ok(removed) => Reply::Json(json!({ "removed": removed })),
             Err(e) => e.into(),
@@ -648,18 +659,6 @@ fn stats(service: &Service, set: &Set) -> Reply {
         reply["persistence"] = persistence;
     }
     Reply::Json(reply)
-}
-
-/// `POST /array` with `{"values": [..]}`.
-fn post_array(body: &[u8], service: &Service, session: &mut Session, set: &Set) -> Reply {
-    let mut values = Vec::new();
-    if let Err(e) = body::values(body, service.limits().max_values as usize, &mut values) {
-        return Reply::Error(e.status, e.message);
-    }
-    match service.insert(session, set, &mut values) {
-        Ok(inserted) => Reply::Json(json!({ "inserted": inserted, "len": set.data().len() })),
-        Err(e) => e.into(),
-    }
 }
 
 /// `POST /array/remove` with `{"value": v, "n": k}` (`n` defaults to 1).
