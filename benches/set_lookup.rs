@@ -125,6 +125,26 @@ impl Contender for SkipMap {
     }
 }
 
+/// The server's own registry, as a request finds its set: `Sets::with`, which lends the set
+/// (or the empty stand-in) to a closure under the map's pin, and reading a field of it.
+struct Registry(sortd::service::Sets);
+impl Contender for Registry {
+    const NAME: &'static str = "sortd Sets::with (papaya)";
+    fn build(names: &[String]) -> Self {
+        let sets = sortd::service::Sets::new(Arc::default(), names.len() + 1);
+        for n in names {
+            sets.get_or_create(n)
+                .unwrap()
+                .data()
+                .insert_n(1, n.len() as u64);
+        }
+        Registry(sets)
+    }
+    fn lookup(&self, name: &str) -> u64 {
+        self.0.with(name, |set| set.id())
+    }
+}
+
 /// Nanoseconds per lookup with `threads` threads looking up at once.
 fn run<C: Contender>(map: &C, lookups: &[Vec<String>], threads: usize) -> f64 {
     let barrier = Barrier::new(threads + 1);
@@ -165,6 +185,7 @@ fn main() {
                 .collect()
         })
         .collect();
+    let registry = Registry::build(&names);
     let (a, b, c, d, e, f) = (
         StdRwLock::build(&names),
         Dash::build(&names),
@@ -189,6 +210,7 @@ fn main() {
             record(SccMap::NAME, threads, run(&d, &lookups, threads));
             record(SccIndex::NAME, threads, run(&e, &lookups, threads));
             record(SkipMap::NAME, threads, run(&f, &lookups, threads));
+            record(Registry::NAME, threads, run(&registry, &lookups, threads));
         }
     }
     println!("| map | ns per lookup, 1 thread | ns per lookup, 2 threads at once |");
@@ -205,6 +227,7 @@ fn main() {
         SccMap::NAME,
         SccIndex::NAME,
         SkipMap::NAME,
+        Registry::NAME,
     ] {
         let get = |t| {
             samples

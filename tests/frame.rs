@@ -824,3 +824,59 @@ fn readme_example_exchange_matches_the_codec() {
     expected.extend_from_slice(b"opcode 0x42 is not a request");
     assert_eq!(reply, expected);
 }
+
+/// README.md's named-set example: a NAMED COUNT and a LIST_SETS, answered by a real
+/// `Service` holding `ab` (one 7) and `default`, byte for byte as README has them.
+#[test]
+fn readme_named_set_example_matches_the_service() {
+    use sortd::service::{Limits, Service, Session};
+
+    let readme = include_str!("../README.md");
+    let count = [
+        "01 05 00 80 02 00 00 00 0b 00 00 00     version 1, opcode 0x05, flags 0x8000 (NAMED), id 2, len 11",
+        "02 61 62                                set name: length 2, \"ab\"",
+        "07 00 00 00 00 00 00 00                 value 7",
+    ];
+    let count_reply = [
+        "01 84 00 00 02 00 00 00 08 00 00 00     version 1, opcode 0x84, flags 0, id 2, len 8",
+        "01 00 00 00 00 00 00 00                 n 1",
+    ];
+    let list = [
+        "01 0e 00 00 03 00 00 00 05 00 00 00     version 1, opcode 0x0e, flags 0, id 3, len 5",
+        "00                                      after: none (length 0)",
+        "0a 00 00 00                             limit 10",
+    ];
+    let list_reply = [
+        "01 89 00 00 03 00 00 00 27 00 00 00     version 1, opcode 0x89, flags 0, id 3, len 39",
+        "02 00 00 00 00 00 00 00 02 00 00 00     total 2, n 2",
+        "02 61 62 01 00 00 00 00 00 00 00        \"ab\", len 1",
+        "07 64 65 66 61 75 6c 74 00 00 00 00 00 00 00 00    \"default\", len 0",
+    ];
+    for line in count
+        .iter()
+        .chain(&count_reply)
+        .chain(&list)
+        .chain(&list_reply)
+    {
+        assert!(readme.contains(line), "README lacks {line:?}");
+    }
+    let mut wire = Vec::new();
+    Request::Count { value: 7 }.encode_with_set(Some("ab"), 2, &mut wire);
+    assert_eq!(wire, readme_hex(&count));
+    let mut wire = Vec::new();
+    Request::ListSets {
+        after: None,
+        limit: 10,
+    }
+    .encode(3, &mut wire);
+    assert_eq!(wire, readme_hex(&list));
+
+    let service = Service::new(std::sync::Arc::default(), Limits::default());
+    service.sets().get_or_create("ab").unwrap().data().insert(7);
+    let mut session = Session::default();
+    for (request, reply) in [(&count[..], &count_reply[..]), (&list, &list_reply)] {
+        let mut out = Vec::new();
+        service.handle_frame(&one_frame(&readme_hex(request)), &mut out, &mut session);
+        assert_eq!(out, readme_hex(reply));
+    }
+}

@@ -441,50 +441,47 @@ fn data_route(
     {
         return Some(Reply::Error(e.status, e.message));
     }
-    let set = if creating {
-        match service.find_or_create(session, name) {
-            Ok(set) => set,
-            Err(e) => return Some(e.into()),
+    let reply = service.with_set(session, name, creating, |session, set| {
+        match (path, method) {
+            ("/array", "GET") if has_param(query, "cursor") => page(query, service, set),
+            ("/array", "GET") => get_array(query, service, set),
+            ("/array", "POST") => match service.insert(session, set, &mut values) {
+                Ok(inserted) => {
+                    Reply::Json(json!({ "inserted": inserted, "len": set.data().len() }))
+                }
+                Err(e) => e.into(),
+            },
+            ("/array", _) => match service.clear(session, set) {
+                Ok(removed) => Reply::Json(json!({ "removed": removed })),
+                Err(e) => e.into(),
+            },
+            ("/array/random", _) => match service.add_random(session, set) {
+                Ok((value, len)) => Reply::Json(json!({ "value": value, "len": len })),
+                Err(e) => e.into(),
+            },
+            ("/array/remove", _) => post_remove(req.body, service, session, set),
+            ("/histogram", _) => histogram(query, service, set),
+            ("/rank", _) => rank(query, service, set),
+            ("/select", _) => select(query, service, set),
+            ("/count", _) => count(query, service, set),
+            ("/quantiles", _) => quantiles(query, service, set),
+            _ => stats(service, set),
         }
-    } else {
-        match service.sets().find_existing(name) {
-            Some(set) => set,
-            None => return Some(Reply::Error(404, format!("no set named {:?}", clip(name)))),
-        }
-    };
-    let set = &*set;
-    Some(match (path, method) {
-        ("/array", "GET") if has_param(query, "cursor") => page(query, service, set),
-        ("/array", "GET") => get_array(query, service, set),
-        ("/array", "POST") => match service.insert(session, set, &mut values) {
-            Ok(inserted) => Reply::Json(json!({ "inserted": inserted, "len": set.data().len() })),
-            Err(e) => e.into(),
-        },
-        ("/array", _) => match service.clear(session, set) {
-            Ok(removed) => Reply::Json(json!({ "removed": removed })),
-            Err(e) => e.into(),
-        },
-        ("/array/random", _) => match service.add_random(session, set) {
-            Ok((value, len)) => Reply::Json(json!({ "value": value, "len": len })),
-            Err(e) => e.into(),
-        },
-        ("/array/remove", _) => post_remove(req.body, service, session, set),
-        ("/histogram", _) => histogram(query, service, set),
-        ("/rank", _) => rank(query, service, set),
-        ("/select", _) => select(query, service, set),
-        ("/count", _) => count(query, service, set),
-        ("/quantiles", _) => quantiles(query, service, set),
-        _ => stats(service, set),
+    });
+    Some(match reply {
+        Ok(Some(reply)) => reply,
+        Ok(None) => Reply::Error(404, format!("no set named {:?}", clip(name))),
+        Err(e) => e.into(),
     })
 }
 
 /// `/sets/{name}`: `GET` its figures (as `/stats`), `DELETE` drops it.
 fn one_set(req: &Request<'_>, service: &Service, session: &mut Session, name: &str) -> Reply {
     match req.method {
-        "GET" => match service.sets().get(name) {
-            Some(set) => stats(service, &set),
+        "GET" => service.sets().with_existing(name, |set| match set {
+            Some(set) => stats(service, set),
             None => Reply::Error(404, format!("no set named {:?}", clip(name))),
-        },
+        }),
         "DELETE" => match service.drop_set(session, name) {
             Ok(true) => Reply::Json(json!({ "dropped": name })),
             Ok(false) => Reply::Error(404, format!("no set named {:?}", clip(name))),

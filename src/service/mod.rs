@@ -7,7 +7,7 @@
 pub mod histogram;
 mod sets;
 
-pub use sets::{Set, SetRef, Sets};
+pub use sets::{Set, Sets};
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -236,10 +236,27 @@ impl Service {
         out: &mut Vec<u8>,
         session: &mut Session,
     ) -> Result<(), Error> {
-        let set = match request {
-            Request::Insert { .. } | Request::AddRandom => self.find_or_create(session, name)?,
-            _ => self.sets.find(name),
-        };
+        match request {
+            Request::Insert { .. } | Request::AddRandom => self
+                .with_set(session, name, true, |session, set| {
+                    self.apply_on(set, request, id, out, session)
+                })?
+                .unwrap_or(Ok(())),
+            _ => self
+                .sets
+                .with(name, |set| self.apply_on(set, request, id, out, session)),
+        }
+    }
+
+    /// Applies a request to `set` (whatever set it named, for LIST_SETS and DROP_SET).
+    fn apply_on(
+        &self,
+        set: &Set,
+        request: &Request<'_>,
+        id: u32,
+        out: &mut Vec<u8>,
+        session: &mut Session,
+    ) -> Result<(), Error> {
         match request {
             Request::Insert { values, ack_only } => {
                 if values.len() > self.limits.max_values as usize {
@@ -256,7 +273,7 @@ impl Service {
                 let mut scratch = std::mem::take(&mut session.scratch);
                 scratch.clear();
                 values.copy_into(&mut scratch);
-                let inserted = self.insert(session, &set, &mut scratch);
+                let inserted = self.insert(session, set, &mut scratch);
                 if scratch.capacity() > SCRATCH_KEEP {
                     // A large INSERT has gone through: give its room back.
                     scratch = Vec::new();
@@ -269,37 +286,37 @@ impl Service {
                     }
                     .encode(id, out);
                 } else {
-                    self.write_runs(&set, i64::MIN, i64::MAX, 0, id, out);
+                    self.write_runs(set, i64::MIN, i64::MAX, 0, id, out);
                 }
             }
             Request::Get { min, max, limit } => {
                 self.readable()?;
-                self.write_runs(&set, *min, *max, *limit, id, out);
+                self.write_runs(set, *min, *max, *limit, id, out);
             }
             Request::AddRandom => {
-                let (value, len) = self.add_random(session, &set)?;
+                let (value, len) = self.add_random(session, set)?;
                 Response::Value { value, len }.encode(id, out);
             }
             Request::Remove { value, n } => {
-                Response::Count(self.remove_n(session, &set, *value, *n)?).encode(id, out);
+                Response::Count(self.remove_n(session, set, *value, *n)?).encode(id, out);
             }
             Request::Count { value } => {
                 self.readable()?;
                 Response::Count(set.data().count(value)).encode(id, out);
             }
             Request::Rank { value } => {
-                Response::Count(self.rank(&set, *value)?).encode(id, out);
+                Response::Count(self.rank(set, *value)?).encode(id, out);
             }
             Request::CountRange { min, max } => {
-                Response::Count(self.count_range(&set, *min, *max)?).encode(id, out);
+                Response::Count(self.count_range(set, *min, *max)?).encode(id, out);
             }
             Request::Select { k } => {
-                let values = self.select(&set, *k)?.into_iter().collect();
+                let values = self.select(set, *k)?.into_iter().collect();
                 let total = set.data().len();
                 Response::Values { total, values }.encode(id, out);
             }
             Request::Quantiles(qs) => {
-                let values = self.quantiles(&set, &qs.iter().collect::<Vec<_>>())?;
+                let values = self.quantiles(set, &qs.iter().collect::<Vec<_>>())?;
                 let total = set.data().len();
                 Response::Values { total, values }.encode(id, out);
             }
@@ -309,7 +326,7 @@ impl Service {
                 max,
                 limit,
             } => {
-                let page = self.page(&set, *from, *skip, *max, *limit, PAGE_FRAME_OVERHEAD)?;
+                let page = self.page(set, *from, *skip, *max, *limit, PAGE_FRAME_OVERHEAD)?;
                 Response::Page {
                     total: set.data().len(),
                     runs: page.runs,
@@ -317,8 +334,8 @@ impl Service {
                 }
                 .encode(id, out);
             }
-            Request::Clear => Response::Count(self.clear(session, &set)?).encode(id, out),
-            Request::Stats => Response::Stats(self.stats(&set)).encode(id, out),
+            Request::Clear => Response::Count(self.clear(session, set)?).encode(id, out),
+            Request::Stats => Response::Stats(self.stats(set)).encode(id, out),
             Request::ListSets { after, limit } => {
                 self.readable()?;
                 let (sets, more) = self.list_sets(*after, *limit, SETS_FRAME_OVERHEAD);
@@ -330,7 +347,7 @@ impl Service {
                 Response::Sets { total, sets, more }.encode(id, out);
             }
             Request::DropSet => {
-                let dropped = self.drop_set(session, name)?;
+                let dropped = self.drop_set(session, set.name())?;
                 Response::Count(u64::from(dropped)).encode(id, out);
             }
             Request::Ping(payload) => {
@@ -641,12 +658,7 @@ impl Service {
     /// with `overhead` bytes besides its entries: as many as fit, and at most
     /// [`MAX_LISTED_SETS`]) named after `after`, in name order, and whether more follow.
     #[must_use]
-    pub fn list_sets(
-        &self,
-        after: Option<&str>,
-        limit: u32,
-        overhead: usize,
-    ) -> (Vec<Arc<Set>>, bool) {
+    pub fn list_sets(&self, after: Option<&str>, limit: u32, overhead: usize) -> (Vec<Set>, bool) {
         let room = self.limits.max_reply_bytes.saturating_sub(overhead) / SET_ENTRY_BYTES;
         let cap = match limit {
             0 => MAX_LISTED_SETS,
@@ -656,26 +668,62 @@ impl Service {
         self.sets.page(after, cap)
     }
 
-    /// The set named `name`, created (and its creation logged) if it does not exist.
+    /// Calls `f` with the set named `name`: created (and its creation logged) if `create`
+    /// and it does not exist; `Ok(None)`, without calling `f`, if it does not exist and not
+    /// `create`.
     ///
     /// # Errors
     ///
-    /// `TOO_MANY_SETS` at the maximum; `UNAVAILABLE` when the log has failed.
-    pub fn find_or_create(&self, session: &mut Session, name: &str) -> Result<SetRef<'_>, Error> {
-        self.sets.find_or_create_with(name, |set| {
-            let (Some(log), Some(ticket)) = (&self.log, self.log_ticket(session)?) else {
-                return Ok(());
-            };
-            // The CREATE goes to the writer now, in a batch of its own, before any other
-            // loop can find the set: so every record about the set follows it in the log.
-            let mut bytes = Vec::new();
-            crate::persist::record::encode_create(&mut bytes, set.id(), set.name());
-            log.submit(crate::persist::Batch {
-                tickets: vec![ticket],
-                bytes,
-            });
-            Ok(())
-        })
+    /// `TOO_MANY_SETS` at the maximum; `UNAVAILABLE` when the log has failed (nothing is
+    /// created).
+    pub fn with_set<R>(
+        &self,
+        session: &mut Session,
+        name: &str,
+        create: bool,
+        f: impl FnOnce(&mut Session, &Set) -> R,
+    ) -> Result<Option<R>, Error> {
+        if !create {
+            return Ok(self
+                .sets
+                .with_existing(name, |set| set.map(|set| f(session, set))));
+        }
+        let mut logged = false;
+        let result = self.sets.with_or_create(
+            name,
+            |set| {
+                logged = self.log_create(set)?;
+                Ok(())
+            },
+            |set| f(session, set),
+        );
+        if logged {
+            // The reply waits for the CREATE's ticket like any change's.
+            session.changed = true;
+        }
+        result.map(Some)
+    }
+
+    /// Hands a new set's CREATE record to the log writer now, in a batch of its own, before
+    /// any other loop can find the set: so every record about the set follows it in the
+    /// log. Returns whether it was logged (persistence is on).
+    fn log_create(&self, set: &Set) -> Result<bool, Error> {
+        let Some(log) = &self.log else {
+            return Ok(false);
+        };
+        let ticket = log.ticket().map_err(|reason| {
+            Error::new(
+                ErrorCode::UNAVAILABLE,
+                format!("writes are refused because the log failed: {reason}"),
+            )
+        })?;
+        let mut bytes = Vec::new();
+        crate::persist::record::encode_create(&mut bytes, set.id(), set.name());
+        log.submit(crate::persist::Batch {
+            tickets: vec![ticket],
+            bytes,
+        });
+        Ok(true)
     }
 
     /// Drops the set named `name`, values and all, as one logged record; returns whether

@@ -23,22 +23,53 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use compact_str::CompactString;
 use crossbeam_skiplist::SkipMap;
 
 use crate::SortedMultiset;
 use crate::frame::{DEFAULT_SET, Error, ErrorCode};
 
-/// One named multiset.
-#[derive(Debug)]
+/// One named multiset: a cheap handle (cloning it shares the values).
+#[derive(Clone, Debug)]
 pub struct Set {
     /// Never reused, so a record about a dropped set can never be taken for a later set of
     /// the same name. `default` is 0.
     id: u64,
-    name: Box<str>,
+    /// Inline up to 24 bytes, so a lookup compares names without another cache miss.
+    name: CompactString,
     data: Arc<SortedMultiset<i64>>,
 }
 
+/// Sets are keyed by name in the registry's map: the entry is the set itself.
+impl std::borrow::Borrow<str> for Set {
+    fn borrow(&self) -> &str {
+        &self.name
+    }
+}
+
+impl std::hash::Hash for Set {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.as_str().hash(state);
+    }
+}
+
+impl PartialEq for Set {
+    fn eq(&self, other: &Set) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for Set {}
+
 impl Set {
+    fn new(id: u64, name: &str, data: Arc<SortedMultiset<i64>>) -> Set {
+        Set {
+            id,
+            name: name.into(),
+            data,
+        }
+    }
+
     /// The set's name.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -58,27 +89,6 @@ impl Set {
     }
 }
 
-/// A set found by name: `default` and the empty stand-in for an absent set are borrowed
-/// (no shared reference count touched on the hot path), others shared.
-#[derive(Debug)]
-pub enum SetRef<'a> {
-    /// A set the registry itself holds.
-    Borrowed(&'a Set),
-    /// A named set, kept alive even if it is dropped meanwhile.
-    Shared(Arc<Set>),
-}
-
-impl std::ops::Deref for SetRef<'_> {
-    type Target = Set;
-
-    fn deref(&self) -> &Set {
-        match self {
-            SetRef::Borrowed(set) => set,
-            SetRef::Shared(set) => set,
-        }
-    }
-}
-
 /// The sets of one server, by name.
 ///
 /// # Examples
@@ -91,7 +101,8 @@ impl std::ops::Deref for SetRef<'_> {
 /// let sets = Sets::new(Arc::new(SortedMultiset::new()), 10);
 /// let scores = sets.get_or_create("scores")?;
 /// scores.data().insert(42);
-/// assert_eq!(sets.get("scores").unwrap().data().len(), 1);
+/// assert_eq!(sets.with("scores", |set| set.data().len()), 1);
+/// assert_eq!(sets.with("other", |set| set.data().len()), 0); // absent: seen empty
 /// assert!(sets.get("other").is_none());
 /// assert_eq!(sets.len(), 2); // `default` and `scores`
 /// assert!(sets.remove("scores")?.is_some());
@@ -100,21 +111,22 @@ impl std::ops::Deref for SetRef<'_> {
 /// ```
 #[derive(Debug)]
 pub struct Sets {
-    default: Arc<Set>,
-    /// Every set but `default`, for lookups.
-    by_name: papaya::HashMap<Box<str>, Arc<Set>>,
-    /// The same sets in name order, for listings. It may briefly hold a set just dropped
-    /// (a drop racing with the creation's second step); listings check each entry against
-    /// `by_name` and drop stale ones.
-    ordered: SkipMap<Box<str>, Arc<Set>>,
+    default: Set,
+    /// Every set but `default`, keyed by its own name: a lookup reads the name and the set
+    /// from one small entry.
+    by_name: papaya::HashSet<Set>,
+    /// The same names in order, with their sets' ids, for listings. It may briefly hold a
+    /// set just dropped (a drop racing with the creation's second step); listings check
+    /// each entry against `by_name` and drop stale ones.
+    ordered: SkipMap<CompactString, u64>,
     /// Sets that exist or are being created, `default` included: reserved before a
     /// creation, so that no interleaving passes `max`.
     count: AtomicUsize,
     max: usize,
     next_id: AtomicU64,
-    /// Held while a set is created: ids are handed out, and creations logged, in one
-    /// order, and two loops never create the same name at once. Only first writes to a
-    /// new name take it.
+    /// Held while a set is created or dropped: ids are handed out, and creations logged, in
+    /// one order; two loops never create the same name at once; a drop removes the very
+    /// set it read. Only first writes to a new name and drops take it.
     creating: Mutex<()>,
     /// What a read of a set that does not exist sees: nothing. Never written.
     absent: Set,
@@ -138,32 +150,19 @@ impl Sets {
         max: usize,
     ) -> Sets {
         let sets = Sets {
-            default: Arc::new(Set {
-                id: 0,
-                name: DEFAULT_SET.into(),
-                data: default,
-            }),
-            by_name: papaya::HashMap::new(),
+            default: Set::new(0, DEFAULT_SET, default),
+            by_name: papaya::HashSet::new(),
             ordered: SkipMap::new(),
             count: AtomicUsize::new(1 + named.len()),
             max: max.max(1),
             next_id: AtomicU64::new(next_id.max(1)),
             creating: Mutex::new(()),
-            absent: Set {
-                id: u64::MAX,
-                name: "".into(),
-                data: Arc::new(SortedMultiset::new()),
-            },
+            absent: Set::new(u64::MAX, "", Arc::new(SortedMultiset::new())),
         };
         let map = sets.by_name.pin();
         for (id, name, data) in named {
-            let set = Arc::new(Set {
-                id,
-                name: name.as_str().into(),
-                data: Arc::new(data),
-            });
-            map.insert(name.as_str().into(), Arc::clone(&set));
-            sets.ordered.insert(name.into(), set);
+            map.insert(Set::new(id, &name, Arc::new(data)));
+            sets.ordered.insert(name.into(), id);
         }
         drop(map);
         sets
@@ -171,7 +170,7 @@ impl Sets {
 
     /// The set every unnamed request addresses.
     #[must_use]
-    pub fn default_set(&self) -> &Arc<Set> {
+    pub fn default_set(&self) -> &Set {
         &self.default
     }
 
@@ -181,52 +180,60 @@ impl Sets {
         &self.absent
     }
 
-    /// The set named `name`, if it exists.
+    /// A handle on the set named `name`, if it exists.
     #[must_use]
-    pub fn get(&self, name: &str) -> Option<Arc<Set>> {
+    pub fn get(&self, name: &str) -> Option<Set> {
+        self.with_existing(name, |set| set.cloned())
+    }
+
+    /// Calls `f` with the set named `name`, or with the empty stand-in when there is none
+    /// (for reads): the lookup the server's requests make, which touches no shared count.
+    /// The map stays pinned while `f` runs (a set dropped meanwhile is freed after `f`
+    /// returns).
+    pub fn with<R>(&self, name: &str, f: impl FnOnce(&Set) -> R) -> R {
+        self.with_existing(name, |set| f(set.unwrap_or(&self.absent)))
+    }
+
+    /// Calls `f` with the set named `name`, or `None` when there is none.
+    pub fn with_existing<R>(&self, name: &str, f: impl FnOnce(Option<&Set>) -> R) -> R {
         if name == DEFAULT_SET {
-            return Some(Arc::clone(&self.default));
+            return f(Some(&self.default));
         }
-        self.by_name.pin().get(name).cloned()
+        let map = self.by_name.pin();
+        f(map.get(name))
     }
 
-    /// The set named `name`, or the empty stand-in when there is none (for reads).
-    #[must_use]
-    pub fn find(&self, name: &str) -> SetRef<'_> {
-        self.find_existing(name)
-            .unwrap_or(SetRef::Borrowed(&self.absent))
-    }
-
-    /// The set named `name`, if it exists, borrowing `default`.
-    #[must_use]
-    pub fn find_existing(&self, name: &str) -> Option<SetRef<'_>> {
+    /// Calls `f` with the set named `name`, created (as by
+    /// [`get_or_create_with`](Self::get_or_create_with)) if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// As [`get_or_create_with`](Self::get_or_create_with); `f` is not called then.
+    pub fn with_or_create<R>(
+        &self,
+        name: &str,
+        created: impl FnOnce(&Set) -> Result<(), Error>,
+        f: impl FnOnce(&Set) -> R,
+    ) -> Result<R, Error> {
         if name == DEFAULT_SET {
-            return Some(SetRef::Borrowed(&self.default));
+            return Ok(f(&self.default));
         }
-        self.by_name
-            .pin()
-            .get(name)
-            .map(|set| SetRef::Shared(Arc::clone(set)))
+        {
+            let map = self.by_name.pin();
+            if let Some(set) = map.get(name) {
+                return Ok(f(set));
+            }
+        }
+        let set = self.get_or_create_with(name, created)?;
+        Ok(f(&set))
     }
 
-    /// [`get_or_create`](Self::get_or_create), borrowing `default`.
+    /// A handle on the set named `name`, created empty if it does not exist.
     ///
     /// # Errors
     ///
     /// [`ErrorCode::TOO_MANY_SETS`] when creating it would pass the maximum.
-    pub fn find_or_create(&self, name: &str) -> Result<SetRef<'_>, Error> {
-        if name == DEFAULT_SET {
-            return Ok(SetRef::Borrowed(&self.default));
-        }
-        self.get_or_create(name).map(SetRef::Shared)
-    }
-
-    /// The set named `name`, created empty if it does not exist.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorCode::TOO_MANY_SETS`] when creating it would pass the maximum.
-    pub fn get_or_create(&self, name: &str) -> Result<Arc<Set>, Error> {
+    pub fn get_or_create(&self, name: &str) -> Result<Set, Error> {
         self.get_or_create_with(name, |_| Ok(()))
     }
 
@@ -242,7 +249,7 @@ impl Sets {
         &self,
         name: &str,
         created: impl FnOnce(&Set) -> Result<(), Error>,
-    ) -> Result<Arc<Set>, Error> {
+    ) -> Result<Set, Error> {
         if let Some(set) = self.get(name) {
             return Ok(set);
         }
@@ -262,36 +269,19 @@ impl Sets {
                 ),
             ));
         }
-        let set = Arc::new(Set {
-            id: self.next_id.fetch_add(1, Relaxed),
-            name: name.into(),
-            data: Arc::new(SortedMultiset::new()),
-        });
+        let set = Set::new(
+            self.next_id.fetch_add(1, Relaxed),
+            name,
+            Arc::new(SortedMultiset::new()),
+        );
         if let Err(e) = created(&set) {
             self.count.fetch_sub(1, Relaxed);
             return Err(e);
         }
         // Under the lock no other creation of `name` runs, and a drop only removes.
-        self.by_name.pin().insert(name.into(), Arc::clone(&set));
-        self.ordered.insert(name.into(), Arc::clone(&set));
+        self.by_name.pin().insert(set.clone());
+        self.ordered.insert(name.into(), set.id);
         Ok(set)
-    }
-
-    /// [`find_or_create`](Self::find_or_create) with `created` as in
-    /// [`get_or_create_with`](Self::get_or_create_with).
-    ///
-    /// # Errors
-    ///
-    /// As [`get_or_create_with`](Self::get_or_create_with).
-    pub fn find_or_create_with(
-        &self,
-        name: &str,
-        created: impl FnOnce(&Set) -> Result<(), Error>,
-    ) -> Result<SetRef<'_>, Error> {
-        if name == DEFAULT_SET {
-            return Ok(SetRef::Borrowed(&self.default));
-        }
-        self.get_or_create_with(name, created).map(SetRef::Shared)
     }
 
     /// Drops the set named `name`; returns it, or `None` if there was none.
@@ -299,29 +289,29 @@ impl Sets {
     /// # Errors
     ///
     /// [`ErrorCode::BAD_NAME`] for [`DEFAULT_SET`], which cannot be dropped.
-    pub fn remove(&self, name: &str) -> Result<Option<Arc<Set>>, Error> {
+    pub fn remove(&self, name: &str) -> Result<Option<Set>, Error> {
         if name == DEFAULT_SET {
             return Err(Error::new(
                 ErrorCode::BAD_NAME,
                 "the default set cannot be dropped; CLEAR empties it",
             ));
         }
-        let Some(set) = self.by_name.pin().remove(name).cloned() else {
+        // Under the lock that creations take, so the set read is the one removed.
+        let _changing = self.creating.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = self.by_name.pin();
+        let Some(set) = map.get(name).cloned() else {
             return Ok(None);
         };
+        map.remove(name);
+        drop(map);
         self.count.fetch_sub(1, Relaxed);
-        self.unlist(&set);
-        Ok(Some(set))
-    }
-
-    /// Removes `set`'s entry from the ordered index, unless a later set of the same name
-    /// has replaced it there.
-    fn unlist(&self, set: &Set) {
-        if let Some(entry) = self.ordered.get(set.name())
-            && entry.value().id == set.id
+        // Unlisted unless a later set of the same name has replaced the entry already.
+        if let Some(entry) = self.ordered.get(name)
+            && *entry.value() == set.id
         {
             entry.remove();
         }
+        Ok(Some(set))
     }
 
     /// How many sets exist, `default` included (weakly consistent while sets are created
@@ -348,7 +338,7 @@ impl Sets {
     /// others. Weakly consistent: a set that exists for the whole listing is listed exactly
     /// once, across pages too.
     #[must_use]
-    pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<Arc<Set>>, bool) {
+    pub fn page(&self, after: Option<&str>, limit: usize) -> (Vec<Set>, bool) {
         let limit = limit.max(1);
         let mut out = Vec::with_capacity(limit.min(1024));
         // `default` is not in the index; it is merged in by name.
@@ -362,28 +352,30 @@ impl Sets {
             .ordered
             .range::<str, _>((from, std::ops::Bound::Unbounded))
         {
-            let set = entry.value();
-            if live.get(set.name()).is_none_or(|s| s.id != set.id) {
+            let Some(set) = live
+                .get(entry.key().as_str())
+                .filter(|s| s.id == *entry.value())
+            else {
                 entry.remove(); // dropped; see `ordered`
                 continue;
-            }
+            };
             if default && DEFAULT_SET < set.name() {
                 default = false;
                 if out.len() == limit {
                     return (out, true);
                 }
-                out.push(Arc::clone(&self.default));
+                out.push(self.default.clone());
             }
             if out.len() == limit {
                 return (out, true);
             }
-            out.push(Arc::clone(set));
+            out.push(set.clone());
         }
         if default {
             if out.len() == limit {
                 return (out, true);
             }
-            out.push(Arc::clone(&self.default));
+            out.push(self.default.clone());
         }
         (out, false)
     }
@@ -391,30 +383,22 @@ impl Sets {
     /// `default` and the `n` largest other sets by size (largest first), and the
     /// occurrences held over every set. One pass over all sets.
     #[must_use]
-    pub fn largest(&self, n: usize) -> (Vec<Arc<Set>>, u64) {
-        let mut others: Vec<(u64, Arc<Set>)> = Vec::new();
+    pub fn largest(&self, n: usize) -> (Vec<Set>, u64) {
+        let mut others: Vec<(u64, Set)> = Vec::new();
         let mut total = self.default.data.len();
-        for set in self.by_name.pin().values() {
+        for set in self.by_name.pin().iter() {
             let len = set.data.len();
             total = total.saturating_add(len);
-            others.push((len, Arc::clone(set)));
+            others.push((len, set.clone()));
         }
         if others.len() > n {
             others.select_nth_unstable_by(n, |a, b| b.0.cmp(&a.0));
             others.truncate(n);
         }
         others.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
-        let mut shown = vec![Arc::clone(&self.default)];
+        let mut shown = vec![self.default.clone()];
         shown.extend(others.into_iter().map(|(_, set)| set));
         (shown, total)
-    }
-
-    /// Every set, `default` first, then the others in no particular order.
-    pub fn for_each(&self, mut f: impl FnMut(&Arc<Set>)) {
-        f(&self.default);
-        for set in self.by_name.pin().values() {
-            f(set);
-        }
     }
 }
 
@@ -422,7 +406,7 @@ impl Sets {
 mod tests {
     use super::*;
 
-    fn names(sets: &[Arc<Set>]) -> Vec<&str> {
+    fn names(sets: &[Set]) -> Vec<&str> {
         sets.iter().map(|s| s.name()).collect()
     }
 
@@ -476,12 +460,11 @@ mod tests {
     #[test]
     fn a_listing_skips_an_entry_its_drop_left_behind() {
         let sets = Sets::new(Arc::default(), 10);
-        let a = sets.get_or_create("a").unwrap();
+        sets.get_or_create("a").unwrap();
         // The interleaving `ordered` allows: dropped from the map, listed still.
         sets.by_name.pin().remove("a");
         sets.count.fetch_sub(1, Relaxed);
         assert_eq!(names(&sets.page(None, 10).0), ["default"]);
         assert!(sets.ordered.is_empty(), "the listing cleaned it up");
-        drop(a);
     }
 }
