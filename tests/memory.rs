@@ -372,3 +372,61 @@ fn empty_sets_cost_what_readme_says_and_dropping_them_frees_it() {
         "{left} bytes left after dropping every set"
     );
 }
+
+/// Long runs × memory for named sets: rounds of creating 300 sets over both protocols,
+/// filling them, listing them and dropping them all leave the server's heap where the first
+/// round left it.
+#[cfg(feature = "server")]
+#[test]
+fn creating_and_dropping_sets_round_after_round_gives_the_memory_back() {
+    let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let server = common::Running::start(common::small_config());
+    let mut c = sortd::client::Client::connect(server.addr).unwrap();
+    let mut h = common::HttpConn::open(server.http).unwrap();
+    let mut round = |r: i64| {
+        for i in 0..300 {
+            let name = format!("churn:{r}:{i}");
+            if i % 2 == 0 {
+                c.use_set(Some(&name)).unwrap();
+                c.insert_ack(&(0..100).map(|v| v * r).collect::<Vec<i64>>())
+                    .unwrap();
+            } else {
+                let body = format!(r#"{{"values":[{i},{r}]}}"#);
+                assert_eq!(
+                    h.call("POST", &format!("/sets/{name}/array"), &body).unwrap().0,
+                    200
+                );
+            }
+        }
+        let mut after: Option<String> = None;
+        loop {
+            let page = c.list_sets(after.as_deref(), 50).unwrap();
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(h.call("GET", "/metrics", "").unwrap().0, 200);
+        for i in 0..300 {
+            let name = format!("churn:{r}:{i}");
+            if i % 2 == 0 {
+                assert!(c.drop_set(&name).unwrap());
+            } else {
+                assert_eq!(h.call("DELETE", &format!("/sets/{name}"), "").unwrap().0, 200);
+            }
+        }
+    };
+    round(1); // warm-up: buffers, thread-locals, the maps' tables at their size
+    let baseline = quiet_baseline();
+    for r in 2..=6 {
+        round(r);
+    }
+    assert_eq!(server.sets.len(), 1);
+    let slack = 256 << 10;
+    let after = settle(baseline, slack);
+    assert!(
+        after - baseline <= slack,
+        "{} KiB still allocated after five rounds of 300 sets created and dropped",
+        (after - baseline) >> 10
+    );
+}

@@ -562,3 +562,74 @@ fn metrics_and_stats_count_the_sets() {
     assert!(body.contains("sortd_sets 2\n"), "{body}");
     assert!(body.contains("sortd_set_elements{set=\"m\"} 2\n"), "{body}");
 }
+
+/// Pipelining × the output limit for listings: with the smallest `--max-output` and 400
+/// sets of 255-byte names (`"` and `\` among them, which JSON escapes), every SETS reply
+/// and every `/sets` page fits in half of it, 100 LIST_SETS pipelined unread are all
+/// answered, and paging still lists every set exactly once.
+#[test]
+fn listings_of_long_names_keep_to_the_output_limit_however_they_are_pipelined() {
+    let server = Running::start(Config {
+        max_output: 65536,
+        ..small_config()
+    });
+    let mut c = client(&server, None);
+    let mut names: Vec<String> = (0..400)
+        .map(|i| format!("{i:03}\"\\{}", "n".repeat(250)))
+        .collect();
+    for name in &names {
+        assert_eq!(name.len(), 255);
+        c.use_set(Some(name)).unwrap();
+        c.insert_ack(&[1]).unwrap();
+    }
+    names.push("default".into());
+    names.sort();
+    // Frames: each page within 32 KiB, all of them together every set once.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = c.list_sets(after.as_deref(), 0).unwrap();
+        let bytes: usize = 24 + page.sets.iter().map(|(n, _)| 9 + n.len()).sum::<usize>();
+        assert!(bytes <= 32 << 10, "a SETS reply of {bytes} bytes");
+        assert!(!page.sets.is_empty());
+        seen.extend(page.sets.into_iter().map(|(n, _)| n));
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, names);
+    // 100 listings pipelined before reading any reply: all answered, in order.
+    let mut p = client(&server, None);
+    let ids: Vec<u32> = (0..100)
+        .map(|_| p.send(&Request::ListSets { after: None, limit: 0 }))
+        .collect();
+    for id in ids {
+        let (got, reply) = p.recv().unwrap();
+        assert_eq!(got, id);
+        assert!(matches!(reply, Response::Sets { more: true, .. }), "{reply:?}");
+    }
+    // HTTP: each page's body within the reply budget, and paging covers every set.
+    let mut seen = Vec::new();
+    let mut path = "/sets?limit=10000".to_string();
+    loop {
+        let (status, body) = http_call(server.http, "GET", &path, "");
+        assert_eq!(status, 200, "{body}");
+        assert!(body.len() <= 32 << 10, "a /sets body of {} bytes", body.len());
+        let body = json(&body);
+        for set in body["sets"].as_array().unwrap() {
+            seen.push(set["name"].as_str().unwrap().to_string());
+        }
+        match body["next"].as_str() {
+            Some(next) => {
+                let encoded: String = next
+                    .bytes()
+                    .map(|b| format!("%{b:02X}"))
+                    .collect();
+                path = format!("/sets?limit=10000&after={encoded}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen, names);
+}
