@@ -236,6 +236,19 @@ impl Service {
         out: &mut Vec<u8>,
         session: &mut Session,
     ) -> Result<(), Error> {
+        if let Request::Insert { values, .. } = request
+            && values.len() > self.limits.max_values as usize
+        {
+            // Refused before its set is created: a refused request changes nothing.
+            return Err(Error::new(
+                ErrorCode::LIMIT_EXCEEDED,
+                format!(
+                    "{} values in one request; the limit is {}",
+                    values.len(),
+                    self.limits.max_values
+                ),
+            ));
+        }
         match request {
             Request::Insert { .. } | Request::AddRandom => self
                 .with_set(session, name, true, |session, set| {
@@ -259,17 +272,6 @@ impl Service {
     ) -> Result<(), Error> {
         match request {
             Request::Insert { values, ack_only } => {
-                if values.len() > self.limits.max_values as usize {
-                    let e = Error::new(
-                        ErrorCode::LIMIT_EXCEEDED,
-                        format!(
-                            "{} values in one request; the limit is {}",
-                            values.len(),
-                            self.limits.max_values
-                        ),
-                    );
-                    return Err(e);
-                }
                 let mut scratch = std::mem::take(&mut session.scratch);
                 scratch.clear();
                 values.copy_into(&mut scratch);
@@ -760,6 +762,29 @@ mod tests {
     use crate::frame::Values;
     use crate::http;
     use crate::persist::{self, Options};
+
+    /// An INSERT over the limit handed to the service directly (not through the frame
+    /// parser, which refuses it first) is refused before its set is created.
+    #[test]
+    fn an_insert_over_the_limit_creates_no_set() {
+        let limits = Limits {
+            max_values: 2,
+            ..Limits::default()
+        };
+        let service = Service::new(Arc::default(), limits);
+        let mut out = Vec::new();
+        let insert = Request::Insert {
+            values: Values::Slice(&[1, 2, 3]),
+            ack_only: true,
+        };
+        service.apply_to(Some("new"), &insert, 1, &mut out, &mut Session::default());
+        let (_, frame) = crate::frame::Decoder::new(1 << 20).decode(&out);
+        match Response::parse(&frame.unwrap().unwrap()) {
+            Ok(Response::Error(e)) => assert_eq!(e.code, ErrorCode::LIMIT_EXCEEDED),
+            other => panic!("{other:?}"),
+        }
+        assert!(service.sets().get("new").is_none());
+    }
 
     /// No log writer runs here, so a change stays unlogged: its reply and every read made
     /// after it must wait, while PING and `/health` (which say nothing about the data) need not.
