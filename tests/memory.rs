@@ -393,7 +393,9 @@ fn creating_and_dropping_sets_round_after_round_gives_the_memory_back() {
             } else {
                 let body = format!(r#"{{"values":[{i},{r}]}}"#);
                 assert_eq!(
-                    h.call("POST", &format!("/sets/{name}/array"), &body).unwrap().0,
+                    h.call("POST", &format!("/sets/{name}/array"), &body)
+                        .unwrap()
+                        .0,
                     200
                 );
             }
@@ -412,7 +414,10 @@ fn creating_and_dropping_sets_round_after_round_gives_the_memory_back() {
             if i % 2 == 0 {
                 assert!(c.drop_set(&name).unwrap());
             } else {
-                assert_eq!(h.call("DELETE", &format!("/sets/{name}"), "").unwrap().0, 200);
+                assert_eq!(
+                    h.call("DELETE", &format!("/sets/{name}"), "").unwrap().0,
+                    200
+                );
             }
         }
     };

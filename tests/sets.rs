@@ -602,12 +602,20 @@ fn listings_of_long_names_keep_to_the_output_limit_however_they_are_pipelined() 
     // 100 listings pipelined before reading any reply: all answered, in order.
     let mut p = client(&server, None);
     let ids: Vec<u32> = (0..100)
-        .map(|_| p.send(&Request::ListSets { after: None, limit: 0 }))
+        .map(|_| {
+            p.send(&Request::ListSets {
+                after: None,
+                limit: 0,
+            })
+        })
         .collect();
     for id in ids {
         let (got, reply) = p.recv().unwrap();
         assert_eq!(got, id);
-        assert!(matches!(reply, Response::Sets { more: true, .. }), "{reply:?}");
+        assert!(
+            matches!(reply, Response::Sets { more: true, .. }),
+            "{reply:?}"
+        );
     }
     // HTTP: each page's body within the reply budget, and paging covers every set.
     let mut seen = Vec::new();
@@ -615,17 +623,18 @@ fn listings_of_long_names_keep_to_the_output_limit_however_they_are_pipelined() 
     loop {
         let (status, body) = http_call(server.http, "GET", &path, "");
         assert_eq!(status, 200, "{body}");
-        assert!(body.len() <= 32 << 10, "a /sets body of {} bytes", body.len());
+        assert!(
+            body.len() <= 32 << 10,
+            "a /sets body of {} bytes",
+            body.len()
+        );
         let body = json(&body);
         for set in body["sets"].as_array().unwrap() {
             seen.push(set["name"].as_str().unwrap().to_string());
         }
         match body["next"].as_str() {
             Some(next) => {
-                let encoded: String = next
-                    .bytes()
-                    .map(|b| format!("%{b:02X}"))
-                    .collect();
+                let encoded: String = next.bytes().map(|b| format!("%{b:02X}")).collect();
                 path = format!("/sets?limit=10000&after={encoded}");
             }
             None => break,
