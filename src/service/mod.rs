@@ -401,26 +401,12 @@ impl Service {
     ///
     /// `UNAVAILABLE` when the log has failed: the change must not be made.
     fn ticket(&self, session: &mut Session) -> Result<bool, Error> {
-        let Some(ticket) = self.log_ticket(session)? else {
+        let Some(log) = &self.log else {
             return Ok(false);
         };
-        session.batch.tickets.push(ticket);
-        Ok(true)
-    }
-
-    /// Takes a ticket for a change the caller logs itself; `None` without persistence.
-    fn log_ticket(&self, session: &mut Session) -> Result<Option<u64>, Error> {
-        let Some(log) = &self.log else {
-            return Ok(None);
-        };
-        let ticket = log.ticket().map_err(|reason| {
-            Error::new(
-                ErrorCode::UNAVAILABLE,
-                format!("writes are refused because the log failed: {reason}"),
-            )
-        })?;
+        session.batch.tickets.push(take_ticket(log)?);
         session.changed = true;
-        Ok(Some(ticket))
+        Ok(true)
     }
 
     /// Inserts `values` (sorted in place) and logs the change; returns how many went in.
@@ -713,12 +699,7 @@ impl Service {
         let Some(log) = &self.log else {
             return Ok(false);
         };
-        let ticket = log.ticket().map_err(|reason| {
-            Error::new(
-                ErrorCode::UNAVAILABLE,
-                format!("writes are refused because the log failed: {reason}"),
-            )
-        })?;
+        let ticket = take_ticket(log)?;
         let mut bytes = Vec::new();
         crate::persist::record::encode_create(&mut bytes, set.id(), set.name());
         log.submit(crate::persist::Batch {
@@ -754,6 +735,20 @@ impl Service {
         }
         Ok(true)
     }
+}
+
+/// A ticket from `log` for a change about to be made.
+///
+/// # Errors
+///
+/// `UNAVAILABLE` when the log has failed: the change must not be made.
+fn take_ticket(log: &Log) -> Result<u64, Error> {
+    log.ticket().map_err(|reason| {
+        Error::new(
+            ErrorCode::UNAVAILABLE,
+            format!("writes are refused because the log failed: {reason}"),
+        )
+    })
 }
 
 #[cfg(test)]
