@@ -32,7 +32,7 @@ pub const ROUTES: [&str; 19] = [
 ];
 
 /// Statuses the server sends, for HTTP request counts.
-const STATUSES: [u16; 9] = [200, 400, 404, 405, 413, 431, 501, 503, 0];
+const STATUSES: [u16; 10] = [200, 400, 404, 405, 409, 413, 431, 501, 503, 0];
 
 /// The server's counters.
 ///

@@ -328,6 +328,27 @@ fn bad_names_are_refused_clearly_and_change_nothing() {
     assert!(server.sets.get("not-made").is_none());
     let (status, _) = http_call(server.http, "GET", "/sets?after=%01", "");
     assert_eq!(status, 400);
+    // Error messages quote at most 64 characters of a name, on both protocols.
+    let long_bad = format!("{}\n", "z".repeat(250));
+    let reply = raw_call(
+        &mut stream,
+        &named_frame(opcode::COUNT, long_bad.as_bytes(), &[0; 8]),
+    );
+    match reply {
+        Response::Error(e) => assert!(e.message.len() < 160, "{}", e.message),
+        other => panic!("{other:?}"),
+    }
+    let (status, body) = http_call(
+        server.http,
+        "GET",
+        &format!("/sets/{}%0A/count", "z".repeat(250)),
+        "",
+    );
+    assert_eq!(status, 400);
+    assert!(body.len() < 200, "{body}");
+    // `after` given twice counts the last time; empty means from the first set.
+    let (_, body) = http_call(server.http, "GET", "/sets?after=zzz&after=", "");
+    assert_eq!(json(&body)["sets"][0]["name"], "default");
     // Nothing but `good` and the 255-byte set were created; `good` is intact.
     let list = good.list_sets(None, 0).unwrap();
     let names: Vec<_> = list.sets.iter().map(|(n, _)| n.len()).collect();
@@ -369,6 +390,11 @@ fn a_flood_of_new_names_stops_at_max_sets_and_loses_nothing() {
         r#"{"values":[1]}"#,
     );
     assert_eq!(status, 409, "{body}");
+    let (_, metrics) = http_call(server.http, "GET", "/metrics", "");
+    assert!(
+        metrics.contains(r#"sortd_http_requests_total{route="/sets/{name}",status="409"} 1"#),
+        "{metrics}"
+    );
     // Existing sets still take writes at the limit, and every value is where it went.
     c.use_set(Some("flood-3")).unwrap();
     assert_eq!(c.insert_ack(&[3]).unwrap(), 2);

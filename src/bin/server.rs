@@ -167,10 +167,11 @@ fn main() -> ExitCode {
     });
     let persistence = match &args.data_dir {
         Some(dir) => format!(
-            "persisting to {} (fsync {}), {} values recovered",
+            "persisting to {} (fsync {}), {} values in {} sets recovered",
             dir.display(),
             args.fsync,
-            server.set().len()
+            server.sets().largest(0).1,
+            server.sets().len()
         ),
         None => "in memory only".into(),
     };

@@ -42,7 +42,8 @@ pub fn check_set_name(name: &[u8]) -> Result<&str, Error> {
         std::str::from_utf8(name).map_err(|e| bad(format!("a set name must be UTF-8: {e}")))?;
     if let Some(c) = name.chars().find(|c| c.is_control()) {
         return Err(bad(format!(
-            "a set name cannot hold control characters ({c:?} in {name:?})"
+            "a set name cannot hold control characters ({c:?} in {:?})",
+            crate::http::clip(name)
         )));
     }
     Ok(name)

@@ -134,9 +134,12 @@ const JSON_VALUE_BYTES: usize = 21;
 fn query_pairs(query: &str) -> impl Iterator<Item = Result<(&str, Cow<'_, str>), Reply>> {
     query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        percent_decode(value)
-            .map(|v| (key, v))
-            .ok_or_else(|| Reply::Error(400, format!("bad percent-escape in {:?}", clip(pair))))
+        percent_decode(value).map(|v| (key, v)).ok_or_else(|| {
+            Reply::Error(
+                400,
+                format!("bad percent-escape, or not UTF-8, in {:?}", clip(pair)),
+            )
+        })
     })
 }
 
@@ -504,7 +507,7 @@ fn list_sets(query: &str, service: &Service) -> Reply {
         let (mut after, mut limit) = (None, SETS_PAGE_DEFAULT);
         for pair in query_pairs(query) {
             match pair? {
-                ("after", a) if a.is_empty() => {}
+                ("after", a) if a.is_empty() => after = None,
                 ("after", a) => after = Some(check_set_name(a.as_bytes())?.to_string()),
                 ("limit", v) => match param::<u32>("limit", &v)? {
                     n @ 1..=crate::service::MAX_LISTED_SETS => limit = n,

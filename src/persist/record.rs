@@ -6,7 +6,8 @@
 //! record  := len:u32 crc:u32 body                   (crc = CRC32 of the body's len bytes)
 //! body    := kind:u8 set:u64 rest                   (version 2; all little-endian)
 //!   kind 1, DELTAS:  rest = entry+                  (len = 9 + 16k, k >= 1)
-//!   kind 2, CREATE:  rest = name_len:u8 name        (the set's name, by the naming rule)
+//!   kind 2, CREATE:  rest = name_len:u8 name entry* (the set's name, by the naming rule,
+//!                                                    and the change that created it)
 //!   kind 3, DROP:    rest = nothing                 (len = 9)
 //! entry   := value:i64 delta:i64
 //! ```
@@ -14,7 +15,8 @@
 //! A DELTAS record holds the effect of one change (or a slice of a large one) on set `set`:
 //! `delta > 0` added that many occurrences of `value`, `delta < 0` removed them. Deltas
 //! commute, so records from different event loops may land in any order. CREATE gives a new
-//! set id its name; DROP ends it. Set ids are never reused, and set 0 is `default`, which
+//! set id its name, with the additions of the insert that created it (so a set never
+//! exists on disk without its first change: a torn record is dropped whole); DROP ends it. Set ids are never reused, and set 0 is `default`, which
 //! exists without a CREATE and is never dropped.
 //!
 //! Version 1 logs (written before named sets) hold `entry+` bodies with no kind or set:
@@ -24,7 +26,7 @@
 //!
 //! Every record about a set comes after its CREATE in the log: the creating event loop
 //! hands the CREATE to the writer before it makes the set visible to other loops (see
-//! `Service`). Records about a set after its DROP come from requests that found the set
+//! `Service::with_set`). Records about a set after its DROP come from requests that found the set
 //! before it was dropped; they are ordered before the drop, so replay ignores them.
 
 use std::io::{self, Read};
@@ -87,12 +89,15 @@ pub enum Record {
         /// The changes.
         entries: Vec<(i64, i64)>,
     },
-    /// Set `set` is named `name`, from here on.
+    /// Set `set` is named `name`, from here on, and starts with these `(value, delta)`
+    /// additions.
     Create {
         /// The new set's id.
         set: u64,
         /// Its name.
         name: String,
+        /// The change that created it.
+        entries: Vec<(i64, i64)>,
     },
     /// Set `set` ends here.
     Drop {
@@ -113,7 +118,7 @@ impl Record {
                 }
                 w.finish();
             }
-            Record::Create { set, name } => encode_create(out, *set, name),
+            Record::Create { set, name, entries } => encode_create(out, *set, name, entries),
             Record::Drop { set } => encode_drop(out, *set),
         }
     }
@@ -124,26 +129,41 @@ impl Record {
         let body = match self {
             Record::Deltas { entries, .. } if version == 1 => entries.len() * ENTRY_LEN,
             Record::Deltas { entries, .. } => BODY_HEADER_LEN + entries.len() * ENTRY_LEN,
-            Record::Create { name, .. } => BODY_HEADER_LEN + 1 + name.len(),
+            Record::Create { name, entries, .. } => {
+                BODY_HEADER_LEN + 1 + name.len() + entries.len() * ENTRY_LEN
+            }
             Record::Drop { .. } => BODY_HEADER_LEN,
         };
         RECORD_HEADER_LEN + body
     }
 }
 
-/// Appends a CREATE record: set `set` is named `name`.
+/// Appends a CREATE record: set `set` is named `name`, with `entries` (the change that
+/// created it). Past [`MAX_ENTRIES`] entries the rest follow as DELTAS records.
 ///
 /// # Panics
 ///
 /// If `name` is over 255 bytes (names are checked long before they are logged).
-pub fn encode_create(out: &mut Vec<u8>, set: u64, name: &str) {
+pub fn encode_create(out: &mut Vec<u8>, set: u64, name: &str, entries: &[(i64, i64)]) {
     let len = u8::try_from(name.len()).expect("set names are at most 255 bytes");
-    let mut body = Vec::with_capacity(BODY_HEADER_LEN + 1 + name.len());
+    let (first, rest) = entries.split_at(entries.len().min(MAX_ENTRIES));
+    let mut body = Vec::with_capacity(BODY_HEADER_LEN + 1 + name.len() + first.len() * ENTRY_LEN);
     body.push(KIND_CREATE);
     body.extend_from_slice(&set.to_le_bytes());
     body.push(len);
     body.extend_from_slice(name.as_bytes());
+    for &(value, delta) in first {
+        body.extend_from_slice(&value.to_le_bytes());
+        body.extend_from_slice(&delta.to_le_bytes());
+    }
     push_record(out, &body);
+    if !rest.is_empty() {
+        let mut w = RecordWriter::begin(out, set);
+        for &(value, delta) in rest {
+            w.entry(value, delta);
+        }
+        w.finish();
+    }
 }
 
 /// Appends a DROP record: set `set` ends.
@@ -192,17 +212,27 @@ pub fn parse_record(version: u32, body: &[u8]) -> Result<Record, String> {
             rest.len()
         )),
         KIND_CREATE | KIND_DROP if set == 0 => Err("a CREATE or DROP of set 0 (default)".into()),
-        KIND_CREATE => match rest.split_first() {
-            Some((&len, name)) if usize::from(len) == name.len() => {
-                crate::frame::check_set_name(name)
-                    .map(|name| Record::Create {
-                        set,
-                        name: name.to_string(),
-                    })
-                    .map_err(|e| format!("a CREATE record: {}", e.message))
+        KIND_CREATE => {
+            let Some((&len, rest)) = rest.split_first() else {
+                return Err("a CREATE record with no name".into());
+            };
+            let Some((name, entries)) = rest.split_at_checked(usize::from(len)) else {
+                return Err("a CREATE record whose name runs past its end".into());
+            };
+            if !entries.len().is_multiple_of(ENTRY_LEN) {
+                return Err(format!(
+                    "a CREATE record with {} bytes of entries",
+                    entries.len()
+                ));
             }
-            _ => Err("a CREATE record whose name length does not match".into()),
-        },
+            let name = crate::frame::check_set_name(name)
+                .map_err(|e| format!("a CREATE record: {}", e.message))?;
+            Ok(Record::Create {
+                set,
+                name: name.to_string(),
+                entries: self::entries(entries).collect(),
+            })
+        }
         KIND_DROP if rest.is_empty() => Ok(Record::Drop { set }),
         KIND_DROP => Err("a DROP record with a payload".into()),
         other => Err(format!("unknown record kind {other}")),
@@ -320,10 +350,14 @@ pub fn check_record_header(
     if len == 0 {
         return Err("record length 0".into());
     }
+    // Version 2: a kind and set id, and a CREATE's name, before the entries.
     let (least, entries_at) = if version == 1 {
         (ENTRY_LEN, 0)
     } else {
-        (BODY_HEADER_LEN, BODY_HEADER_LEN)
+        (
+            BODY_HEADER_LEN,
+            BODY_HEADER_LEN + 1 + crate::frame::MAX_SET_NAME,
+        )
     };
     if len < least || (version == 1 && !len.is_multiple_of(ENTRY_LEN)) {
         return Err(format!("record length {len} is not a record's"));

@@ -74,9 +74,9 @@ impl Catalog {
                 Some(Effect::Deltas(set, entries))
             }
             Record::Deltas { .. } => None,
-            Record::Create { set, name } => {
+            Record::Create { set, name, entries } => {
                 self.restore(set, &name);
-                None
+                (!entries.is_empty()).then_some(Effect::Deltas(set, entries))
             }
             Record::Drop { set } => self.names.remove(&set).map(|_| Effect::Dropped(set)),
         }

@@ -656,14 +656,14 @@ impl Service {
         self.sets.page(after, cap)
     }
 
-    /// Calls `f` with the set named `name`: created (and its creation logged) if `create`
-    /// and it does not exist; `Ok(None)`, without calling `f`, if it does not exist and not
-    /// `create`.
+    /// Calls `f` with the set named `name`. If it does not exist: with `create`, with a
+    /// new set that other loops cannot find until `f` has made its change (an insert), and
+    /// that is kept only if the change left it non-empty, its creation logged together with
+    /// the change as one CREATE record; without `create`, `Ok(None)`, and `f` is not called.
     ///
     /// # Errors
     ///
-    /// `TOO_MANY_SETS` at the maximum; `UNAVAILABLE` when the log has failed (nothing is
-    /// created).
+    /// `TOO_MANY_SETS` when a set would be created past the maximum.
     pub fn with_set<R>(
         &self,
         session: &mut Session,
@@ -676,37 +676,40 @@ impl Service {
                 .sets
                 .with_existing(name, |set| set.map(|set| f(session, set))));
         }
-        let mut logged = false;
-        let result = self.sets.with_or_create(
-            name,
-            |set| {
-                logged = self.log_create(set)?;
-                Ok(())
-            },
-            |set| f(session, set),
-        );
-        if logged {
-            // The reply waits for the CREATE's ticket like any change's.
-            session.changed = true;
-        }
-        result.map(Some)
-    }
-
-    /// Hands a new set's CREATE record to the log writer now, in a batch of its own, before
-    /// any other loop can find the set: so every record about the set follows it in the
-    /// log. Returns whether it was logged (persistence is on).
-    fn log_create(&self, set: &Set) -> Result<bool, Error> {
-        let Some(log) = &self.log else {
-            return Ok(false);
-        };
-        let ticket = take_ticket(log)?;
-        let mut bytes = Vec::new();
-        crate::persist::record::encode_create(&mut bytes, set.id(), set.name());
-        log.submit(crate::persist::Batch {
-            tickets: vec![ticket],
-            bytes,
-        });
-        Ok(true)
+        self.sets
+            .with_or_create(name, |set, new| {
+                if !new {
+                    return (f(session, set), true);
+                }
+                let (bytes_at, tickets_at) =
+                    (session.batch.bytes.len(), session.batch.tickets.len());
+                let r = f(session, set);
+                // An insert that inserted nothing (refused, or empty) creates nothing.
+                let keep = !set.data().is_empty();
+                if keep && let Some(log) = &self.log {
+                    // The change's records become one CREATE record that carries them, handed
+                    // to the writer now, before any other loop can find the set: so the set
+                    // never exists on disk without its first change, and every later record
+                    // about it follows its CREATE in the log.
+                    let tickets = session.batch.tickets.split_off(tickets_at);
+                    session.batch.bytes.truncate(bytes_at);
+                    let entries: Vec<(i64, i64)> = set
+                        .data()
+                        .runs()
+                        .map(|(v, n)| (v, i64::try_from(n).unwrap_or(i64::MAX)))
+                        .collect();
+                    let mut bytes = Vec::new();
+                    crate::persist::record::encode_create(
+                        &mut bytes,
+                        set.id(),
+                        set.name(),
+                        &entries,
+                    );
+                    log.submit(crate::persist::Batch { tickets, bytes });
+                }
+                (r, keep)
+            })
+            .map(Some)
     }
 
     /// Drops the set named `name`, values and all, as one logged record; returns whether

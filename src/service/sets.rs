@@ -204,29 +204,74 @@ impl Sets {
         f(map.get(name))
     }
 
-    /// Calls `f` with the set named `name`, created (as by
-    /// [`get_or_create_with`](Self::get_or_create_with)) if it does not exist.
+    /// Calls `f` with the set named `name` and whether it is new: an existing set as it is,
+    /// or, if there is none, a new empty one that no other thread can find until `f`
+    /// returns. `f` returns its result and, for a new set, whether to keep it: then it is
+    /// added; otherwise it never existed. So a request that creates a set can make its
+    /// change, and log the creation with the change as one record, before anyone sees the
+    /// set, and a request that changed nothing creates nothing. New sets are made one at a
+    /// time (under the lock drops take too).
     ///
     /// # Errors
     ///
-    /// As [`get_or_create_with`](Self::get_or_create_with); `f` is not called then.
+    /// [`ErrorCode::TOO_MANY_SETS`] when creating the set would pass the maximum (`f` is
+    /// not called then).
     pub fn with_or_create<R>(
         &self,
         name: &str,
-        created: impl FnOnce(&Set) -> Result<(), Error>,
-        f: impl FnOnce(&Set) -> R,
+        f: impl FnOnce(&Set, bool) -> (R, bool),
     ) -> Result<R, Error> {
         if name == DEFAULT_SET {
-            return Ok(f(&self.default));
+            return Ok(f(&self.default, false).0);
         }
         {
             let map = self.by_name.pin();
             if let Some(set) = map.get(name) {
-                return Ok(f(set));
+                return Ok(f(set, false).0);
             }
         }
-        let set = self.get_or_create_with(name, created)?;
-        Ok(f(&set))
+        // The lock guards no data (a panic under it leaves nothing half done).
+        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(set) = self.get(name) {
+            return Ok(f(&set, false).0);
+        }
+        let set = self.reserve(name)?;
+        let (r, keep) = f(&set, true);
+        if keep {
+            self.publish(set);
+        } else {
+            self.count.fetch_sub(1, Relaxed);
+        }
+        Ok(r)
+    }
+
+    /// A new set named `name`, counted against the maximum but not yet findable. Call
+    /// under `changing`.
+    fn reserve(&self, name: &str) -> Result<Set, Error> {
+        if self.count.fetch_add(1, Relaxed) >= self.max {
+            self.count.fetch_sub(1, Relaxed);
+            return Err(Error::new(
+                ErrorCode::TOO_MANY_SETS,
+                format!(
+                    "creating set {:?} would pass this server's limit of {} sets \
+                     (--max-sets); drop one first",
+                    crate::http::clip(name),
+                    self.max
+                ),
+            ));
+        }
+        Ok(Set::new(
+            self.next_id.fetch_add(1, Relaxed),
+            name,
+            Arc::new(SortedMultiset::new()),
+        ))
+    }
+
+    /// Makes a reserved set findable. Call under `changing` (no other creation or drop of
+    /// its name runs).
+    fn publish(&self, set: Set) {
+        self.ordered.insert(set.name.clone(), set.id);
+        self.by_name.pin().insert(set);
     }
 
     /// A handle on the set named `name`, created empty if it does not exist.
@@ -235,54 +280,7 @@ impl Sets {
     ///
     /// [`ErrorCode::TOO_MANY_SETS`] when creating it would pass the maximum.
     pub fn get_or_create(&self, name: &str) -> Result<Set, Error> {
-        self.get_or_create_with(name, |_| Ok(()))
-    }
-
-    /// [`get_or_create`](Self::get_or_create), calling `created` with a new set before any
-    /// other thread can find it (to log its creation: everything about the set is then
-    /// logged after it). If `created` fails, the set is not created.
-    ///
-    /// # Errors
-    ///
-    /// [`ErrorCode::TOO_MANY_SETS`] when creating it would pass the maximum, or what
-    /// `created` returned.
-    pub fn get_or_create_with(
-        &self,
-        name: &str,
-        created: impl FnOnce(&Set) -> Result<(), Error>,
-    ) -> Result<Set, Error> {
-        if let Some(set) = self.get(name) {
-            return Ok(set);
-        }
-        // The lock guards no data (a panic under it leaves nothing half done).
-        let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(set) = self.get(name) {
-            return Ok(set);
-        }
-        if self.count.fetch_add(1, Relaxed) >= self.max {
-            self.count.fetch_sub(1, Relaxed);
-            return Err(Error::new(
-                ErrorCode::TOO_MANY_SETS,
-                format!(
-                    "creating set {name:?} would pass this server's limit of {} sets \
-                     (--max-sets); drop one first",
-                    self.max
-                ),
-            ));
-        }
-        let set = Set::new(
-            self.next_id.fetch_add(1, Relaxed),
-            name,
-            Arc::new(SortedMultiset::new()),
-        );
-        if let Err(e) = created(&set) {
-            self.count.fetch_sub(1, Relaxed);
-            return Err(e);
-        }
-        // Under the lock no other creation or drop of `name` runs.
-        self.by_name.pin().insert(set.clone());
-        self.ordered.insert(name.into(), set.id);
-        Ok(set)
+        self.with_or_create(name, |set, _| (set.clone(), true))
     }
 
     /// Drops the set named `name`; returns it, or `None` if there was none.
@@ -297,7 +295,8 @@ impl Sets {
                 "the default set cannot be dropped; CLEAR empties it",
             ));
         }
-        // Under the lock that creations take, so the set read is the one removed.
+        // Under the lock that creations take, so the set read is the one removed. The lock
+        // guards no data (a panic under it leaves nothing half done).
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
         let map = self.by_name.pin();
         let Some(set) = map.get(name).cloned() else {
