@@ -331,7 +331,9 @@ fn replay_follows_the_orders_the_log_allows() {
     let (state, warnings, server) = open(dir, false);
     assert_eq!(state, want);
     assert!(
-        warnings.iter().any(|w| w.contains("two sets named \"c\"")),
+        warnings
+            .iter()
+            .any(|w| w.contains("1 sets had a newer set of the same name (\"c\"")),
         "{warnings:?}"
     );
     drop(server);
@@ -603,4 +605,47 @@ fn a_crash_during_a_creating_insert_leaves_no_empty_set() {
         }
         p.terminate();
     }
+}
+
+/// A data directory holding more sets than `--max-sets` (the limit lowered since) opens with
+/// all of them, says so, and refuses new sets until enough are dropped.
+#[test]
+fn a_lower_max_sets_at_start_keeps_every_set_and_refuses_new_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut records = Vec::new();
+    for id in 1..=4 {
+        records.push(create(id, &format!("s{id}")));
+        records.push(deltas(id, &[(id as i64, 1)]));
+    }
+    write_log(dir, 1, &records);
+    let config = |max_sets| Config {
+        frame_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: None,
+        persistence: Some(Options::new(dir)),
+        limits: sortd::service::Limits {
+            max_sets,
+            ..sortd::service::Limits::default()
+        },
+        ..small_config()
+    };
+    let server = Server::bind(config(3)).unwrap();
+    assert!(
+        server
+            .recovery_warnings()
+            .iter()
+            .any(|w| w.contains("holds 5 sets, more than --max-sets 3")),
+        "{:?}",
+        server.recovery_warnings()
+    );
+    let server = server.spawn().unwrap();
+    let mut c = Client::connect(server.frame_addr()).unwrap();
+    assert_eq!(c.list_sets(None, 0).unwrap().total, 5);
+    c.use_set(Some("new")).unwrap();
+    assert!(c.insert_ack(&[1]).is_err());
+    for name in ["s1", "s2", "s3"] {
+        assert!(c.drop_set(name).unwrap());
+    }
+    assert_eq!(c.insert_ack(&[1]).unwrap(), 1);
+    server.stop().unwrap();
 }

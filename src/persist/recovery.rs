@@ -9,6 +9,7 @@ use super::record::{End, Item, LOG_HEADER_LEN, LogReader, Record};
 use super::snapshot::Covers;
 use super::{Error, SNAPSHOT_FILE, snapshot};
 use crate::SortedMultiset;
+use crate::http::clip;
 use crate::multiset::MAX_COUNT;
 
 /// What start-up found.
@@ -259,14 +260,26 @@ pub(crate) fn recover(dir: &Path, repair: bool) -> Result<Recovered, Error> {
             superseded.push(older); // ids ascend, so the one replaced is older
         }
     }
+    // One warning for them all: a pipelining client can leave thousands.
+    let mut names: Vec<String> = Vec::new();
+    let dropped = superseded.len();
     for id in superseded {
         let name = catalog.names.remove(&id).unwrap_or_default();
+        if !names.contains(&name) && names.len() < 3 {
+            names.push(name);
+        }
         sets.remove(&id);
-        warnings.push(format!(
-            "two sets named {name:?} (a crash between one's drop and the next one's \
-             creation); kept the newer, logged the drop of the older"
-        ));
         repairs.push(Record::Drop { set: id });
+    }
+    if dropped > 0 {
+        let shown: Vec<String> = names.iter().map(|n| format!("{:?}", clip(n))).collect();
+        warnings.push(format!(
+            "{dropped} sets had a newer set of the same name ({}{}; a crash between a drop \
+             and the name's next creation): kept the newest of each name, logged the drop of \
+             the others",
+            shown.join(", "),
+            if dropped > names.len() { ", ..." } else { "" }
+        ));
     }
     let (mut short_total, mut short_values, mut capped) = (0u64, 0usize, 0usize);
     let mut finished = |id: u64, replaying: &mut Replaying, repairs: &mut Vec<Record>| {

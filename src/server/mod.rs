@@ -357,6 +357,13 @@ impl Server {
         let mut server = Server::assemble(config, sets, Some(opened.writer))?;
         server.service = server.service.with_log(opened.log);
         server.warnings = opened.warnings;
+        let (held, max) = (server.sets().len(), server.sets().max());
+        if held > max {
+            server.warnings.push(format!(
+                "the data directory holds {held} sets, more than --max-sets {max}: all are \
+                 kept, and no set can be created until enough are dropped"
+            ));
+        }
         Ok(server)
     }
 
