@@ -221,3 +221,62 @@ pub fn log(data: &[u8]) {
         assert!(matches!(end, End::Torn { .. }), "cut at {cut}: {end:?}");
     }
 }
+
+/// The RESP fuzz target: `data[0]` seeds the piece sizes, the rest is the byte stream.
+///
+/// Decoding must never panic or use more bytes than it has; it must find the same commands
+/// (and the same first error) however the stream is split, one byte at a time included; and
+/// every command found, written back as an array of bulk strings, must decode to the same
+/// arguments.
+pub fn resp(data: &[u8]) {
+    use crate::resp::{Decoded, Decoder, Limits};
+
+    let Some((&seed, stream)) = data.split_first() else {
+        return;
+    };
+    let limits = Limits {
+        max_args: 64,
+        max_bulk: 4096,
+        max_inline: 256,
+    };
+    let run = |piece: usize| -> (Vec<Vec<Vec<u8>>>, Option<String>) {
+        let mut decoder = Decoder::new(limits);
+        let (mut buf, mut fed, mut commands) = (Vec::new(), 0, Vec::new());
+        loop {
+            match decoder.decode(&buf) {
+                Decoded::Command { args, used } => {
+                    assert!(used > 0 && used <= buf.len());
+                    assert!(args.iter().all(|r| r.end <= used));
+                    commands.push(args.iter().map(|r| buf[r.clone()].to_vec()).collect());
+                    buf.drain(..used);
+                }
+                Decoded::Invalid(e) => return (commands, Some(e)),
+                Decoded::Incomplete if fed == stream.len() => return (commands, None),
+                Decoded::Incomplete => {
+                    let n = piece.min(stream.len() - fed);
+                    buf.extend_from_slice(&stream[fed..fed + n]);
+                    fed += n;
+                }
+            }
+        }
+    };
+    let whole = run(stream.len().max(1));
+    assert_eq!(run(1), whole, "byte by byte");
+    assert_eq!(run(usize::from(seed) % 17 + 2), whole, "in pieces");
+    for command in &whole.0 {
+        let mut wire = format!("*{}\r\n", command.len()).into_bytes();
+        for arg in command {
+            wire.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            wire.extend_from_slice(arg);
+            wire.extend_from_slice(b"\r\n");
+        }
+        match Decoder::new(limits).decode(&wire) {
+            Decoded::Command { args, used } => {
+                assert_eq!(used, wire.len());
+                let again: Vec<&[u8]> = args.iter().map(|r| &wire[r.clone()]).collect();
+                assert_eq!(again, command.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            }
+            other => panic!("{command:?} written back: {other:?}"),
+        }
+    }
+}

@@ -63,6 +63,8 @@ pub mod multiset;
 #[cfg(feature = "server")]
 pub mod persist;
 #[cfg(feature = "server")]
+pub mod resp;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 pub mod service;

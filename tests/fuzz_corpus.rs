@@ -37,3 +37,9 @@ fn http_seeds() {
 fn log_seeds() {
     replay("log", sortd::fuzzing::log);
 }
+
+/// Every RESP seed decodes the same under splits and round-trips.
+#[test]
+fn resp_seeds() {
+    replay("resp", sortd::fuzzing::resp);
+}
