@@ -40,6 +40,11 @@ struct Args {
     #[arg(long, default_value_t = 16 << 20)]
     max_body: usize,
 
+    /// Also speak Redis's protocol (RESP2/RESP3) here, e.g. 127.0.0.1:6380 (off unless given;
+    /// see README "Redis protocol").
+    #[arg(long)]
+    resp_addr: Option<SocketAddr>,
+
     /// Worker threads, each running one event loop [default: available cores].
     #[arg(long)]
     threads: Option<usize>,
@@ -116,6 +121,7 @@ fn main() -> ExitCode {
     let config = Config {
         frame_addr: args.frame_addr,
         http_addr: Some(args.http_addr),
+        resp_addr: args.resp_addr,
         http_limits: sortd::http::Limits {
             max_header: args.max_header,
             max_body: args.max_body,
@@ -175,8 +181,11 @@ fn main() -> ExitCode {
         ),
         None => "in memory only".into(),
     };
+    let resp = server
+        .resp_addr()
+        .map_or_else(String::new, |a| format!(", RESP on {a}"));
     println!(
-        "sortd server: frame protocol on {}, HTTP on http://{} ({} threads), {persistence}",
+        "sortd server: frame protocol on {}, HTTP on http://{}{resp} ({} threads), {persistence}",
         server.frame_addr(),
         server.http_addr().unwrap_or(args.http_addr),
         config.threads

@@ -22,8 +22,10 @@
 //! assert_eq!(args.len(), 1); // the inline PING
 //! ```
 
+mod commands;
 mod decode;
 mod reply;
 
+pub use commands::{Client, respond};
 pub use decode::{Decoded, Decoder, Limits};
 pub use reply::Reply;

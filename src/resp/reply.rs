@@ -40,6 +40,11 @@ impl<'a> Reply<'a> {
         Reply { out, resp3 }
     }
 
+    /// Switches the protocol version for the replies written from here on (`HELLO`).
+    pub fn set_resp3(&mut self, resp3: bool) {
+        self.resp3 = resp3;
+    }
+
     fn header(&mut self, kind: u8, n: impl std::fmt::Display) {
         self.out.push(kind);
         // Writing into a Vec cannot fail.

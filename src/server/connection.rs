@@ -25,6 +25,8 @@ const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
 pub(super) enum Protocol {
     Frame,
     Http,
+    /// Redis's protocol.
+    Resp,
 }
 
 /// One client connection, either protocol.
@@ -38,6 +40,8 @@ pub(super) struct Connection {
     decoder: Decoder,
     /// Header and body bounds for HTTP requests.
     http_limits: http::Limits,
+    /// Finds RESP commands; remembers how far into a long one it has got.
+    resp: Option<Box<(crate::resp::Decoder, crate::resp::Client)>>,
     /// Read buffer; `input[..filled]` holds bytes read and not yet decoded, never more
     /// than one incomplete frame plus one read chunk. The rest is zeroed spare room, kept
     /// so reads need not re-initialise it.
@@ -93,6 +97,16 @@ impl Connection {
             protocol,
             decoder: Decoder::new(max_payload),
             http_limits,
+            resp: (protocol == Protocol::Resp).then(|| {
+                let limits = crate::resp::Limits {
+                    max_bulk: max_payload as usize,
+                    ..crate::resp::Limits::default()
+                };
+                Box::new((
+                    crate::resp::Decoder::new(limits),
+                    crate::resp::Client::default(),
+                ))
+            }),
             input: Vec::new(),
             filled: 0,
             output: Vec::new(),
@@ -273,6 +287,7 @@ impl Connection {
         let pos = match self.protocol {
             Protocol::Frame => self.process_frames(service, session, high_water),
             Protocol::Http => self.process_http(service, session, high_water),
+            Protocol::Resp => self.process_resp(service, session, high_water),
         };
         self.input.copy_within(pos..self.filled, 0);
         self.filled -= pos;
@@ -316,6 +331,46 @@ impl Connection {
                 }
             }
         }
+        pos
+    }
+
+    /// Answers RESP commands; returns how many input bytes they used.
+    fn process_resp(
+        &mut self,
+        service: &Service,
+        session: &mut Session,
+        high_water: usize,
+    ) -> usize {
+        let Some(mut resp) = self.resp.take() else {
+            return 0;
+        };
+        let mut pos = 0;
+        while self.may_decode(high_water) {
+            let input = &self.input[pos..self.filled];
+            match resp.0.decode(input) {
+                crate::resp::Decoded::Incomplete => break,
+                crate::resp::Decoded::Command { args, used } => {
+                    let args: Vec<&[u8]> = args.iter().map(|r| &input[r.clone()]).collect();
+                    let start = self.output.len();
+                    self.closing = !crate::resp::respond(
+                        &args,
+                        service,
+                        session,
+                        &mut resp.1,
+                        &mut self.output,
+                    );
+                    self.hold(start, service, session);
+                    self.last_active = Instant::now();
+                    pos += used;
+                }
+                crate::resp::Decoded::Invalid(message) => {
+                    crate::resp::Reply::new(&mut self.output, resp.1.resp3)
+                        .error(&format!("ERR Protocol error: {message}"));
+                    self.closing = true;
+                }
+            }
+        }
+        self.resp = Some(resp);
         pos
     }
 

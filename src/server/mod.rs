@@ -74,6 +74,9 @@ pub struct Config {
     pub frame_addr: SocketAddr,
     /// Where HTTP listens, if at all; port 0 picks a free port.
     pub http_addr: Option<SocketAddr>,
+    /// Where Redis's protocol (RESP) listens, if at all (off by default: it is opt-in so
+    /// that a server never takes a port a local Redis may want); port 0 picks a free port.
+    pub resp_addr: Option<SocketAddr>,
     /// Header and body bounds for HTTP requests.
     pub http_limits: http::Limits,
     /// Worker threads, each with its own event loop.
@@ -102,6 +105,7 @@ impl Default for Config {
         Config {
             frame_addr: SocketAddr::from(([127, 0, 0, 1], 6000)),
             http_addr: Some(SocketAddr::from(([127, 0, 0, 1], 12345))),
+            resp_addr: None,
             http_limits: http::Limits::default(),
             threads: thread::available_parallelism().map_or(2, usize::from),
             max_connections: 10_000,
@@ -243,6 +247,7 @@ type Lane = (Sender<(TcpStream, Protocol)>, Arc<Waker>);
 
 const FRAME_LISTENER: Token = Token(0);
 const HTTP_LISTENER: Token = Token(1);
+const RESP_LISTENER: Token = Token(2);
 const ACCEPTOR_WAKER: Token = Token(2);
 
 /// A bound, not yet running server.
@@ -270,6 +275,7 @@ pub struct Server {
     config: Config,
     listener: TcpListener,
     http_listener: Option<TcpListener>,
+    resp_listener: Option<TcpListener>,
     service: Service,
     shared: Arc<Shared>,
     poll: Poll,
@@ -409,6 +415,7 @@ impl Server {
         };
         let mut listener = listen(config.frame_addr)?;
         let mut http_listener = config.http_addr.map(listen).transpose()?;
+        let mut resp_listener = config.resp_addr.map(listen).transpose()?;
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, FRAME_LISTENER, Interest::READABLE)?;
@@ -416,12 +423,17 @@ impl Server {
             poll.registry()
                 .register(l, HTTP_LISTENER, Interest::READABLE)?;
         }
+        if let Some(l) = &mut resp_listener {
+            poll.registry()
+                .register(l, RESP_LISTENER, Interest::READABLE)?;
+        }
         let waker = Arc::new(Waker::new(poll.registry(), ACCEPTOR_WAKER)?);
         Ok(Server {
             service: Service::with_sets(Arc::new(sets), config.service_limits()),
             config,
             listener,
             http_listener,
+            resp_listener,
             shared: Arc::new(Shared {
                 shutdown: AtomicBool::new(false),
             }),
@@ -502,6 +514,29 @@ impl Server {
     #[must_use]
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where Redis's protocol listens, if it does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::server::{Config, Server};
+    ///
+    /// let server = Server::bind(Config {
+    ///     frame_addr: "127.0.0.1:0".parse()?,
+    ///     http_addr: None,
+    ///     resp_addr: Some("127.0.0.1:0".parse()?),
+    ///     ..Config::default()
+    /// })?;
+    /// assert_ne!(server.resp_addr().map(|a| a.port()), Some(0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn resp_addr(&self) -> Option<SocketAddr> {
+        self.resp_listener
             .as_ref()
             .and_then(|l| l.local_addr().ok())
     }
@@ -676,6 +711,7 @@ impl Server {
         // Closing the listener refuses new connections at once; then every worker drains.
         drop(self.listener);
         drop(self.http_listener);
+        drop(self.resp_listener);
         self.shared.shutdown.store(true, Release);
         for (_, waker) in &lanes {
             let _ = waker.wake();
@@ -718,6 +754,10 @@ impl Server {
                     FRAME_LISTENER => (&self.listener, Protocol::Frame),
                     HTTP_LISTENER => match &self.http_listener {
                         Some(l) => (l, Protocol::Http),
+                        None => continue,
+                    },
+                    RESP_LISTENER => match &self.resp_listener {
+                        Some(l) => (l, Protocol::Resp),
                         None => continue,
                     },
                     _ => continue,
@@ -929,6 +969,9 @@ fn refuse_busy(mut stream: TcpStream, protocol: Protocol, max: usize) {
             Response::Error(Error::new(ErrorCode::SERVER_BUSY, message)).encode(0, &mut reply);
         }
         Protocol::Http => http::write_error(&mut reply, 503, &message, false),
+        Protocol::Resp => {
+            crate::resp::Reply::new(&mut reply, false).error("ERR max number of clients reached");
+        }
     }
     let _ = stream.write(&reply);
 }
