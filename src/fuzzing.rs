@@ -238,6 +238,7 @@ pub fn resp(data: &[u8]) {
         max_args: 64,
         max_bulk: 4096,
         max_inline: 256,
+        max_command: 8192,
     };
     let run = |piece: usize| -> (Vec<Vec<Vec<u8>>>, Option<String>) {
         let mut decoder = Decoder::new(limits);

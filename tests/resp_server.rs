@@ -79,7 +79,7 @@ fn connection_commands_answer_as_redis_does() {
     call(
         &mut s,
         &["HELLO", "4"],
-        "-NOPROTO unsupported protocol version\r\n",
+        "-NOPROTO sorry, this protocol version is not supported.\r\n",
     );
     // HELLO 3: a map, and RESP3 from then on (a null is `_`).
     s.write_all(&command(&["HELLO", "3"])).unwrap();
@@ -248,4 +248,89 @@ fn resp_writes_are_persisted() {
     assert!(server.sets().get("gone").is_none());
     let kept = server.sets().get("kept").unwrap();
     assert_eq!(kept.data().runs().collect::<Vec<_>>(), [(5, 1), (6, 1)]);
+}
+
+/// From an adversarial review: replies that repeat the request keep to `--max-output`; one
+/// command costs at most `--max-frame` bytes in all; DEL checks every key before dropping
+/// any; integers and names follow Redis's rules.
+#[test]
+fn limits_and_redis_rules_hold_on_every_command() {
+    let server = Server::bind(Config {
+        frame_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: None,
+        resp_addr: Some("127.0.0.1:0".parse().unwrap()),
+        threads: 2,
+        max_output: 65536,
+        max_frame: 65536,
+        ..Config::default()
+    })
+    .unwrap();
+    let addr = server.resp_addr().unwrap();
+    let _server = server.spawn().unwrap();
+    let mut s = connect(addr);
+    let big = "x".repeat(40_000);
+    s.write_all(&command(&["ECHO", &big])).unwrap();
+    let mut reply = [0u8; 5];
+    s.read_exact(&mut reply).unwrap();
+    assert_eq!(&reply, b"-ERR ");
+    let mut rest = Vec::new();
+    while !rest.ends_with(b"\r\n") {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).unwrap();
+        rest.push(b[0]);
+    }
+    assert!(String::from_utf8_lossy(&rest).contains("does not fit"));
+    call(&mut s, &["PING"], "+PONG\r\n");
+    call(
+        &mut s,
+        &["CLIENT", "SETNAME", "a b"],
+        "-ERR Client names cannot contain spaces, newlines or special characters.\r\n",
+    );
+    call(
+        &mut s,
+        &["CLIENT", "SETNAME", &"n".repeat(300)],
+        "-ERR Client names are at most 255 bytes here\r\n",
+    );
+    call(
+        &mut s,
+        &["HELLO", "4"],
+        "-NOPROTO sorry, this protocol version is not supported.\r\n",
+    );
+    call(
+        &mut s,
+        &["HELLO", "x"],
+        "-ERR Protocol version is not an integer or out of range\r\n",
+    );
+    for bad in ["+1", "01", "-", "1e3", "9223372036854775808"] {
+        call(
+            &mut s,
+            &["MS.ADD", "k", bad],
+            "-ERR value is not an integer or out of range\r\n",
+        );
+    }
+    call(
+        &mut s,
+        &["MS.ADD", "k", "-9223372036854775808", "0"],
+        ":2\r\n",
+    );
+    call(&mut s, &["MS.ADD", "a", "1"], ":1\r\n");
+    call(
+        &mut s,
+        &["DEL", "a", "default"],
+        "-ERR the default set cannot be dropped; CLEAR empties it\r\n",
+    );
+    call(&mut s, &["EXISTS", "a"], ":1\r\n");
+    exchange(&mut s, b"*-1\r\n*0\r\nPING\r\n", "+PONG\r\n");
+    // A command over --max-frame in all, though each bulk string is under it.
+    let mut t = connect(addr);
+    let half = "y".repeat(40_000);
+    let _ = t.write_all(&command(&["MS.ADD", "k", &half, &half]));
+    let mut reply = Vec::new();
+    let _ = t.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    assert!(
+        reply.starts_with("-ERR Protocol error: a command of more than 65536 bytes"),
+        "{reply}"
+    );
+    call(&mut s, &["MS.CARD", "k"], ":2\r\n");
 }

@@ -59,7 +59,18 @@ pub fn respond(
         }
         ("PING", 1) | ("ECHO", 1) => {
             service.data_free(session);
-            r.bulk(rest[0]);
+            // A reply that repeats the request keeps to the reply budget too.
+            let budget = service.limits().max_reply_bytes.saturating_sub(32);
+            if rest[0].len() > budget {
+                r.error(&format!(
+                    "ERR a message of {} bytes does not fit in a reply of at most {} \
+                     (--max-output)",
+                    rest[0].len(),
+                    service.limits().max_reply_bytes
+                ));
+            } else {
+                r.bulk(rest[0]);
+            }
         }
         ("PING" | "ECHO", _) => arity(&mut r),
         ("QUIT", _) => {
@@ -67,22 +78,55 @@ pub fn respond(
             r.simple("OK");
             return false;
         }
-        ("HELLO", n) => {
+        ("HELLO", _) => {
             service.data_free(session);
-            match rest.first().map(|v| std::str::from_utf8(v).unwrap_or("")) {
-                None | Some("2") => client.resp3 = false,
-                Some("3") => client.resp3 = true,
+            let version = match rest.first() {
+                None => None,
+                Some(v) => match std::str::from_utf8(v)
+                    .ok()
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
+                    Some(v) => Some(v),
+                    None => {
+                        r.error("ERR Protocol version is not an integer or out of range");
+                        return true;
+                    }
+                },
+            };
+            let mut name = None;
+            let mut options = rest.iter().skip(1);
+            while let Some(option) = options.next() {
+                match (option.to_ascii_uppercase().as_slice(), options.next()) {
+                    (b"SETNAME", Some(value)) => name = Some(*value),
+                    (b"AUTH", Some(_)) => {
+                        r.error(AUTH_ERROR);
+                        return true;
+                    }
+                    _ => {
+                        r.error(&format!(
+                            "ERR Syntax error in HELLO option '{}'",
+                            clip(&String::from_utf8_lossy(option))
+                        ));
+                        return true;
+                    }
+                }
+            }
+            match version {
+                None => {}
+                Some(2) => client.resp3 = false,
+                Some(3) => client.resp3 = true,
                 Some(_) => {
-                    r.error("NOPROTO unsupported protocol version");
+                    r.error("NOPROTO sorry, this protocol version is not supported.");
                     return true;
                 }
             }
-            if n > 1 {
-                // AUTH and SETNAME options: no passwords here; names are taken.
-                if let Some(i) = rest.iter().position(|a| a.eq_ignore_ascii_case(b"SETNAME"))
-                    && let Some(name) = rest.get(i + 1)
-                {
-                    client.name = Some(String::from_utf8_lossy(name).into_owned());
+            if let Some(name) = name {
+                match client_name(name) {
+                    Ok(name) => client.name = name,
+                    Err(e) => {
+                        r.error(e);
+                        return true;
+                    }
                 }
             }
             r.set_resp3(client.resp3);
@@ -102,10 +146,7 @@ pub fn respond(
             r.bulk(b"modules");
             r.array(0);
         }
-        ("AUTH", _) => r.error(
-            "ERR AUTH <password> called without any password configured for the default \
-             user. Are you sure your configuration is correct?",
-        ),
+        ("AUTH", _) => r.error(AUTH_ERROR),
         ("SELECT", 1) if rest[0] == b"0" => r.simple("OK"),
         ("SELECT", 1) => r.error("ERR DB index is out of range"),
         ("COMMAND", _) => {
@@ -117,10 +158,13 @@ pub fn respond(
             service.data_free(session);
             let sub = String::from_utf8_lossy(rest[0]).to_ascii_uppercase();
             match (sub.as_str(), n) {
-                ("SETNAME", 2) => {
-                    client.name = Some(String::from_utf8_lossy(rest[1]).into_owned());
-                    r.simple("OK");
-                }
+                ("SETNAME", 2) => match client_name(rest[1]) {
+                    Ok(name) => {
+                        client.name = name;
+                        r.simple("OK");
+                    }
+                    Err(e) => r.error(e),
+                },
                 ("GETNAME", 1) => match &client.name {
                     Some(name) => r.bulk(name.as_bytes()),
                     None => r.null(),
@@ -167,6 +211,10 @@ pub fn respond(
             let Some(name) = key(&mut r, rest[0]) else {
                 return true;
             };
+            if let Err(e) = service.readable() {
+                r.error(&error_text(&e));
+                return true;
+            }
             let len = service.sets().with(name, |set| set.data().len());
             r.integer(i64::try_from(len).unwrap_or(i64::MAX));
         }
@@ -215,11 +263,20 @@ pub fn respond(
             }
         }
         ("DEL", n) if n >= 1 => {
-            let mut dropped = 0;
+            // Every key is checked before any set is dropped: an error changes nothing.
+            let mut names = Vec::with_capacity(rest.len());
             for k in rest {
                 let Some(name) = key(&mut r, k) else {
                     return true;
                 };
+                if name == crate::frame::DEFAULT_SET {
+                    r.error("ERR the default set cannot be dropped; CLEAR empties it");
+                    return true;
+                }
+                names.push(name);
+            }
+            let mut dropped = 0;
+            for name in names {
                 match service.drop_set(session, name) {
                     Ok(true) => dropped += 1,
                     Ok(false) => {}
@@ -262,6 +319,26 @@ pub fn respond(
     true
 }
 
+/// Redis's answer to AUTH when no password is set (there are none here).
+const AUTH_ERROR: &str = "ERR AUTH <password> called without any password configured for the \
+                          default user. Are you sure your configuration is correct?";
+
+/// Longest connection name `CLIENT SETNAME` takes (Redis has no such limit; here it bounds
+/// what a connection keeps and what `CLIENT GETNAME` repeats).
+const MAX_CLIENT_NAME: usize = 255;
+
+/// A connection name by Redis's rule (no spaces, newlines or other special characters; an
+/// empty name clears it), at most [`MAX_CLIENT_NAME`] bytes.
+fn client_name(bytes: &[u8]) -> Result<Option<String>, &'static str> {
+    if bytes.len() > MAX_CLIENT_NAME {
+        return Err("ERR Client names are at most 255 bytes here");
+    }
+    if bytes.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    }
+    Ok((!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned()))
+}
+
 /// A key as a set name, or an error reply.
 fn key<'a>(r: &mut Reply<'_>, bytes: &'a [u8]) -> Option<&'a str> {
     match check_set_name(bytes) {
@@ -273,9 +350,16 @@ fn key<'a>(r: &mut Reply<'_>, bytes: &'a [u8]) -> Option<&'a str> {
     }
 }
 
-/// An `i64` argument, or Redis's error reply for one that is not.
+/// An `i64` argument written as Redis writes integers (an optional `-`, then digits with no
+/// leading zero), or Redis's error reply for one that is not.
 fn integer(r: &mut Reply<'_>, bytes: &[u8]) -> Option<i64> {
-    let parsed = std::str::from_utf8(bytes).ok().and_then(|v| v.parse().ok());
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = !digits.is_empty()
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits[0] != b'0' || digits.len() == 1);
+    let parsed = canonical
+        .then(|| std::str::from_utf8(bytes).ok()?.parse().ok())
+        .flatten();
     if parsed.is_none() {
         r.error("ERR value is not an integer or out of range");
     }

@@ -11,16 +11,20 @@ pub struct Limits {
     pub max_bulk: usize,
     /// Longest inline command line (and longest `*N` or `$N` header line).
     pub max_inline: usize,
+    /// Most bytes in all of one command's bulk strings together.
+    pub max_command: usize,
 }
 
 impl Default for Limits {
     /// 1,000,002 arguments (a command, a key and a million values), bulk strings of at most
-    /// 512 MiB as in Redis, inline lines of at most 64 KiB as in Redis.
+    /// 16 MiB and a whole command of at most 16 MiB (the server's `--max-frame` default),
+    /// inline lines of at most 64 KiB as in Redis.
     fn default() -> Self {
         Limits {
             max_args: 1_000_002,
-            max_bulk: 512 << 20,
+            max_bulk: 16 << 20,
             max_inline: 64 << 10,
+            max_command: 16 << 20,
         }
     }
 }
@@ -60,6 +64,8 @@ pub struct Decoder {
 struct Partial {
     /// Arguments still to come.
     left: usize,
+    /// Bytes of the bulk strings so far, against `max_command`.
+    bytes: usize,
     /// Where the next argument's `$` is.
     at: usize,
     args: Vec<Range<usize>>,
@@ -76,12 +82,14 @@ fn line(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, String> {
     }
 }
 
-/// A decimal count in `digits`, at most `max`.
+/// A decimal count in `digits` (digits only: no sign), at most `max`.
 fn count(digits: &[u8], what: &str, max: usize) -> Result<usize, String> {
     let text = std::str::from_utf8(digits).unwrap_or("?");
-    let n: usize = text
-        .parse()
-        .map_err(|_| format!("bad {what} {:?}", crate::http::clip(text)))?;
+    let bad = || format!("bad {what} {:?}", crate::http::clip(text));
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let n: usize = text.parse().map_err(|_| bad())?;
     if n > max {
         return Err(format!("{what} {n} is over the limit of {max}"));
     }
@@ -120,7 +128,11 @@ impl Decoder {
                     let Some(end) = line(buf, 1, limits.max_inline)? else {
                         return Ok(None);
                     };
-                    let n = count(&buf[1..end], "argument count", limits.max_args)?;
+                    // `*-1` (a null array) and `*0` are skipped, as Redis skips them.
+                    let n = match &buf[1..end] {
+                        b"-1" => 0,
+                        digits => count(digits, "argument count", limits.max_args)?,
+                    };
                     if n == 0 {
                         return Ok(Some(Decoded::Command {
                             args: Vec::new(),
@@ -132,6 +144,7 @@ impl Decoder {
                     let room = n.min(buf.len() / 6 + 1);
                     Partial {
                         left: n,
+                        bytes: 0,
                         at: end + 2,
                         args: Vec::with_capacity(room),
                     }
@@ -167,6 +180,12 @@ impl Decoder {
                 return Ok(None);
             };
             let len = count(&buf[at + 1..end], "bulk length", limits.max_bulk)?;
+            if partial.bytes + len > limits.max_command {
+                return Err(format!(
+                    "a command of more than {} bytes",
+                    limits.max_command
+                ));
+            }
             let start = end + 2;
             let stop = start + len;
             if buf.len() < stop + 2 {
@@ -177,6 +196,7 @@ impl Decoder {
                 return Err("a bulk string not followed by \\r\\n".into());
             }
             partial.args.push(start..stop);
+            partial.bytes += len;
             partial.at = stop + 2;
             partial.left -= 1;
         }
@@ -190,13 +210,16 @@ impl Decoder {
     fn inline(&mut self, buf: &[u8]) -> Result<Option<Decoded>, String> {
         let max = self.limits.max_inline;
         // Inline lines end at "\n" (an optional "\r" before it is dropped), as in Redis.
-        let window = &buf[..buf.len().min(max + 1)];
+        let window = &buf[..buf.len().min(max + 2)];
         let Some(end) = window.iter().position(|&b| b == b'\n') else {
-            if window.len() > max {
+            if window.len() > max + 1 {
                 return Err(format!("an inline command longer than {max} bytes"));
             }
             return Ok(None);
         };
+        if end > max && buf[end - 1] != b'\r' {
+            return Err(format!("an inline command longer than {max} bytes"));
+        }
         let text_end = if end > 0 && buf[end - 1] == b'\r' {
             end - 1
         } else {
@@ -287,12 +310,19 @@ mod tests {
             max_args: 3,
             max_bulk: 5,
             max_inline: 16,
+            max_command: 8,
         };
         for (wire, says) in [
             (&b"*4\r\n"[..], "argument count 4 is over the limit of 3"),
             (b"*1x\r\n", "bad argument count"),
             (b"*1\r\n$6\r\n", "bulk length 6 is over the limit of 5"),
             (b"*1\r\n$-1\r\n", "bad bulk length"),
+            (b"*+1\r\n", "bad argument count"),
+            (b"*1\r\n$+1\r\na\r\n", "bad bulk length"),
+            (
+                b"*2\r\n$5\r\naaaaa\r\n$4\r\n",
+                "a command of more than 8 bytes",
+            ),
             (b"*1\r\n*1\r\n*1\r\n", "expected a bulk string"),
             (b"*1\r\n$1\r\nab\r\n", "not followed by"),
             (b"$3\r\nfoo\r\n", "got a '$' frame"),

@@ -98,8 +98,10 @@ impl Connection {
             decoder: Decoder::new(max_payload),
             http_limits,
             resp: (protocol == Protocol::Resp).then(|| {
+                // One command costs what one frame may: `--max-frame` bytes in all.
                 let limits = crate::resp::Limits {
                     max_bulk: max_payload as usize,
+                    max_command: max_payload as usize,
                     ..crate::resp::Limits::default()
                 };
                 Box::new((
