@@ -50,6 +50,7 @@ pub use error::{Error, ErrorCode};
 pub use name::{DEFAULT_SET, MAX_SET_NAME, check_set_name};
 pub use request::{
     Item, Items, MAX_QUANTILES, Quantiles, Request, Values, check_quantile_count, check_quantiles,
+    check_value_count,
 };
 pub use response::{Response, RunsWriter, Stats};
 

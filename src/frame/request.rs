@@ -175,6 +175,29 @@ impl<T: Item> fmt::Debug for Items<'_, T> {
     }
 }
 
+/// Refuses a batch of `count` values over `max_values` (`--max-values`), before anything is
+/// read or created for it.
+///
+/// # Errors
+///
+/// [`ErrorCode::LIMIT_EXCEEDED`], saying the limit.
+///
+/// ```
+/// use sortd::frame::{ErrorCode, check_value_count};
+///
+/// assert!(check_value_count(3, 3).is_ok());
+/// assert_eq!(check_value_count(4, 3).unwrap_err().code, ErrorCode::LIMIT_EXCEEDED);
+/// ```
+pub fn check_value_count(count: usize, max_values: u32) -> Result<(), Error> {
+    if count > max_values as usize {
+        return Err(Error::new(
+            ErrorCode::LIMIT_EXCEEDED,
+            format!("{count} values in one request; the limit is {max_values}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a QUANTILES count over [`MAX_QUANTILES`], before anything is read for it.
 ///
 /// # Errors
@@ -374,12 +397,7 @@ impl<'a> Request<'a> {
         let request = match header.opcode {
             opcode::INSERT => {
                 let count = r.u32("value count")?;
-                if count > max_values {
-                    return Err(Error::new(
-                        ErrorCode::LIMIT_EXCEEDED,
-                        format!("{count} values in one request; the limit is {max_values}"),
-                    ));
-                }
+                check_value_count(count as usize, max_values)?;
                 Request::Insert {
                     values: Values::Wire(r.items(count, 8, "values")?),
                     ack_only: header.flags & flags::ACK_ONLY != 0,

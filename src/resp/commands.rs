@@ -138,7 +138,7 @@ pub fn respond(
             r.bulk(b"proto");
             r.integer(if client.resp3 { 3 } else { 2 });
             r.bulk(b"id");
-            r.integer(i64::try_from(client.id).unwrap_or(i64::MAX));
+            r.count(client.id);
             r.bulk(b"mode");
             r.bulk(b"standalone");
             r.bulk(b"role");
@@ -169,7 +169,7 @@ pub fn respond(
                     Some(name) => r.bulk(name.as_bytes()),
                     None => r.null(),
                 },
-                ("ID", 1) => r.integer(i64::try_from(client.id).unwrap_or(i64::MAX)),
+                ("ID", 1) => r.count(client.id),
                 ("SETINFO", 3) => r.simple("OK"),
                 _ => r.error(&format!(
                     "ERR unknown subcommand or wrong number of arguments for '{}'",
@@ -188,12 +188,10 @@ pub fn respond(
                 };
                 values.push(v);
             }
-            if values.len() > service.limits().max_values as usize {
-                r.error(&format!(
-                    "ERR {} values in one command; the limit is {}",
-                    values.len(),
-                    service.limits().max_values
-                ));
+            if let Err(e) =
+                crate::frame::check_value_count(values.len(), service.limits().max_values)
+            {
+                r.error(&error_text(&e));
                 return true;
             }
             let done = service.with_set(session, name, true, |session, set| {
@@ -202,7 +200,7 @@ pub fn respond(
                     .map(|_| set.data().len())
             });
             match done {
-                Ok(Some(Ok(len))) => r.integer(i64::try_from(len).unwrap_or(i64::MAX)),
+                Ok(Some(Ok(len))) => r.count(len),
                 Ok(Some(Err(e))) | Err(e) => r.error(&error_text(&e)),
                 Ok(None) => r.integer(0),
             }
@@ -216,7 +214,7 @@ pub fn respond(
                 return true;
             }
             let len = service.sets().with(name, |set| set.data().len());
-            r.integer(i64::try_from(len).unwrap_or(i64::MAX));
+            r.count(len);
         }
         ("MS.COUNT", 2) | ("MS.RANK", 2) => {
             let Some(name) = key(&mut r, rest[0]) else {
@@ -233,7 +231,7 @@ pub fn respond(
                 service.sets().with(name, |set| service.rank(set, v))
             };
             match n {
-                Ok(n) => r.integer(i64::try_from(n).unwrap_or(i64::MAX)),
+                Ok(n) => r.count(n),
                 Err(e) => r.error(&error_text(&e)),
             }
         }
@@ -257,7 +255,7 @@ pub fn respond(
             match service.with_set(session, name, false, |session, set| {
                 service.remove_n(session, set, v, n)
             }) {
-                Ok(Some(Ok(n))) => r.integer(i64::try_from(n).unwrap_or(i64::MAX)),
+                Ok(Some(Ok(n))) => r.count(n),
                 Ok(Some(Err(e))) | Err(e) => r.error(&error_text(&e)),
                 Ok(None) => r.integer(0),
             }
@@ -269,8 +267,8 @@ pub fn respond(
                 let Some(name) = key(&mut r, k) else {
                     return true;
                 };
-                if name == crate::frame::DEFAULT_SET {
-                    r.error("ERR the default set cannot be dropped; CLEAR empties it");
+                if let Err(e) = crate::service::check_droppable(name) {
+                    r.error(&error_text(&e));
                     return true;
                 }
                 names.push(name);

@@ -75,6 +75,12 @@ impl<'a> Reply<'a> {
         self.header(b':', n);
     }
 
+    /// `:n` for a count (above `i64::MAX`, which no count reaches in practice, it says
+    /// `i64::MAX`).
+    pub fn count(&mut self, n: u64) {
+        self.integer(i64::try_from(n).unwrap_or(i64::MAX));
+    }
+
     /// `$len` and the bytes.
     pub fn bulk(&mut self, bytes: &[u8]) {
         self.header(b'$', bytes.len());

@@ -7,7 +7,7 @@
 pub mod histogram;
 mod sets;
 
-pub use sets::{Set, Sets};
+pub use sets::{Set, Sets, check_droppable};
 
 use std::ops::ControlFlow;
 use std::sync::Arc;
@@ -236,18 +236,9 @@ impl Service {
         out: &mut Vec<u8>,
         session: &mut Session,
     ) -> Result<(), Error> {
-        if let Request::Insert { values, .. } = request
-            && values.len() > self.limits.max_values as usize
-        {
+        if let Request::Insert { values, .. } = request {
             // Refused before its set is created: a refused request changes nothing.
-            return Err(Error::new(
-                ErrorCode::LIMIT_EXCEEDED,
-                format!(
-                    "{} values in one request; the limit is {}",
-                    values.len(),
-                    self.limits.max_values
-                ),
-            ));
+            crate::frame::check_value_count(values.len(), self.limits.max_values)?;
         }
         match request {
             Request::Insert { .. } | Request::AddRandom => self
@@ -722,10 +713,8 @@ impl Service {
     ///
     /// `BAD_NAME` for `default`; `UNAVAILABLE` when the log has failed.
     pub fn drop_set(&self, session: &mut Session, name: &str) -> Result<bool, Error> {
-        if name == DEFAULT_SET {
-            // Refused by `Sets::remove`, before a ticket is taken.
-            return self.sets.remove(name).map(|_| false);
-        }
+        // Refused before a ticket is taken.
+        check_droppable(name)?;
         if self.sets.get(name).is_none() {
             return Ok(false);
         }

@@ -30,6 +30,21 @@ use crossbeam_skiplist::SkipMap;
 use crate::SortedMultiset;
 use crate::frame::{DEFAULT_SET, Error, ErrorCode};
 
+/// Refuses to drop [`DEFAULT_SET`], which always exists.
+///
+/// # Errors
+///
+/// [`ErrorCode::BAD_NAME`] for `default`.
+pub fn check_droppable(name: &str) -> Result<(), Error> {
+    if name == DEFAULT_SET {
+        return Err(Error::new(
+            ErrorCode::BAD_NAME,
+            "the default set cannot be dropped; CLEAR empties it",
+        ));
+    }
+    Ok(())
+}
+
 /// One named multiset: a cheap handle (cloning it shares the values).
 #[derive(Clone, Debug)]
 pub struct Set {
@@ -175,12 +190,6 @@ impl Sets {
         &self.default
     }
 
-    /// The empty set that reads of an absent set are answered from.
-    #[must_use]
-    pub fn absent(&self) -> &Set {
-        &self.absent
-    }
-
     /// A handle on the set named `name`, if it exists.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<Set> {
@@ -289,12 +298,7 @@ impl Sets {
     ///
     /// [`ErrorCode::BAD_NAME`] for [`DEFAULT_SET`], which cannot be dropped.
     pub fn remove(&self, name: &str) -> Result<Option<Set>, Error> {
-        if name == DEFAULT_SET {
-            return Err(Error::new(
-                ErrorCode::BAD_NAME,
-                "the default set cannot be dropped; CLEAR empties it",
-            ));
-        }
+        check_droppable(name)?;
         // Under the lock that creations take, so the set read is the one removed. The lock
         // guards no data (a panic under it leaves nothing half done).
         let _changing = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
