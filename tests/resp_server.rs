@@ -9,17 +9,26 @@ use std::time::Duration;
 
 use sortd::server::{Config, Server, Spawned};
 
-fn start() -> (Spawned, SocketAddr) {
-    let server = Server::bind(Config {
+/// Frames and RESP on free loopback ports, no HTTP, two event loops.
+fn config() -> Config {
+    Config {
         frame_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: None,
         resp_addr: Some("127.0.0.1:0".parse().unwrap()),
         threads: 2,
         ..Config::default()
-    })
-    .unwrap();
+    }
+}
+
+/// A server running `config`, and where it speaks RESP.
+fn start_with(config: Config) -> (Spawned, SocketAddr) {
+    let server = Server::bind(config).unwrap();
     let resp = server.resp_addr().unwrap();
     (server.spawn().unwrap(), resp)
+}
+
+fn start() -> (Spawned, SocketAddr) {
+    start_with(config())
 }
 
 fn connect(addr: SocketAddr) -> TcpStream {
@@ -124,16 +133,7 @@ fn connection_commands_answer_as_redis_does() {
 
 #[test]
 fn multiset_commands_work_on_the_sets_the_other_protocols_see() {
-    let server = Server::bind(Config {
-        frame_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: None,
-        resp_addr: Some("127.0.0.1:0".parse().unwrap()),
-        threads: 2,
-        ..Config::default()
-    })
-    .unwrap();
-    let addr = server.resp_addr().unwrap();
-    let server = server.spawn().unwrap();
+    let (server, addr) = start();
     let mut s = connect(addr);
     call(&mut s, &["MS.ADD", "scores:1", "3", "1", "3"], ":3\r\n");
     call(&mut s, &["MS.CARD", "scores:1"], ":3\r\n");
@@ -224,27 +224,21 @@ fn bad_input_gets_an_error_and_a_close_and_hurts_nobody() {
 #[test]
 fn resp_writes_are_persisted() {
     let data = tempfile::tempdir().unwrap();
-    let config = || Config {
-        frame_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: None,
-        resp_addr: Some("127.0.0.1:0".parse().unwrap()),
-        threads: 2,
+    let persistent = || Config {
         persistence: Some(sortd::persist::Options {
             fsync: sortd::persist::Fsync::Always,
             ..sortd::persist::Options::new(data.path())
         }),
-        ..Config::default()
+        ..config()
     };
-    let server = Server::bind(config()).unwrap();
-    let addr = server.resp_addr().unwrap();
-    let server = server.spawn().unwrap();
+    let (server, addr) = start_with(persistent());
     let mut s = connect(addr);
     call(&mut s, &["MS.ADD", "kept", "5", "5", "6"], ":3\r\n");
     call(&mut s, &["MS.ADD", "gone", "1"], ":1\r\n");
     call(&mut s, &["MS.REM", "kept", "5"], ":1\r\n");
     call(&mut s, &["DEL", "gone"], ":1\r\n");
     server.stop().unwrap();
-    let server = Server::bind(config()).unwrap();
+    let server = Server::bind(persistent()).unwrap();
     assert!(server.sets().get("gone").is_none());
     let kept = server.sets().get("kept").unwrap();
     assert_eq!(kept.data().runs().collect::<Vec<_>>(), [(5, 1), (6, 1)]);
@@ -255,18 +249,11 @@ fn resp_writes_are_persisted() {
 /// any; integers and names follow Redis's rules.
 #[test]
 fn limits_and_redis_rules_hold_on_every_command() {
-    let server = Server::bind(Config {
-        frame_addr: "127.0.0.1:0".parse().unwrap(),
-        http_addr: None,
-        resp_addr: Some("127.0.0.1:0".parse().unwrap()),
-        threads: 2,
+    let (_server, addr) = start_with(Config {
         max_output: 65536,
         max_frame: 65536,
-        ..Config::default()
-    })
-    .unwrap();
-    let addr = server.resp_addr().unwrap();
-    let _server = server.spawn().unwrap();
+        ..config()
+    });
     let mut s = connect(addr);
     let big = "x".repeat(40_000);
     s.write_all(&command(&["ECHO", &big])).unwrap();
