@@ -135,6 +135,10 @@ pub struct Sets {
     /// entry whose set a drop has just taken out of `by_name` (the drop unlists it a moment
     /// later): listings check each entry against `by_name` and skip (and drop) stale ones.
     ordered: SkipMap<CompactString, u64>,
+    /// The same sets by id, for scans whose cursor must be a number (`SCAN`): ids are
+    /// never reused, so a scan in id order returns each set that exists throughout exactly
+    /// once. Entries are checked against `by_name` like `ordered`'s.
+    by_id: SkipMap<u64, CompactString>,
     /// Sets that exist or are being created, `default` included: reserved before a
     /// creation, so that no interleaving passes `max`.
     count: AtomicUsize,
@@ -169,6 +173,7 @@ impl Sets {
             default: Set::new(0, DEFAULT_SET, default),
             by_name: papaya::HashSet::new(),
             ordered: SkipMap::new(),
+            by_id: SkipMap::new(),
             count: AtomicUsize::new(1 + named.len()),
             max: max.max(1),
             next_id: AtomicU64::new(next_id.max(1)),
@@ -178,7 +183,8 @@ impl Sets {
         let map = sets.by_name.pin();
         for (id, name, data) in named {
             map.insert(Set::new(id, &name, Arc::new(data)));
-            sets.ordered.insert(name.into(), id);
+            sets.ordered.insert(name.as_str().into(), id);
+            sets.by_id.insert(id, name.into());
         }
         drop(map);
         sets
@@ -279,8 +285,13 @@ impl Sets {
     /// Makes a reserved set findable. Call under `changing` (no other creation or drop of
     /// its name runs).
     fn publish(&self, set: Set) {
-        self.ordered.insert(set.name.clone(), set.id);
+        // Found by name first, listed after: a listing that met the listed entry before
+        // the set could be found would take it for a dropped set's and remove it, and the
+        // set would never be listed again.
+        let (name, id) = (set.name.clone(), set.id);
         self.by_name.pin().insert(set);
+        self.by_id.insert(id, name.clone());
+        self.ordered.insert(name, id);
     }
 
     /// A handle on the set named `name`, created empty if it does not exist.
@@ -309,8 +320,9 @@ impl Sets {
         map.remove(name);
         drop(map);
         self.count.fetch_sub(1, Relaxed);
-        // Under the lock the entry is this set's (unless a listing dropped it already).
+        // Under the lock the entries are this set's (unless a listing dropped one already).
         self.ordered.remove(name);
+        self.by_id.remove(&set.id);
         Ok(Some(set))
     }
 
@@ -378,6 +390,37 @@ impl Sets {
             out.push(self.default.clone());
         }
         (out, false)
+    }
+
+    /// Up to `count` sets (at least 1) visited in id order from id `from` (0: from the
+    /// start, `default` first), those of them that exist, and the id to go on from (`None`
+    /// when none is left). A scan that goes on from each call's id until `None` returns
+    /// every set that exists for the whole scan exactly once; sets created meanwhile may or
+    /// may not appear.
+    #[must_use]
+    pub fn scan(&self, from: u64, count: usize) -> (Vec<Set>, Option<u64>) {
+        let count = count.max(1);
+        let mut out = Vec::with_capacity(count.min(1024));
+        let mut visited = 0;
+        if from == 0 {
+            out.push(self.default.clone());
+            visited = 1;
+        }
+        let live = self.by_name.pin();
+        for entry in self.by_id.range(from.max(1)..) {
+            if visited == count {
+                return (out, Some(*entry.key()));
+            }
+            visited += 1;
+            // A set being dropped may still be listed here for a moment.
+            if let Some(set) = live
+                .get(entry.value().as_str())
+                .filter(|s| s.id == *entry.key())
+            {
+                out.push(set.clone());
+            }
+        }
+        (out, None)
     }
 
     /// `default` and the `n` largest other sets by size (largest first), and the
@@ -455,6 +498,43 @@ mod tests {
             sets.remove(DEFAULT_SET).unwrap_err().code,
             ErrorCode::BAD_NAME
         );
+    }
+
+    #[test]
+    fn scans_by_id_return_every_set_present_throughout_once() {
+        let sets = Sets::new(Arc::default(), 100);
+        for name in ["b", "a", "c", "d", "e"] {
+            sets.get_or_create(name).unwrap();
+        }
+        let (all, next) = sets.scan(0, 100);
+        assert_eq!(names(&all), ["default", "b", "a", "c", "d", "e"]);
+        assert_eq!(next, None);
+        // Pages of 2, dropping one set and creating another between pages.
+        let mut seen = Vec::new();
+        let mut from = 0;
+        let mut round = 0;
+        loop {
+            let (page, next) = sets.scan(from, 2);
+            seen.extend(page.iter().map(|s| s.name().to_string()));
+            round += 1;
+            if round == 1 {
+                sets.remove("d").unwrap();
+                sets.get_or_create("f").unwrap(); // created during the scan: newest id
+            }
+            match next {
+                Some(n) => from = n,
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["default", "b", "a", "c", "e", "f"]);
+        // A drop and re-creation of a name gives it a new id: scanned once, as the new set.
+        sets.remove("b").unwrap();
+        sets.get_or_create("b").unwrap();
+        let (all, _) = sets.scan(0, 100);
+        assert_eq!(names(&all), ["default", "a", "c", "e", "f", "b"]);
+        // Ids: b 1, a 2, c 3, d 4, e 5, f 6, the new b 7; id 1's entry is gone.
+        let (page, next) = sets.scan(1, 1);
+        assert_eq!((names(&page), next), (vec!["a"], Some(3)));
     }
 
     #[test]
