@@ -50,6 +50,11 @@ pub struct Metrics {
     http: [[AtomicU64; STATUSES.len()]; ROUTES.len()],
     frames: [AtomicU64; 256],
     frame_errors: AtomicU64,
+    /// RESP commands received, by position in the command table (the last slot: unknown
+    /// commands).
+    resp: Box<[AtomicU64]>,
+    /// When the counters started (the server's start, for `INFO`'s uptime).
+    started: std::time::Instant,
     /// Connections currently open.
     pub connections_open: AtomicU64,
     /// Connections accepted since start.
@@ -79,6 +84,10 @@ impl Default for Metrics {
             http: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
             frames: std::array::from_fn(|_| AtomicU64::new(0)),
             frame_errors: AtomicU64::new(0),
+            resp: (0..=crate::resp::COMMANDS.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            started: std::time::Instant::now(),
             connections_open: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
@@ -116,6 +125,27 @@ impl Metrics {
         if stalled != 0 {
             slot.stalled.fetch_add(stalled, Relaxed);
         }
+    }
+
+    /// Counts one RESP command: the one at `index` in [`COMMANDS`], or (`None`) one it
+    /// does not know.
+    ///
+    /// [`COMMANDS`]: crate::resp::COMMANDS
+    pub fn resp_command(&self, index: Option<usize>) {
+        let slot = index.map_or(self.resp.len() - 1, |i| i.min(self.resp.len() - 1));
+        self.resp[slot].fetch_add(1, Relaxed);
+    }
+
+    /// RESP commands received since start, known or not.
+    #[must_use]
+    pub fn resp_commands_total(&self) -> u64 {
+        self.resp.iter().map(|n| n.load(Relaxed)).sum()
+    }
+
+    /// How long since these counters started.
+    #[must_use]
+    pub fn uptime(&self) -> std::time::Duration {
+        self.started.elapsed()
     }
 
     /// Counts one ERROR frame sent.
@@ -223,6 +253,20 @@ impl Metrics {
             let n = count.load(Relaxed);
             if n > 0 {
                 writeln!(out, "sortd_frames_total{{opcode=\"{op:#04x}\"}} {n}")?;
+            }
+        }
+        writeln!(
+            out,
+            "# HELP sortd_resp_commands_total Redis-protocol commands received, by command."
+        )?;
+        writeln!(out, "# TYPE sortd_resp_commands_total counter")?;
+        for (i, count) in self.resp.iter().enumerate() {
+            let n = count.load(Relaxed);
+            if n > 0 {
+                let name = crate::resp::COMMANDS
+                    .get(i)
+                    .map_or("unknown".to_string(), |c| c.name.to_ascii_lowercase());
+                writeln!(out, "sortd_resp_commands_total{{command=\"{name}\"}} {n}")?;
             }
         }
         let sum = |f: fn(&LoopGauges) -> &AtomicI64| {

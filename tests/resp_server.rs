@@ -72,7 +72,14 @@ fn connection_commands_answer_as_redis_does() {
         &["SELECT", "1"],
         "-ERR DB index is out of range\r\n",
     );
-    call(&mut s, &["COMMAND", "DOCS"], "*0\r\n");
+    // Unknown names are left out (the whole table is checked through redis-cli).
+    call(&mut s, &["COMMAND", "DOCS", "nope"], "*0\r\n");
+    call(&mut s, &["COMMAND", "INFO", "nope"], "*1\r\n$-1\r\n");
+    call(
+        &mut s,
+        &["COMMAND", "COUNT"],
+        &format!(":{}\r\n", sortd::resp::COMMANDS.len()),
+    );
     call(&mut s, &["CLIENT", "GETNAME"], "$-1\r\n");
     call(&mut s, &["CLIENT", "SETNAME", "me"], "+OK\r\n");
     call(&mut s, &["CLIENT", "GETNAME"], "$2\r\nme\r\n");
@@ -288,7 +295,7 @@ fn limits_and_redis_rules_hold_on_every_command() {
         &["HELLO", "x"],
         "-ERR Protocol version is not an integer or out of range\r\n",
     );
-    for bad in ["+1", "01", "-", "1e3", "9223372036854775808"] {
+    for bad in ["+1", " 1", "-", "", "1e3", "0x10", "9223372036854775808"] {
         call(
             &mut s,
             &["MS.ADD", "k", bad],
@@ -300,6 +307,15 @@ fn limits_and_redis_rules_hold_on_every_command() {
         &["MS.ADD", "k", "-9223372036854775808", "0"],
         ":2\r\n",
     );
+    // Leading zeros, as redis-benchmark writes __rand_int__: the same values.
+    call(
+        &mut s,
+        &["MS.ADD", "z", "000000000123", "-007", "-0"],
+        ":3\r\n",
+    );
+    call(&mut s, &["MS.COUNT", "z", "123"], ":1\r\n");
+    call(&mut s, &["MS.COUNT", "z", "-7"], ":1\r\n");
+    call(&mut s, &["MS.COUNT", "z", "0"], ":1\r\n");
     call(&mut s, &["MS.ADD", "a", "1"], ":1\r\n");
     call(
         &mut s,

@@ -273,7 +273,7 @@ pub fn write_response(
 }
 
 /// Appends `n` in decimal.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -288,7 +288,7 @@ fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
 }
 
 /// Appends `v` in decimal, with a `-` when negative.
-fn push_signed(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn push_signed(out: &mut Vec<u8>, v: i64) {
     if v < 0 {
         out.push(b'-');
     }

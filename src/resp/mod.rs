@@ -24,8 +24,12 @@
 
 mod commands;
 mod decode;
+mod glob;
 mod reply;
 
-pub use commands::{Client, respond};
+pub use commands::{
+    Arg, COMMANDS, Client, Command, Ctx, Handler, Kind, Outcome, Refusal, lookup, respond,
+};
 pub use decode::{Decoded, Decoder, Limits};
+pub use glob::{Pattern, glob_match};
 pub use reply::Reply;

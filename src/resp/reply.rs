@@ -1,7 +1,7 @@
 //! The reply encoder: RESP2, or RESP3 after `HELLO 3`, written straight into the output
 //! buffer.
 
-use std::fmt::Write as _;
+use crate::http::{push_decimal, push_signed};
 
 /// Appends replies to a connection's output buffer in the protocol version it speaks.
 /// RESP3's richer types (null, double, map) are written as their RESP2 equivalents (a null
@@ -45,10 +45,21 @@ impl<'a> Reply<'a> {
         self.resp3 = resp3;
     }
 
-    fn header(&mut self, kind: u8, n: impl std::fmt::Display) {
+    /// Whether replies are written in RESP3.
+    #[must_use]
+    pub fn resp3(&self) -> bool {
+        self.resp3
+    }
+
+    /// The buffer written so far (the caller's output, earlier replies included).
+    pub fn buffer(&mut self) -> &mut Vec<u8> {
+        self.out
+    }
+
+    fn header(&mut self, kind: u8, n: usize) {
         self.out.push(kind);
-        // Writing into a Vec cannot fail.
-        let _ = write!(VecWriter(self.out), "{n}\r\n");
+        push_decimal(self.out, n as u64);
+        self.out.extend_from_slice(b"\r\n");
     }
 
     /// `+text`: a status such as `OK` or `PONG` (line breaks in `text` become spaces).
@@ -72,7 +83,9 @@ impl<'a> Reply<'a> {
 
     /// `:n`.
     pub fn integer(&mut self, n: i64) {
-        self.header(b':', n);
+        self.out.push(b':');
+        push_signed(self.out, n);
+        self.out.extend_from_slice(b"\r\n");
     }
 
     /// `:n` for a count (above `i64::MAX`, which no count reaches in practice, it says
@@ -97,6 +110,12 @@ impl<'a> Reply<'a> {
     /// An array of `n` elements; the caller writes them next.
     pub fn array(&mut self, n: usize) {
         self.header(b'*', n);
+    }
+
+    /// A set of `n` elements (`~n` in RESP3; an array in RESP2); the caller writes them
+    /// next.
+    pub fn set(&mut self, n: usize) {
+        self.header(if self.resp3 { b'~' } else { b'*' }, n);
     }
 
     /// A map of `n` pairs (`%n` in RESP3; an array of `2n` in RESP2); the caller writes each
@@ -124,16 +143,6 @@ impl<'a> Reply<'a> {
         } else {
             self.bulk(text.as_bytes());
         }
-    }
-}
-
-/// `fmt::Write` into a byte vector.
-struct VecWriter<'a>(&'a mut Vec<u8>);
-
-impl std::fmt::Write for VecWriter<'_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        self.0.extend_from_slice(s.as_bytes());
-        Ok(())
     }
 }
 

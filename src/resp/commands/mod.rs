@@ -1,5 +1,14 @@
 //! The commands a RESP connection answers, each onto the same [`Service`] operations as
-//! the other protocols.
+//! the other protocols: one file per family (connection, multiset, keys, server), one
+//! table ([`COMMANDS`]) that declares them all.
+
+mod connection;
+mod keys;
+mod multiset;
+mod server;
+mod table;
+
+pub use table::{Arg, COMMANDS, Command, Handler, Kind, lookup};
 
 use super::Reply;
 use crate::frame::{ErrorCode, check_set_name};
@@ -18,6 +27,8 @@ pub struct Client {
     pub name: Option<String>,
     /// Unique per connection, for `CLIENT ID` and `HELLO`.
     pub id: u64,
+    /// The values of the `MS.ADD` being applied, kept between commands.
+    scratch: Vec<i64>,
 }
 
 impl Default for Client {
@@ -27,7 +38,59 @@ impl Default for Client {
             resp3: false,
             name: None,
             id: NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            scratch: Vec::new(),
         }
+    }
+}
+
+/// What a command's handler works with.
+pub struct Ctx<'a> {
+    service: &'a Service,
+    session: &'a mut Session,
+    client: &'a mut Client,
+    out: &'a mut Vec<u8>,
+    /// The command running, and its subcommand if it has one (for error messages).
+    command: (&'static str, Option<&'static str>),
+    /// Set by `QUIT`: close once the reply is out.
+    close: bool,
+}
+
+impl Ctx<'_> {
+    /// A writer for this connection's replies.
+    fn reply(&mut self) -> Reply<'_> {
+        Reply::new(self.out, self.client.resp3)
+    }
+
+    /// Redis's error for a wrong number of arguments.
+    fn arity(&self) -> Refusal {
+        let name = match self.command {
+            (command, None) => command.to_ascii_lowercase(),
+            (command, Some(sub)) => format!("{command}|{sub}").to_ascii_lowercase(),
+        };
+        Refusal(format!(
+            "ERR wrong number of arguments for '{name}' command"
+        ))
+    }
+}
+
+/// A refused command: the error line it is answered with (by convention a code word such
+/// as `ERR`, then the message). Written by the dispatcher, so a handler refuses with `?`
+/// before it writes anything.
+#[derive(Debug)]
+pub struct Refusal(String);
+
+/// What a handler returns.
+pub type Outcome = Result<(), Refusal>;
+
+/// A service error as a RESP error line: Redis's codes where they exist.
+impl From<crate::frame::Error> for Refusal {
+    fn from(e: crate::frame::Error) -> Refusal {
+        let code = match e.code {
+            ErrorCode::UNAVAILABLE => "MISCONF",
+            ErrorCode::TOO_MANY_SETS => "OOM",
+            _ => "ERR",
+        };
+        Refusal(format!("{code} {}", e.message))
     }
 }
 
@@ -40,336 +103,119 @@ pub fn respond(
     client: &mut Client,
     out: &mut Vec<u8>,
 ) -> bool {
-    let Some((name, rest)) = args.split_first() else {
+    let Some((&name, rest)) = args.split_first() else {
         return true; // an empty inline line: Redis answers nothing
     };
-    let command = String::from_utf8_lossy(name).to_ascii_uppercase();
-    let resp3 = client.resp3;
-    let mut r = Reply::new(out, resp3);
-    let arity = |r: &mut Reply<'_>| {
-        r.error(&format!(
-            "ERR wrong number of arguments for '{}' command",
-            clip(&command.to_ascii_lowercase())
-        ));
+    let mut ctx = Ctx {
+        service,
+        session,
+        client,
+        out,
+        command: ("", None),
+        close: false,
     };
-    match (command.as_str(), rest.len()) {
-        ("PING", 0) => {
-            service.data_free(session);
-            r.simple("PONG");
+    let outcome = match table::position(COMMANDS, name) {
+        Some(i) => {
+            service.metrics().resp_command(Some(i));
+            run(&mut ctx, &COMMANDS[i], rest)
         }
-        ("PING", 1) | ("ECHO", 1) => {
-            service.data_free(session);
-            // A reply that repeats the request keeps to the reply budget too.
-            let budget = service.limits().max_reply_bytes.saturating_sub(32);
-            if rest[0].len() > budget {
-                r.error(&format!(
-                    "ERR a message of {} bytes does not fit in a reply of at most {} \
-                     (--max-output)",
-                    rest[0].len(),
-                    service.limits().max_reply_bytes
-                ));
-            } else {
-                r.bulk(rest[0]);
-            }
+        None => {
+            service.metrics().resp_command(None);
+            service.data_free(ctx.session);
+            Err(unknown_command(name, rest))
         }
-        ("PING" | "ECHO", _) => arity(&mut r),
-        ("QUIT", _) => {
-            service.data_free(session);
-            r.simple("OK");
-            return false;
-        }
-        ("HELLO", _) => {
-            service.data_free(session);
-            let version = match rest.first() {
-                None => None,
-                Some(v) => match std::str::from_utf8(v)
-                    .ok()
-                    .and_then(|v| v.parse::<i64>().ok())
-                {
-                    Some(v) => Some(v),
-                    None => {
-                        r.error("ERR Protocol version is not an integer or out of range");
-                        return true;
-                    }
-                },
-            };
-            let mut name = None;
-            let mut options = rest.iter().skip(1);
-            while let Some(option) = options.next() {
-                match (option.to_ascii_uppercase().as_slice(), options.next()) {
-                    (b"SETNAME", Some(value)) => name = Some(*value),
-                    (b"AUTH", Some(_)) => {
-                        r.error(AUTH_ERROR);
-                        return true;
-                    }
-                    _ => {
-                        r.error(&format!(
-                            "ERR Syntax error in HELLO option '{}'",
-                            clip(&String::from_utf8_lossy(option))
-                        ));
-                        return true;
-                    }
-                }
-            }
-            match version {
-                None => {}
-                Some(2) => client.resp3 = false,
-                Some(3) => client.resp3 = true,
-                Some(_) => {
-                    r.error("NOPROTO sorry, this protocol version is not supported.");
-                    return true;
-                }
-            }
-            if let Some(name) = name {
-                match client_name(name) {
-                    Ok(name) => client.name = name,
-                    Err(e) => {
-                        r.error(e);
-                        return true;
-                    }
-                }
-            }
-            r.set_resp3(client.resp3);
-            r.map(7);
-            r.bulk(b"server");
-            r.bulk(b"sortd");
-            r.bulk(b"version");
-            r.bulk(env!("CARGO_PKG_VERSION").as_bytes());
-            r.bulk(b"proto");
-            r.integer(if client.resp3 { 3 } else { 2 });
-            r.bulk(b"id");
-            r.count(client.id);
-            r.bulk(b"mode");
-            r.bulk(b"standalone");
-            r.bulk(b"role");
-            r.bulk(b"master");
-            r.bulk(b"modules");
-            r.array(0);
-        }
-        ("AUTH", _) => r.error(AUTH_ERROR),
-        ("SELECT", 1) if rest[0] == b"0" => r.simple("OK"),
-        ("SELECT", 1) => r.error("ERR DB index is out of range"),
-        ("COMMAND", _) => {
-            // Enough for redis-cli, which asks on connect: no command docs yet.
-            service.data_free(session);
-            r.array(0);
-        }
-        ("CLIENT", n) if n >= 1 => {
-            service.data_free(session);
-            let sub = String::from_utf8_lossy(rest[0]).to_ascii_uppercase();
-            match (sub.as_str(), n) {
-                ("SETNAME", 2) => match client_name(rest[1]) {
-                    Ok(name) => {
-                        client.name = name;
-                        r.simple("OK");
-                    }
-                    Err(e) => r.error(e),
-                },
-                ("GETNAME", 1) => match &client.name {
-                    Some(name) => r.bulk(name.as_bytes()),
-                    None => r.null(),
-                },
-                ("ID", 1) => r.count(client.id),
-                ("SETINFO", 3) => r.simple("OK"),
-                _ => r.error(&format!(
-                    "ERR unknown subcommand or wrong number of arguments for '{}'",
-                    clip(&sub)
-                )),
-            }
-        }
-        ("MS.ADD", n) if n >= 2 => {
-            let Some(name) = key(&mut r, rest[0]) else {
-                return true;
-            };
-            let mut values = Vec::with_capacity(rest.len() - 1);
-            for v in &rest[1..] {
-                let Some(v) = integer(&mut r, v) else {
-                    return true;
-                };
-                values.push(v);
-            }
-            if let Err(e) =
-                crate::frame::check_value_count(values.len(), service.limits().max_values)
-            {
-                r.error(&error_text(&e));
-                return true;
-            }
-            let done = service.with_set(session, name, true, |session, set| {
-                service
-                    .insert(session, set, &mut values)
-                    .map(|_| set.data().len())
-            });
-            match done {
-                Ok(Some(Ok(len))) => r.count(len),
-                Ok(Some(Err(e))) | Err(e) => r.error(&error_text(&e)),
-                Ok(None) => r.integer(0),
-            }
-        }
-        ("MS.CARD", 1) => {
-            let Some(name) = key(&mut r, rest[0]) else {
-                return true;
-            };
-            if let Err(e) = service.readable() {
-                r.error(&error_text(&e));
-                return true;
-            }
-            let len = service.sets().with(name, |set| set.data().len());
-            r.count(len);
-        }
-        ("MS.COUNT", 2) | ("MS.RANK", 2) => {
-            let Some(name) = key(&mut r, rest[0]) else {
-                return true;
-            };
-            let Some(v) = integer(&mut r, rest[1]) else {
-                return true;
-            };
-            let n = if command == "MS.COUNT" {
-                service
-                    .readable()
-                    .map(|()| service.sets().with(name, |set| set.data().count(&v)))
-            } else {
-                service.sets().with(name, |set| service.rank(set, v))
-            };
-            match n {
-                Ok(n) => r.count(n),
-                Err(e) => r.error(&error_text(&e)),
-            }
-        }
-        ("MS.REM", 2 | 3) => {
-            let Some(name) = key(&mut r, rest[0]) else {
-                return true;
-            };
-            let Some(v) = integer(&mut r, rest[1]) else {
-                return true;
-            };
-            let n = match rest.get(2) {
-                None => 1,
-                Some(n) => match std::str::from_utf8(n).ok().and_then(|n| n.parse().ok()) {
-                    Some(n) => n,
-                    None => {
-                        r.error("ERR value is not an integer or out of range");
-                        return true;
-                    }
-                },
-            };
-            match service.with_set(session, name, false, |session, set| {
-                service.remove_n(session, set, v, n)
-            }) {
-                Ok(Some(Ok(n))) => r.count(n),
-                Ok(Some(Err(e))) | Err(e) => r.error(&error_text(&e)),
-                Ok(None) => r.integer(0),
-            }
-        }
-        ("DEL", n) if n >= 1 => {
-            // Every key is checked before any set is dropped: an error changes nothing.
-            let mut names = Vec::with_capacity(rest.len());
-            for k in rest {
-                let Some(name) = key(&mut r, k) else {
-                    return true;
-                };
-                if let Err(e) = crate::service::check_droppable(name) {
-                    r.error(&error_text(&e));
-                    return true;
-                }
-                names.push(name);
-            }
-            let mut dropped = 0;
-            for name in names {
-                match service.drop_set(session, name) {
-                    Ok(true) => dropped += 1,
-                    Ok(false) => {}
-                    Err(e) => {
-                        r.error(&error_text(&e));
-                        return true;
-                    }
-                }
-            }
-            r.integer(dropped);
-        }
-        ("EXISTS", n) if n >= 1 => {
-            let mut found = 0;
-            for k in rest {
-                let Some(name) = key(&mut r, k) else {
-                    return true;
-                };
-                found += i64::from(service.sets().get(name).is_some());
-            }
-            r.integer(found);
-        }
-        (
-            "MS.ADD" | "MS.CARD" | "MS.COUNT" | "MS.RANK" | "MS.REM" | "DEL" | "EXISTS" | "CLIENT"
-            | "SELECT",
-            _,
-        ) => arity(&mut r),
-        _ => {
-            let shown: Vec<String> = rest
-                .iter()
-                .take(3)
-                .map(|a| format!("'{}'", clip(&String::from_utf8_lossy(a))))
-                .collect();
-            r.error(&format!(
-                "ERR unknown command '{}', with args beginning with: {}",
-                clip(&String::from_utf8_lossy(name)),
-                shown.join(" ")
-            ));
-        }
+    };
+    if let Err(Refusal(text)) = outcome {
+        ctx.reply().error(&text);
     }
-    true
+    !ctx.close
 }
 
-/// Redis's answer to AUTH when no password is set (there are none here).
-const AUTH_ERROR: &str = "ERR AUTH <password> called without any password configured for the \
-                          default user. Are you sure your configuration is correct?";
-
-/// Longest connection name `CLIENT SETNAME` takes (Redis has no such limit; here it bounds
-/// what a connection keeps and what `CLIENT GETNAME` repeats).
-const MAX_CLIENT_NAME: usize = 255;
-
-/// A connection name by Redis's rule (no spaces, newlines or other special characters; an
-/// empty name clears it), at most [`MAX_CLIENT_NAME`] bytes.
-fn client_name(bytes: &[u8]) -> Result<Option<String>, &'static str> {
-    if bytes.len() > MAX_CLIENT_NAME {
-        return Err("ERR Client names are at most 255 bytes here");
+/// Checks a command's arity and runs it, or the subcommand `rest` names.
+fn run(ctx: &mut Ctx<'_>, command: &'static Command, rest: &[&[u8]]) -> Outcome {
+    ctx.command = (command.name, None);
+    if !command.reads_data {
+        ctx.service.data_free(ctx.session);
     }
-    if bytes.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
-        return Err("ERR Client names cannot contain spaces, newlines or special characters.");
+    if !command.takes(rest.len() + 1) {
+        return Err(ctx.arity());
     }
-    Ok((!bytes.is_empty()).then(|| String::from_utf8_lossy(bytes).into_owned()))
+    let Some((&sub, sub_rest)) = rest
+        .split_first()
+        .filter(|_| !command.subcommands.is_empty())
+    else {
+        return (command.run)(ctx, rest);
+    };
+    if sub.eq_ignore_ascii_case(b"HELP") && sub_rest.is_empty() {
+        server::help(ctx, command);
+        return Ok(());
+    }
+    let Some(subcommand) = lookup(command.subcommands, sub) else {
+        return Err(Refusal(format!(
+            "ERR unknown subcommand '{}'. Try {} HELP.",
+            clip(&String::from_utf8_lossy(sub)),
+            command.name
+        )));
+    };
+    ctx.command.1 = Some(subcommand.name);
+    if !subcommand.takes(rest.len() + 1) {
+        return Err(ctx.arity());
+    }
+    (subcommand.run)(ctx, sub_rest)
 }
 
-/// A key as a set name, or an error reply.
-fn key<'a>(r: &mut Reply<'_>, bytes: &'a [u8]) -> Option<&'a str> {
-    match check_set_name(bytes) {
-        Ok(name) => Some(name),
-        Err(e) => {
-            r.error(&format!("ERR {}", e.message));
-            None
-        }
-    }
+/// Redis's error for a command it does not know.
+fn unknown_command(name: &[u8], rest: &[&[u8]]) -> Refusal {
+    let shown: Vec<String> = rest
+        .iter()
+        .take(3)
+        .map(|a| format!("'{}'", clip(&String::from_utf8_lossy(a))))
+        .collect();
+    Refusal(format!(
+        "ERR unknown command '{}', with args beginning with: {}",
+        clip(&String::from_utf8_lossy(name)),
+        shown.join(" ")
+    ))
 }
 
-/// An `i64` argument written as Redis writes integers (an optional `-`, then digits with no
-/// leading zero), or Redis's error reply for one that is not.
-fn integer(r: &mut Reply<'_>, bytes: &[u8]) -> Option<i64> {
+/// A key as a set name.
+fn key(bytes: &[u8]) -> Result<&str, Refusal> {
+    check_set_name(bytes).map_err(|e| Refusal(format!("ERR {}", e.message)))
+}
+
+/// Redis's error for an argument that is not an integer (or not in range).
+fn not_integer() -> Refusal {
+    Refusal("ERR value is not an integer or out of range".into())
+}
+
+/// An `i64` argument in decimal: an optional `-`, then digits. Leading zeros are allowed
+/// (Redis's own integers refuse them, its scores do not): `redis-benchmark` writes
+/// `__rand_int__` as twelve zero-padded digits, and `MS.ADD key __rand_int__` is what it
+/// runs. A `+`, spaces, or anything past `i64` is refused with Redis's error.
+fn integer(bytes: &[u8]) -> Result<i64, Refusal> {
     let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
-    let canonical = !digits.is_empty()
-        && digits.iter().all(u8::is_ascii_digit)
-        && (digits[0] != b'0' || digits.len() == 1);
-    let parsed = canonical
+    let decimal = !digits.is_empty() && digits.iter().all(u8::is_ascii_digit);
+    decimal
         .then(|| std::str::from_utf8(bytes).ok()?.parse().ok())
-        .flatten();
-    if parsed.is_none() {
-        r.error("ERR value is not an integer or out of range");
-    }
-    parsed
+        .flatten()
+        .ok_or_else(not_integer)
 }
 
-/// A service error as a RESP error line: Redis's codes where they exist.
-fn error_text(e: &crate::frame::Error) -> String {
-    let code = match e.code {
-        ErrorCode::UNAVAILABLE => "MISCONF",
-        ErrorCode::TOO_MANY_SETS => "OOM",
-        _ => "ERR",
-    };
-    format!("{code} {}", e.message)
+/// A count argument: an integer of at least `min`.
+fn count_arg(bytes: &[u8], min: u64) -> Result<u64, Refusal> {
+    let n = integer(bytes)?;
+    u64::try_from(n)
+        .ok()
+        .filter(|&n| n >= min)
+        .ok_or_else(|| Refusal(format!("ERR value is out of range, must be at least {min}")))
+}
+
+/// Whether `bytes` is the keyword `word` (in any case).
+fn is_word(bytes: &[u8], word: &str) -> bool {
+    bytes.eq_ignore_ascii_case(word.as_bytes())
+}
+
+/// Redis's error for an option it cannot read.
+fn syntax_error() -> Refusal {
+    Refusal("ERR syntax error".into())
 }
