@@ -225,9 +225,10 @@ pub fn log(data: &[u8]) {
 /// The RESP fuzz target: `data[0]` seeds the piece sizes, the rest is the byte stream.
 ///
 /// Decoding must never panic or use more bytes than it has; it must find the same commands
-/// (and the same first error) however the stream is split, one byte at a time included; and
+/// (and the same first error) however the stream is split, one byte at a time included;
 /// every command found, written back as an array of bulk strings, must decode to the same
-/// arguments.
+/// arguments; and answering the commands in order against a small service must never
+/// panic and must write exactly one whole reply per command, within the reply budget.
 pub fn resp(data: &[u8]) {
     use crate::resp::{Decoded, Decoder, Limits};
 
@@ -279,5 +280,82 @@ pub fn resp(data: &[u8]) {
             }
             other => panic!("{command:?} written back: {other:?}"),
         }
+    }
+    answer_resp(&whole.0);
+}
+
+/// Answers RESP commands in order as a connection would, checking each reply.
+fn answer_resp(commands: &[Vec<Vec<u8>>]) {
+    use crate::service::{Limits, Service};
+
+    let budget = 4096;
+    let service = Service::new(
+        std::sync::Arc::new(crate::SortedMultiset::new()),
+        Limits {
+            max_values: 64,
+            max_reply_runs: 64,
+            max_reply_bytes: budget,
+            max_sets: 8,
+            ..Limits::default()
+        },
+    );
+    let (mut session, mut client, mut out) = (
+        Session::default(),
+        crate::resp::Client::default(),
+        Vec::new(),
+    );
+    for command in commands {
+        out.clear();
+        let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
+        let open = crate::resp::respond(&args, &service, &mut session, &mut client, &mut out);
+        if args.is_empty() {
+            assert!(out.is_empty(), "an empty command is not answered");
+        } else {
+            let used = reply_len(&out, 0)
+                .unwrap_or_else(|| panic!("{args:?}: not one whole reply: {out:?}"));
+            assert_eq!(used, out.len(), "{args:?}: more than one reply");
+            // COMMAND and COMMAND DOCS describe the whole table, the one fixed-size
+            // exception to the budget.
+            let describes = args[0].eq_ignore_ascii_case(b"COMMAND");
+            assert!(
+                describes || out.len() <= budget,
+                "{args:?}: {} bytes",
+                out.len()
+            );
+        }
+        if !open {
+            return;
+        }
+    }
+}
+
+/// The length of the one whole RESP2/RESP3 reply at the start of `bytes`, if there is one.
+fn reply_len(bytes: &[u8], depth: usize) -> Option<usize> {
+    assert!(depth < 16, "replies nest deeper than any command writes");
+    let line_end = bytes.windows(2).position(|w| w == b"\r\n")?;
+    let line = std::str::from_utf8(&bytes[1..line_end]).ok()?;
+    let header = line_end + 2;
+    match *bytes.first()? {
+        b'+' | b'-' | b':' | b',' | b'_' => Some(header),
+        b'$' => match line.parse::<i64>().ok()? {
+            -1 => Some(header),
+            n => {
+                let end = header + usize::try_from(n).ok()?;
+                (bytes.get(end..end + 2)? == b"\r\n").then_some(end + 2)
+            }
+        },
+        kind @ (b'*' | b'~' | b'%') => {
+            let n: i64 = line.parse().ok()?;
+            if n == -1 && kind == b'*' {
+                return Some(header);
+            }
+            let items = usize::try_from(n).ok()? * if kind == b'%' { 2 } else { 1 };
+            let mut at = header;
+            for _ in 0..items {
+                at += reply_len(&bytes[at..], depth + 1)?;
+            }
+            Some(at)
+        }
+        _ => None,
     }
 }

@@ -176,6 +176,41 @@ fn http_pipelining_is_held_at_max_output_then_served_whole() {
     }
 }
 
+/// The same over RESP: 1,000 pipelined `MS.RANGE default -inf +inf WITHCOUNTS` (10,000
+/// pairs, about 120 KB each) are held at the bound, then all answered whole, in order.
+#[test]
+fn resp_pipelining_is_held_at_max_output_then_served_whole() {
+    let p = server(&["--resp-addr", "127.0.0.1:0"]);
+    let rss_before = p.rss_kib();
+    let mut s = TcpStream::connect(p.resp.unwrap()).unwrap();
+    let command = redis::cmd("MS.RANGE")
+        .arg("default")
+        .arg("-inf")
+        .arg("+inf")
+        .arg("WITHCOUNTS")
+        .get_packed_command();
+    s.write_all(&command.repeat(PIPELINED as usize)).unwrap();
+    let label = "sortd_resp_commands_total{command=\"ms.range\"}";
+    let before = metric(p.http, label);
+    assert_held_at_the_bound(&p, rss_before, || metric(p.http, label) - before);
+    // Every reply is the same: each read whole and compared byte for byte, the first
+    // also parsed by the redis crate.
+    let mut expected = format!("*{}\r\n", 2 * DISTINCT).into_bytes();
+    for v in 0..DISTINCT {
+        expected.extend_from_slice(format!(":{}\r\n:1\r\n", v * 7).as_bytes());
+    }
+    match redis::parse_redis_value(&expected).unwrap() {
+        redis::Value::Array(items) => assert_eq!(items.len(), 2 * DISTINCT as usize),
+        other => panic!("{other:?}"),
+    }
+    let mut reader = std::io::BufReader::new(s);
+    let mut got = vec![0; expected.len()];
+    for i in 0..PIPELINED {
+        reader.read_exact(&mut got).unwrap();
+        assert!(got == expected, "reply {i} differs");
+    }
+}
+
 /// A client that pipelines and never reads is held at the bound, then dropped by the
 /// idle timeout, and its queued output is freed.
 #[test]
@@ -232,6 +267,69 @@ fn replies_longer_than_the_budget_are_truncated() {
     let (status, body) = http_call(p.http, "GET", "/histogram?buckets=10000", "");
     assert_eq!(status, 200);
     assert!(body.len() <= MAX_OUTPUT / 2, "{} bytes", body.len());
+}
+
+/// Over RESP, where a reply cannot say it was cut, a range longer than the budget is
+/// refused with a clear error (and one within it, by LIMIT, is whole); the pages of
+/// `MS.SCAN ... COUNT` huge and of `SCAN ... COUNT` huge keep to the budget.
+#[test]
+fn resp_replies_longer_than_the_budget_are_refused_or_paged() {
+    let p = server(&["--resp-addr", "127.0.0.1:0"]);
+    let mut c = Client::connect(p.frame).unwrap();
+    let more: Vec<i64> = (0..70_000).map(|v| v * 7 + 1).collect();
+    c.insert_ack(&more).unwrap();
+    let url = format!("redis://{}/", p.resp.unwrap());
+    let mut r = redis::Client::open(url).unwrap().get_connection().unwrap();
+    for with_counts in [false, true] {
+        let mut cmd = redis::cmd("MS.RANGE");
+        cmd.arg("default").arg("-inf").arg("+inf");
+        if with_counts {
+            cmd.arg("WITHCOUNTS");
+        }
+        let e = cmd.query::<redis::Value>(&mut r).unwrap_err();
+        assert!(
+            e.to_string().contains("more than one reply may carry"),
+            "{e}"
+        );
+        // The connection goes on, and a LIMIT within the budget is answered whole.
+        let some: Vec<i64> = cmd.arg("LIMIT").arg(20_000).query(&mut r).unwrap();
+        assert_eq!(some.len(), if with_counts { 40_000 } else { 20_000 });
+    }
+    // One value occurring more often than fit: refused before it is written.
+    c.insert_ack(&vec![5; 200_000]).unwrap();
+    let e = redis::cmd("MS.RANGE")
+        .arg("default")
+        .arg(5)
+        .arg(5)
+        .query::<redis::Value>(&mut r)
+        .unwrap_err();
+    assert!(e.to_string().contains("more than one reply"), "{e}");
+    let pairs: Vec<i64> = redis::cmd("MS.RANGE")
+        .arg("default")
+        .arg(5)
+        .arg(5)
+        .arg("WITHCOUNTS")
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(pairs, [5, 200_000]);
+    // A scan page asked to be huge is cut to fit.
+    let (next, items): (String, Vec<i64>) = redis::cmd("MS.SCAN")
+        .arg("default")
+        .arg(0)
+        .arg("COUNT")
+        .arg(i64::MAX)
+        .query(&mut r)
+        .unwrap();
+    assert_ne!(next, "0");
+    let bytes: usize = items.iter().map(|v| v.to_string().len() + 3).sum();
+    assert!(bytes <= MAX_OUTPUT / 2, "{bytes} bytes");
+    // COUNT counts occurrences: 0, 1, then 5 for the rest of the page.
+    let occurrences: i64 = items.chunks(2).map(|pair| pair[1]).sum();
+    assert_eq!(items[..4], [0, 1, 1, 1]);
+    assert!(
+        occurrences > 10_000,
+        "{occurrences} occurrences: the budget is not used"
+    );
 }
 
 /// Flags that would overflow a size or a deadline are refused at start, with the reason.

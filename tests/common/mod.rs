@@ -82,6 +82,8 @@ pub struct Proc {
     pub child: Child,
     pub frame: SocketAddr,
     pub http: SocketAddr,
+    /// Where it speaks RESP, when started with `--resp-addr`.
+    pub resp: Option<SocketAddr>,
 }
 
 impl Proc {
@@ -138,6 +140,7 @@ impl Proc {
         Ok(Proc {
             frame: addr_after("frame protocol on "),
             http: addr_after("HTTP on http://"),
+            resp: line.contains("RESP on ").then(|| addr_after("RESP on ")),
             child,
         })
     }

@@ -30,7 +30,7 @@ pub fn help(ctx: &mut Ctx<'_>, command: &Command) {
     )];
     for sub in command.subcommands {
         lines.push(
-            format!("{} {}", sub.name, params(sub.args))
+            format!("{} {}", sub.name, sub.hint())
                 .trim_end()
                 .to_string(),
         );
@@ -43,35 +43,6 @@ pub fn help(ctx: &mut Ctx<'_>, command: &Command) {
     for line in &lines {
         r.simple(line);
     }
-}
-
-/// The arguments as a hint line (`key value [value ...]`), built by the rules `redis-cli`
-/// applies to `COMMAND DOCS` (so a test can compare the two).
-#[must_use]
-pub fn params(args: &[super::Arg]) -> String {
-    args.iter().map(param).collect::<Vec<_>>().join(" ")
-}
-
-fn param(a: &super::Arg) -> String {
-    let repeat = match &a.kind {
-        Kind::OneOf(args) => args.iter().map(param).collect::<Vec<_>>().join("|"),
-        Kind::Block(args) => params(args),
-        Kind::PureToken => String::new(),
-        _ => a.name.to_string(),
-    };
-    let token = match (a.token, &a.kind) {
-        (Some(t), Kind::PureToken) => t.to_string(),
-        (Some(t), _) => format!("{t} "),
-        (None, _) => String::new(),
-    };
-    let mut s = format!("{token}{repeat}");
-    if a.multiple {
-        s = format!("{s} [{repeat} ...]");
-    }
-    if a.optional {
-        s = format!("[{s}]");
-    }
-    s
 }
 
 /// `COMMAND`: every command's description.

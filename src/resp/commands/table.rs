@@ -39,6 +39,18 @@ pub struct Command {
 }
 
 impl Command {
+    /// Its arguments as `redis-cli` shows them in hints and `help` (`key value [value
+    /// ...]`), by the rules it applies to `COMMAND DOCS`.
+    ///
+    /// ```
+    /// let range = sortd::resp::lookup(sortd::resp::COMMANDS, b"MS.RANGE").unwrap();
+    /// assert_eq!(range.hint(), "key min max [LIMIT count] [WITHCOUNTS]");
+    /// ```
+    #[must_use]
+    pub fn hint(&self) -> String {
+        hint(self.args, " ")
+    }
+
     /// Whether `words` words (the name included) suit the arity.
     #[must_use]
     pub fn takes(&self, words: usize) -> bool {
@@ -49,6 +61,14 @@ impl Command {
             words == n
         }
     }
+}
+
+/// Arguments as a hint, joined by `separator`.
+fn hint(args: &[Arg], separator: &str) -> String {
+    args.iter()
+        .map(Arg::hint)
+        .collect::<Vec<_>>()
+        .join(separator)
 }
 
 /// The kind of an argument, in `COMMAND DOCS`'s words.
@@ -115,6 +135,30 @@ const fn arg(name: &'static str, kind: Kind) -> Arg {
 }
 
 impl Arg {
+    /// This argument in a hint: its token and name, `[...]` when optional, `[name ...]`
+    /// after it when it repeats.
+    fn hint(&self) -> String {
+        let repeat = match &self.kind {
+            Kind::OneOf(args) => hint(args, "|"),
+            Kind::Block(args) => hint(args, " "),
+            Kind::PureToken => String::new(),
+            _ => self.name.to_string(),
+        };
+        let token = match (self.token, &self.kind) {
+            (Some(t), Kind::PureToken) => t.to_string(),
+            (Some(t), _) => format!("{t} "),
+            (None, _) => String::new(),
+        };
+        let mut s = format!("{token}{repeat}");
+        if self.multiple {
+            s = format!("{s} [{repeat} ...]");
+        }
+        if self.optional {
+            s = format!("[{s}]");
+        }
+        s
+    }
+
     const fn optional(mut self) -> Arg {
         self.optional = true;
         self
