@@ -337,3 +337,46 @@ fn limits_and_redis_rules_hold_on_every_command() {
     );
     call(&mut s, &["MS.CARD", "k"], ":2\r\n");
 }
+
+/// A RESP client that trickles a command a byte at a time, never finishing it, is dropped
+/// by the idle timeout like any other; a client that goes on sending commands is not.
+#[test]
+fn a_slowloris_resp_client_is_dropped_and_a_busy_one_is_not() {
+    let (_server, addr) = start_with(Config {
+        idle_timeout: Duration::from_millis(300),
+        ..config()
+    });
+    let mut slow = connect(addr);
+    // The read timeout paces the trickle (a byte per 100 ms) and notices the close.
+    slow.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut busy = connect(addr);
+    let wire = command(&["MS.ADD", "k", &"1".repeat(200)]);
+    let mut closed = false;
+    for &byte in &wire[..wire.len() - 1] {
+        call(&mut busy, &["PING"], "+PONG\r\n");
+        if slow.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut b = [0; 1];
+        match slow.read(&mut b) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(_) => panic!("no reply is owed to an incomplete command"),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    assert!(closed, "a slowloris client should be disconnected");
+    call(&mut busy, &["MS.CARD", "k"], ":0\r\n");
+}

@@ -53,15 +53,22 @@ fn model_state(model: &BTreeMap<String, BTreeMap<i64, u64>>) -> State {
 }
 
 fn start(dir: &Path, args: &[&str]) -> Proc {
-    let mut all = vec!["--data-dir", dir.to_str().expect("UTF-8 path")];
+    let mut all = vec![
+        "--data-dir",
+        dir.to_str().expect("UTF-8 path"),
+        "--resp-addr",
+        "127.0.0.1:0",
+    ];
     all.extend_from_slice(args);
     Proc::start(None, &all).expect("start the server")
 }
 
-/// A deterministic mix of every change to sets `s-0`..`s-29`, each acknowledged, applied
-/// to the server and to a model.
+/// A deterministic mix of every change to sets `s-0`..`s-29` over all three protocols,
+/// each acknowledged, applied to the server and to a model.
 fn changes(p: &Proc, model: &mut BTreeMap<String, BTreeMap<i64, u64>>, round: u64) {
     let mut c = Client::connect(p.frame).unwrap();
+    let url = format!("redis://{}/", p.resp.expect("RESP is on"));
+    let mut r = redis::Client::open(url).unwrap().get_connection().unwrap();
     let mut rng = round.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = |n: u64| {
         rng ^= rng << 13;
@@ -73,7 +80,7 @@ fn changes(p: &Proc, model: &mut BTreeMap<String, BTreeMap<i64, u64>>, round: u6
         let name = format!("s-{}", next(30));
         let value = next(20) as i64 - 5;
         c.use_set(Some(&name)).unwrap();
-        match next(10) {
+        match next(15) {
             0..=3 => {
                 let values = [value, value, value + 1];
                 c.insert_ack(&values).unwrap();
@@ -121,9 +128,52 @@ fn changes(p: &Proc, model: &mut BTreeMap<String, BTreeMap<i64, u64>>, round: u6
                 });
                 assert_eq!(cleared, expect, "step {step}");
             }
-            _ => {
+            9 => {
                 let dropped = c.drop_set(&name).unwrap();
                 assert_eq!(dropped, model.remove(&name).is_some(), "step {step}");
+            }
+            // The same changes over RESP.
+            10 | 11 => {
+                let len: u64 = redis::cmd("MS.ADD")
+                    .arg(&name)
+                    .arg(&[value, value + 2])
+                    .query(&mut r)
+                    .unwrap();
+                let set = model.entry(name.clone()).or_default();
+                for v in [value, value + 2] {
+                    *set.entry(v).or_default() += 1;
+                }
+                assert_eq!(len, set.values().sum::<u64>(), "step {step}");
+            }
+            12 => {
+                let removed: u64 = redis::cmd("MS.REM")
+                    .arg(&name)
+                    .arg(value)
+                    .arg(3)
+                    .query(&mut r)
+                    .unwrap();
+                let expect = model.get_mut(&name).map_or(0, |set| {
+                    let have = set.remove(&value).unwrap_or(0);
+                    if have > 3 {
+                        set.insert(value, have - 3);
+                    }
+                    have.min(3)
+                });
+                assert_eq!(removed, expect, "step {step}");
+            }
+            13 => {
+                let cleared: u64 = redis::cmd("MS.CLEAR").arg(&name).query(&mut r).unwrap();
+                let expect = model.get_mut(&name).map_or(0, |set| {
+                    let n = set.values().sum();
+                    set.clear();
+                    n
+                });
+                assert_eq!(cleared, expect, "step {step}");
+            }
+            _ => {
+                let command = if step % 2 == 0 { "DEL" } else { "UNLINK" };
+                let dropped: u64 = redis::cmd(command).arg(&name).query(&mut r).unwrap();
+                assert_eq!(dropped == 1, model.remove(&name).is_some(), "step {step}");
             }
         }
     }

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""sortd's RESP listener against redis-server, both driven by the same redis-benchmark.
+
+Usage: python3 scripts/resp_bench.py [--seconds S] [--rounds R]
+
+Starts the release `server` twice with `--resp-addr` (one event loop, `--threads 1`, and the
+default two) and `redis-server` (no persistence), all on free loopback ports, installing
+redis-server and redis-tools with apt-get when missing. Each load runs redis-benchmark against
+each server in turn, R rounds interleaved (sortd 1 loop, Redis, sortd 2 loops, ...), about S
+seconds a run (the request count is calibrated once per load and server from a short run):
+
+  PING_INLINE                 redis-benchmark -t ping_inline
+  MS.ADD key __rand_int__      against   ZINCRBY key 1 __rand_int__   (-r 100000)
+
+each at 8 connections, 8 connections pipelined -P 16, and 512 connections. The key is
+deleted before each run. Prints medians and the ratios of each round. Every process is
+started and stopped by PID, bound to 127.0.0.1; every run is bounded in time.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from e2e_bench import BIN, ROOT, ensure, free_port, median_of, redis_bench, stop, wait_port  # noqa: E402
+
+LOADS = [
+    ("PING_INLINE", "8 conns", 8, 1),
+    ("PING_INLINE", "8 conns, -P 16", 8, 16),
+    ("PING_INLINE", "512 conns", 512, 1),
+    ("ADD", "8 conns", 8, 1),
+    ("ADD", "8 conns, -P 16", 8, 16),
+    ("ADD", "512 conns", 512, 1),
+]
+
+
+def command(load, ours):
+    if load == "PING_INLINE":
+        return ["-t", "ping_inline"]
+    if ours:
+        return ["-r", "100000", "MS.ADD", "bench", "__rand_int__"]
+    return ["-r", "100000", "ZINCRBY", "bench", "1", "__rand_int__"]
+
+
+def delete(port):
+    subprocess.run(["redis-cli", "-p", str(port), "DEL", "bench"], capture_output=True, timeout=30,
+                   check=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=3, help="length of each run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per load; medians are shown")
+    args = parser.parse_args()
+    if not (ensure("redis-server", "redis-server") and ensure("redis-benchmark", "redis-tools")):
+        sys.exit("redis-server and redis-benchmark are needed")
+    subprocess.run(["cargo", "build", "--release", "--bins", "-q"], cwd=ROOT, check=True)
+    procs = []
+    rdir = tempfile.mkdtemp(prefix="sortd-redis-")
+    try:
+        servers = {}
+        for name, extra in (("sortd, 1 loop", ["--threads", "1"]), ("sortd, 2 loops", [])):
+            port = free_port()
+            procs.append(subprocess.Popen(
+                [os.path.join(BIN, "server"), "--frame-addr", f"127.0.0.1:{free_port()}",
+                 "--http-addr", f"127.0.0.1:{free_port()}", "--resp-addr", f"127.0.0.1:{port}",
+                 *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            wait_port(port, name)
+            servers[name] = port
+        port = free_port()
+        procs.append(subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", rdir],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_port(port, "redis-server")
+        servers["Redis"] = port
+        order = ["sortd, 1 loop", "Redis", "sortd, 2 loops"]
+
+        results = {}  # (load, shape) -> server -> [req/s]
+        requests = {}  # (load, shape, server) -> request count for about --seconds
+        for _ in range(args.rounds):
+            for load, shape, conns, pipeline in LOADS:
+                for name in order:
+                    port = servers[name]
+                    cmd = ["-P", str(pipeline), *command(load, name != "Redis")]
+                    key = (load, shape, name)
+                    if key not in requests:
+                        delete(port)
+                        guess = redis_bench(port, 1, 20_000 * pipeline, *cmd, conns=conns)
+                        requests[key] = max(10_000, int(guess * args.seconds))
+                    delete(port)
+                    rps = redis_bench(port, args.seconds, requests[key], *cmd, conns=conns)
+                    results.setdefault((load, shape), {}).setdefault(name, []).append(rps)
+    finally:
+        for p in procs:
+            stop(p, timeout=10)
+        shutil.rmtree(rdir, ignore_errors=True)
+
+    print(f"\nmedians of {args.rounds} rounds, about {args.seconds} s per run, one load at a time, "
+          f"127.0.0.1, redis-benchmark's one thread and the servers sharing this machine's cores; "
+          f"`python3 scripts/resp_bench.py --seconds {args.seconds} --rounds {args.rounds}`\n")
+    print("| load | Redis | sortd, 1 loop | ratio | sortd, 2 loops | ratio | ratios per round "
+          "(1 loop; 2 loops) |\n|---|---:|---:|---:|---:|---:|---|")
+    for (load, shape), by in results.items():
+        redis = by["Redis"]
+        label = ("`MS.ADD key __rand_int__` vs `ZINCRBY key 1 __rand_int__`" if load == "ADD"
+                 else "`PING_INLINE`")
+        cells = []
+        for name in ("sortd, 1 loop", "sortd, 2 loops"):
+            ours = by[name]
+            cells.append(f"{median_of(ours):,.0f} | {median_of(ours) / median_of(redis):.2f}x")
+        rounds = "; ".join(", ".join(f"{a / b:.2f}" for a, b in zip(by[name], redis))
+                           for name in ("sortd, 1 loop", "sortd, 2 loops"))
+        print(f"| {label}, {shape} | {median_of(redis):,.0f} | {cells[0]} | {cells[1]} | "
+              f"{rounds} |")
+
+
+if __name__ == "__main__":
+    main()
