@@ -99,9 +99,11 @@ def clear(frame_port):
     run([os.path.join(BIN, "client"), "--addr", f"127.0.0.1:{frame_port}", "clear"], timeout=30)
 
 
-def redis_bench(port, seconds_hint, requests, *args, conns=8, p99=False):
-    """Requests/s of the last test redis-benchmark ran (and its p99 in µs if `p99`)."""
-    out = run(["redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(conns), "-n",
+def redis_bench(port, seconds_hint, requests, *args, conns=8, p99=False, cpu=None):
+    """Requests/s of the last test redis-benchmark ran (and its p99 in µs if `p99`), pinned to
+    `cpu` with taskset when given."""
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
+    out = run([*pin, "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", str(conns), "-n",
                str(requests), "--csv", *args], timeout=seconds_hint * 6 + 60)
     rows = [r for r in csv.reader(out.splitlines()) if r and r[0] != "test"]
     rps = float(rows[-1][1])

@@ -44,6 +44,18 @@ def command(load, ours):
     return ["-r", "100000", "ZINCRBY", "bench", "1", "__rand_int__"]
 
 
+def pinned(cpu, cmd):
+    """`cmd` pinned to `cpu` with taskset when --pin is given (and taskset exists)."""
+    return ["taskset", "-c", str(cpu), *cmd] if cpu is not None and shutil.which("taskset") else cmd
+
+
+def cpu_ticks(pid):
+    """User and system clock ticks the process has used."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
 def delete(port):
     subprocess.run(["redis-cli", "-p", str(port), "DEL", "bench"], capture_output=True, timeout=30,
                    check=True)
@@ -53,32 +65,40 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=int, default=3, help="length of each run")
     parser.add_argument("--rounds", type=int, default=3, help="runs per load; medians are shown")
+    parser.add_argument("--pin", action="store_true",
+                        help="pin redis-benchmark to CPU 0, and Redis and sortd's one loop to CPU 1 "
+                             "(sortd's two loops stay unpinned): less scheduler noise")
     args = parser.parse_args()
+    client_cpu, server_cpu = (0, 1) if args.pin else (None, None)
     if not (ensure("redis-server", "redis-server") and ensure("redis-benchmark", "redis-tools")):
         sys.exit("redis-server and redis-benchmark are needed")
     subprocess.run(["cargo", "build", "--release", "--bins", "-q"], cwd=ROOT, check=True)
     procs = []
     rdir = tempfile.mkdtemp(prefix="sortd-redis-")
     try:
-        servers = {}
+        servers, pids = {}, {}
         for name, extra in (("sortd, 1 loop", ["--threads", "1"]), ("sortd, 2 loops", [])):
             port = free_port()
-            procs.append(subprocess.Popen(
+            procs.append(subprocess.Popen(pinned(
+                server_cpu if extra else None,
                 [os.path.join(BIN, "server"), "--frame-addr", f"127.0.0.1:{free_port()}",
                  "--http-addr", f"127.0.0.1:{free_port()}", "--resp-addr", f"127.0.0.1:{port}",
-                 *extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+                 *extra]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
             wait_port(port, name)
             servers[name] = port
+            pids[name] = procs[-1].pid
         port = free_port()
-        procs.append(subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", rdir],
+        procs.append(subprocess.Popen(pinned(server_cpu, [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", rdir]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         wait_port(port, "redis-server")
         servers["Redis"] = port
+        pids["Redis"] = procs[-1].pid
         order = ["sortd, 1 loop", "Redis", "sortd, 2 loops"]
 
         results = {}  # (load, shape) -> server -> [req/s]
+        cost = {}  # (load, shape) -> server -> [(user µs, system µs) per request]
         requests = {}  # (load, shape, server) -> request count for about --seconds
         for _ in range(args.rounds):
             for load, shape, conns, pipeline in LOADS:
@@ -88,19 +108,29 @@ def main():
                     key = (load, shape, name)
                     if key not in requests:
                         delete(port)
-                        guess = redis_bench(port, 1, 20_000 * pipeline, *cmd, conns=conns)
+                        guess = redis_bench(port, 1, 20_000 * pipeline, *cmd, conns=conns,
+                                            cpu=client_cpu)
                         requests[key] = max(10_000, int(guess * args.seconds))
                     delete(port)
-                    rps = redis_bench(port, args.seconds, requests[key], *cmd, conns=conns)
+                    before = cpu_ticks(pids[name])
+                    rps = redis_bench(port, args.seconds, requests[key], *cmd, conns=conns,
+                                      cpu=client_cpu)
+                    after = cpu_ticks(pids[name])
                     results.setdefault((load, shape), {}).setdefault(name, []).append(rps)
+                    tick = 1e6 / os.sysconf("SC_CLK_TCK")
+                    cost.setdefault((load, shape), {}).setdefault(name, []).append(
+                        tuple((b - a) * tick / requests[key] for a, b in zip(before, after)))
     finally:
         for p in procs:
             stop(p, timeout=10)
         shutil.rmtree(rdir, ignore_errors=True)
 
+    pin = " --pin" if args.pin else ""
+    where = ("redis-benchmark pinned to CPU 0, Redis and sortd's one loop to CPU 1" if args.pin
+             else "redis-benchmark's one thread and the servers sharing this machine's cores")
     print(f"\nmedians of {args.rounds} rounds, about {args.seconds} s per run, one load at a time, "
-          f"127.0.0.1, redis-benchmark's one thread and the servers sharing this machine's cores; "
-          f"`python3 scripts/resp_bench.py --seconds {args.seconds} --rounds {args.rounds}`\n")
+          f"127.0.0.1, {where}; "
+          f"`python3 scripts/resp_bench.py --seconds {args.seconds} --rounds {args.rounds}{pin}`\n")
     print("| load | Redis | sortd, 1 loop | ratio | sortd, 2 loops | ratio | ratios per round "
           "(1 loop; 2 loops) |\n|---|---:|---:|---:|---:|---:|---|")
     for (load, shape), by in results.items():
@@ -115,6 +145,14 @@ def main():
                            for name in ("sortd, 1 loop", "sortd, 2 loops"))
         print(f"| {label}, {shape} | {median_of(redis):,.0f} | {cells[0]} | {cells[1]} | "
               f"{rounds} |")
+    print("\nServer CPU per request, µs of user + system time (from /proc/PID/stat around each "
+          "run), medians:\n")
+    print("| load | Redis | sortd, 1 loop | sortd, 2 loops |\n|---|---:|---:|---:|")
+    for (load, shape), by in cost.items():
+        label = "MS.ADD vs ZINCRBY" if load == "ADD" else "PING_INLINE"
+        cells = [f"{median_of([u for u, _ in by[n]]):.2f} + {median_of([s for _, s in by[n]]):.2f}"
+                 for n in ("Redis", "sortd, 1 loop", "sortd, 2 loops")]
+        print(f"| {label}, {shape} | {' | '.join(cells)} |")
 
 
 if __name__ == "__main__":
