@@ -337,7 +337,7 @@ fn reply_len(bytes: &[u8], depth: usize) -> Option<usize> {
     let header = line_end + 2;
     match *bytes.first()? {
         b'+' | b'-' | b':' | b',' | b'_' => Some(header),
-        b'$' => match line.parse::<i64>().ok()? {
+        b'$' | b'=' => match line.parse::<i64>().ok()? {
             -1 => Some(header),
             n => {
                 let end = header + usize::try_from(n).ok()?;

@@ -219,8 +219,31 @@ fn bad_arguments_get_redis_errors_and_change_nothing() {
             "wrong number of arguments for 'ms.rem'",
         ),
         (vec!["MS.ADD", "", "1"], "set name"),
-        (vec!["SCAN", "-1"], "invalid cursor"),
+        (vec!["SCAN", "x"], "invalid cursor"),
         (vec!["SCAN", "0", "MATCH"], "syntax error"),
+        (vec!["SCAN", "0", "COUNT", "0"], "syntax error"),
+        (
+            vec!["SELECT", "x"],
+            "value is not an integer or out of range",
+        ),
+        (
+            vec!["SELECT", "00"],
+            "value is not an integer or out of range",
+        ),
+        (vec!["SELECT", "1"], "DB index is out of range"),
+        (vec!["HELLO", "03"], "Protocol version is not an integer"),
+        (vec!["AUTH", "secret"], "without any password configured"),
+        (vec!["AUTH", "bob", "secret"], "WRONGPASS"),
+        (vec!["HELLO", "3", "AUTH", "bob", "x"], "WRONGPASS"),
+        (vec!["AUTH", "a", "b", "c"], "syntax error"),
+        (
+            vec!["COMMAND", "HELP", "x"],
+            "wrong number of arguments for 'command|help'",
+        ),
+        (
+            vec!["COMMAND", "LIST", "FILTERBY", "NAME", "x"],
+            "syntax error",
+        ),
         (
             vec!["CLIENT", "FOO"],
             "unknown subcommand 'FOO'. Try CLIENT HELP.",
@@ -247,6 +270,95 @@ fn bad_arguments_get_redis_errors_and_change_nothing() {
     assert!(e.to_string().contains("the limit is 1024"), "{e}");
     let stats: BTreeMap<String, i64> = cmd!("MS.STATS", &"k").query(&mut c).unwrap();
     assert_eq!(stats["len"], 3, "nothing changed");
+    // What Redis accepts where the above refused.
+    let (next, names): (u64, Vec<String>) = cmd!("SCAN", &"-1").query(&mut c).unwrap();
+    assert_eq!(
+        (next, names.len()),
+        (0, 0),
+        "a negative cursor wraps past every set"
+    );
+    let ok: String = cmd!("AUTH", &"default", &"any").query(&mut c).unwrap();
+    assert_eq!(ok, "OK");
+    let all: Vec<i64> = cmd!("MS.RANGE", &"k", &"(-inf", &"(+inf")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(all, [1, 2, 3]);
+    let e = cmd!("FOO", &"bar").query::<Value>(&mut c).unwrap_err();
+    assert!(
+        e.to_string().ends_with("with args beginning with: 'bar' "),
+        "{e:?}"
+    );
+}
+
+/// With a small `--max-reply-runs`, every reply that lists data keeps to it: lists are
+/// refused, pages are shortened, and a whole scan still returns everything.
+#[test]
+fn replies_that_list_data_keep_to_max_reply_runs() {
+    let config = Config {
+        frame_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: None,
+        resp_addr: Some("127.0.0.1:0".parse().unwrap()),
+        threads: 1,
+        limits: sortd::service::Limits {
+            max_reply_runs: 5,
+            ..sortd::service::Limits::default()
+        },
+        ..Config::default()
+    };
+    let server = Server::bind(config).unwrap();
+    let addr = server.resp_addr().unwrap();
+    let _server = server.spawn().unwrap();
+    let mut c = connect(addr, true);
+    for i in 0..12 {
+        let _: u64 = cmd!("MS.ADD", &format!("k{i:02}"), &i)
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: u64 = cmd!("MS.ADD", &"m", &[1, 2, 3, 4, 5, 6, 6, 6])
+        .query(&mut c)
+        .unwrap();
+    for command in [
+        cmd!("KEYS", &"*"),
+        cmd!("MS.QUANTILE", &"m", &[0.1, 0.2, 0.3, 0.4, 0.5, 0.6]),
+        cmd!("MS.RANGE", &"m", &"-inf", &"+inf"),
+        cmd!("MS.RANGE", &"m", &"-inf", &"+inf", &"WITHCOUNTS"),
+    ] {
+        let e = command.query::<Value>(&mut c).unwrap_err();
+        assert!(e.to_string().contains("--max-reply-runs"), "{e}");
+    }
+    let few: Vec<String> = cmd!("KEYS", &"k0[0-4]").query(&mut c).unwrap();
+    assert_eq!(few.len(), 5);
+    let pairs: Vec<(i64, i64)> = cmd!("MS.RANGE", &"m", &5, &6, &"WITHCOUNTS")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(pairs, [(5, 1), (6, 3)]);
+    // Pages of at most five, and every set and every occurrence by the end.
+    let (mut cursor, mut names) = (0u64, Vec::new());
+    loop {
+        let (next, page): (u64, Vec<String>) = cmd!("SCAN", &cursor, &"COUNT", &1000)
+            .query(&mut c)
+            .unwrap();
+        assert!(page.len() <= 5, "{page:?}");
+        names.extend(page);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(names.len(), 14);
+    let (mut cursor, mut total) = ("0".to_string(), 0);
+    loop {
+        let (next, items): (String, Vec<i64>) = cmd!("MS.SCAN", &"m", &cursor, &"COUNT", &1000)
+            .query(&mut c)
+            .unwrap();
+        assert!(items.len() <= 10, "{items:?}");
+        total += items.chunks(2).map(|p| p[1]).sum::<i64>();
+        if next == "0" {
+            break;
+        }
+        cursor = next;
+    }
+    assert_eq!(total, 8);
 }
 
 /// A paged scan while two writers insert and remove other values: every occurrence
@@ -540,8 +652,8 @@ fn the_server_describes_itself_as_tools_expect() {
         assert!(!keyspace.contains("# Server"), "{keyspace}");
         let config: BTreeMap<String, String> = redis::cmd("CONFIG")
             .arg("GET")
-            .arg("save")
-            .arg("append*")
+            .arg("SAVE")
+            .arg("Append*")
             .query(&mut c)
             .unwrap();
         let want: BTreeMap<String, String> =
@@ -558,5 +670,22 @@ fn the_server_describes_itself_as_tools_expect() {
         );
         let count: u64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
         assert_eq!(count as usize, sortd::resp::COMMANDS.len());
+        let ms: Vec<String> = cmd!("COMMAND", &"LIST", &"FILTERBY", &"PATTERN", &"MS.*")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(ms.len(), 12, "{ms:?}");
+        assert!(ms.iter().all(|n| n.starts_with("ms.")));
+        let writes: Vec<String> = cmd!("COMMAND", &"LIST", &"FILTERBY", &"ACLCAT", &"write")
+            .query(&mut c)
+            .unwrap();
+        assert!(writes.contains(&"ms.add".to_string()) && !writes.contains(&"ms.card".to_string()));
+        // A client authenticating as Redis's default user connects.
+        let url = format!(
+            "redis://default:anything@{addr}/{}",
+            if resp3 { "?protocol=resp3" } else { "" }
+        );
+        let mut authed = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let pong: String = redis::cmd("PING").query(&mut authed).unwrap();
+        assert_eq!(pong, "PONG");
     }
 }

@@ -90,7 +90,7 @@ fn connection_commands_answer_as_redis_does() {
     call(
         &mut s,
         &["FOO", "a", "b"],
-        "-ERR unknown command 'FOO', with args beginning with: 'a' 'b'\r\n",
+        "-ERR unknown command 'FOO', with args beginning with: 'a' 'b' \r\n",
     );
     call(
         &mut s,

@@ -184,11 +184,14 @@ fn main() -> ExitCode {
     let resp = server
         .resp_addr()
         .map_or_else(String::new, |a| format!(", RESP on {a}"));
+    let threads = match config.threads {
+        1 => "1 thread".to_string(),
+        n => format!("{n} threads"),
+    };
     println!(
-        "sortd server: frame protocol on {}, HTTP on http://{}{resp} ({} threads), {persistence}",
+        "sortd server: frame protocol on {}, HTTP on http://{}{resp} ({threads}), {persistence}",
         server.frame_addr(),
         server.http_addr().unwrap_or(args.http_addr),
-        config.threads
     );
     match server.run() {
         Ok(()) => {

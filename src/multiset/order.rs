@@ -338,7 +338,38 @@ where
         from: Option<&Position<T>>,
         limit: u64,
     ) -> Page<T> {
+        self.page_capped(range, from, limit, usize::MAX)
+    }
+
+    /// [`page`](Self::page), also stopping at `max_runs` runs: so a page written out run
+    /// by run stays bounded in size whatever the counts, while a value held a million
+    /// times still fits in one run.
+    ///
+    /// # Panics
+    ///
+    /// If `limit` or `max_runs` is 0.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter([1, 2, 2, 2, 3]);
+    /// let page = set.page_capped(.., None, 100, 2);
+    /// assert_eq!(page.runs, [(1, 1), (2, 3)]);
+    /// let next = page.next.unwrap();
+    /// assert_eq!(set.page_capped(.., Some(&next), 100, 2).runs, [(3, 1)]);
+    /// ```
+    pub fn page_capped<R: RangeBounds<T>>(
+        &self,
+        range: R,
+        from: Option<&Position<T>>,
+        limit: u64,
+        max_runs: usize,
+    ) -> Page<T> {
         assert!(limit > 0, "SortedMultiset::page: limit must be at least 1");
+        assert!(
+            max_runs > 0,
+            "SortedMultiset::page: max_runs must be at least 1"
+        );
         let start = match from {
             Some(p) => Bound::Included(p.value.clone()),
             None => range.start_bound().cloned(),
@@ -355,7 +386,7 @@ where
             if available == 0 {
                 return ControlFlow::Continue(());
             }
-            if room == 0 {
+            if room == 0 || runs.len() == max_runs {
                 more = true;
                 return ControlFlow::Break(());
             }

@@ -101,6 +101,25 @@ impl<'a> Reply<'a> {
         self.out.extend_from_slice(b"\r\n");
     }
 
+    /// Text in a format (`txt`, `mkd`): a verbatim string (`=`) in RESP3, a bulk string of
+    /// the text alone in RESP2, as Redis answers `INFO`.
+    ///
+    /// ```
+    /// let mut out = Vec::new();
+    /// sortd::resp::Reply::new(&mut out, true).verbatim("txt", b"a:1");
+    /// assert_eq!(out, b"=7\r\ntxt:a:1\r\n");
+    /// ```
+    pub fn verbatim(&mut self, format: &str, text: &[u8]) {
+        if !self.resp3 {
+            return self.bulk(text);
+        }
+        self.header(b'=', format.len() + 1 + text.len());
+        self.out.extend_from_slice(format.as_bytes());
+        self.out.push(b':');
+        self.out.extend_from_slice(text);
+        self.out.extend_from_slice(b"\r\n");
+    }
+
     /// Nothing: `_` in RESP3, a null bulk string in RESP2.
     pub fn null(&mut self) {
         self.out

@@ -600,14 +600,36 @@ impl Service {
         limit: u32,
         overhead: usize,
     ) -> Result<crate::multiset::Page<i64>, Error> {
-        self.readable()?;
         let room = self.limits.max_reply_bytes.saturating_sub(overhead) / RUN_FRAME_BYTES;
         let cap = self
             .runs_limit(limit)
             .min(u32::try_from(room).unwrap_or(u32::MAX))
             .max(1);
+        self.page_runs(set, from, skip, max, u64::from(cap), usize::MAX)
+    }
+
+    /// One page of a scan of `..=max` starting at `from` after `skip` of its occurrences:
+    /// at most `limit` occurrences (at least 1) in at most `max_runs` runs (at least 1;
+    /// and never more than [`Limits::max_reply_runs`]), for replies that write runs.
+    ///
+    /// # Errors
+    ///
+    /// `UNAVAILABLE` when reads are refused.
+    pub fn page_runs(
+        &self,
+        set: &Set,
+        from: i64,
+        skip: u64,
+        max: i64,
+        limit: u64,
+        max_runs: usize,
+    ) -> Result<crate::multiset::Page<i64>, Error> {
+        self.readable()?;
+        let max_runs = max_runs.min(self.limits.max_reply_runs as usize).max(1);
         let position = crate::multiset::Position { value: from, skip };
-        Ok(set.data().page(from..=max, Some(&position), u64::from(cap)))
+        Ok(set
+            .data()
+            .page_capped(from..=max, Some(&position), limit.max(1), max_runs))
     }
 
     /// Adds one random value in [`RANDOM_RANGE`]; returns it and the length afterwards.

@@ -1,7 +1,7 @@
 //! What clients send about the connection itself: `PING`, `ECHO`, `QUIT`, `HELLO`, `AUTH`,
 //! `SELECT`, `CLIENT ...`. None of them reports the data, so none waits for the log.
 
-use super::{Ctx, Outcome, Refusal, is_word};
+use super::{Ctx, Outcome, Refusal, is_word, redis_integer, syntax_error};
 use crate::http::clip;
 
 /// Redis's answer to AUTH when no password is set (there are none here).
@@ -44,12 +44,33 @@ pub fn quit(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> Outcome {
     Ok(())
 }
 
-pub fn auth(_ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> Outcome {
-    Err(Refusal(AUTH_ERROR.into()))
+/// `AUTH password` and `AUTH username password`, as Redis answers them with no password
+/// set: its one user, `default`, takes any password; there is no other user.
+pub fn auth(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
+    match args {
+        [_password] => Err(Refusal(AUTH_ERROR.into())),
+        [user, _password] => {
+            check_user(user)?;
+            ctx.reply().simple("OK");
+            Ok(())
+        }
+        _ => Err(syntax_error()),
+    }
+}
+
+/// The one user there is: `default`, with no password (Redis's answer for any other).
+fn check_user(user: &[u8]) -> Result<(), Refusal> {
+    if user == b"default" {
+        Ok(())
+    } else {
+        Err(Refusal(
+            "WRONGPASS invalid username-password pair or user is disabled.".into(),
+        ))
+    }
 }
 
 pub fn select(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
-    if args[0] != b"0" {
+    if redis_integer(args[0])? != 0 {
         return Err(Refusal("ERR DB index is out of range".into()));
     }
     ctx.reply().simple("OK");
@@ -61,14 +82,9 @@ pub fn select(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
 pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     let version = match args.first() {
         None => None,
-        Some(v) => Some(
-            std::str::from_utf8(v)
-                .ok()
-                .and_then(|v| v.parse::<i64>().ok())
-                .ok_or_else(|| {
-                    Refusal("ERR Protocol version is not an integer or out of range".into())
-                })?,
-        ),
+        Some(v) => Some(redis_integer(v).map_err(|_| {
+            Refusal("ERR Protocol version is not an integer or out of range".into())
+        })?),
     };
     let mut name = None;
     let mut options = args.iter().skip(1);
@@ -77,8 +93,10 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
             && let Some(value) = options.next()
         {
             name = Some(client_name(value)?);
-        } else if is_word(option, "AUTH") && options.next().is_some() && options.next().is_some() {
-            return Err(Refusal(AUTH_ERROR.into()));
+        } else if is_word(option, "AUTH")
+            && let (Some(user), Some(_password)) = (options.next(), options.next())
+        {
+            check_user(user)?;
         } else {
             return Err(Refusal(format!(
                 "ERR Syntax error in HELLO option '{}'",

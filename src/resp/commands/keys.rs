@@ -1,7 +1,7 @@
 //! The keyspace: Redis's key commands over set names (`DEL`, `EXISTS`, `TYPE`, `KEYS`,
 //! `SCAN`, `DBSIZE`). Every set is a key of type `multiset`; `default` always exists.
 
-use super::{Ctx, Outcome, Refusal, count_arg, is_word, key, syntax_error};
+use super::{Ctx, Outcome, Refusal, integer, is_word, key, syntax_error};
 use crate::frame::MAX_SET_NAME;
 use crate::resp::Pattern;
 
@@ -69,7 +69,8 @@ pub fn dbsize(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> Outcome {
 pub fn keys(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     let pattern = Pattern::new(args[0]);
     ctx.service.readable()?;
-    let budget = ctx.service.limits().max_reply_bytes.saturating_sub(64);
+    let max_bytes = ctx.service.limits().max_reply_bytes;
+    let budget = max_bytes.saturating_sub(64);
     let sets = ctx.service.sets();
     let (mut names, mut bytes) = (Vec::new(), 0);
     let mut after: Option<String> = None;
@@ -78,10 +79,12 @@ pub fn keys(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
         for set in &page {
             if pattern.matches(set.name().as_bytes()) {
                 bytes += set.name().len() + 8;
-                if bytes > budget {
+                if bytes > budget || names.len() == ctx.service.limits().max_reply_runs as usize {
                     return Err(Refusal(format!(
-                        "ERR the matching names do not fit in one reply of at most {budget} \
-                         bytes (--max-output); page through them with SCAN ... MATCH"
+                        "ERR the matching names do not fit in one reply ({} names, {max_bytes} \
+                         bytes: --max-reply-runs, --max-output); page through them with SCAN \
+                         ... MATCH",
+                        ctx.service.limits().max_reply_runs
                     )));
                 }
                 names.push(set.clone());
@@ -106,11 +109,8 @@ pub fn keys(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
 /// is how many sets one call visits (10 by default), so a `MATCH` may return fewer,
 /// none included, before the end, as in Redis.
 pub fn scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
-    let from = std::str::from_utf8(args[0])
-        .ok()
-        .and_then(|c| c.parse::<u64>().ok())
-        .ok_or_else(|| Refusal("ERR invalid cursor".into()))?;
-    let (mut pattern, mut count, mut of_type) = (None, SCAN_COUNT, true);
+    let from = scan_cursor(args[0])?;
+    let (mut pattern, mut count, mut of_type) = (None, SCAN_COUNT as i64, true);
     let mut options = args[1..].iter();
     while let Some(option) = options.next() {
         let Some(value) = options.next() else {
@@ -119,7 +119,11 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
         if is_word(option, "MATCH") {
             pattern = Some(Pattern::new(value));
         } else if is_word(option, "COUNT") {
-            count = count_arg(value, 1)?;
+            // Redis calls a count below 1 a syntax error.
+            count = integer(value)?;
+            if count < 1 {
+                return Err(syntax_error());
+            }
         } else if is_word(option, "TYPE") {
             of_type = is_word(value, TYPE_NAME);
         } else {
@@ -128,7 +132,9 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     }
     ctx.service.readable()?;
     // Every name visited may be returned: as many as fit in one reply.
-    let room = ctx.service.limits().max_reply_bytes.saturating_sub(64) / NAME_BYTES;
+    let limits = ctx.service.limits();
+    let room = (limits.max_reply_bytes.saturating_sub(64) / NAME_BYTES)
+        .min(limits.max_reply_runs as usize);
     let visit = usize::try_from(count).unwrap_or(usize::MAX).min(room);
     let (sets, next) = ctx.service.sets().scan(from, visit);
     let names: Vec<_> = sets
@@ -149,4 +155,23 @@ pub fn scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
         r.bulk(set.name().as_bytes());
     }
     Ok(())
+}
+
+/// A `SCAN` cursor as Redis reads one (`strtoull`): digits, optionally signed (a negative
+/// one wraps, and so points past every set), nothing else.
+fn scan_cursor(bytes: &[u8]) -> Result<u64, Refusal> {
+    let invalid = || Refusal("ERR invalid cursor".into());
+    let (negative, digits) = match bytes.first() {
+        Some(b'-') => (true, &bytes[1..]),
+        Some(b'+') => (false, &bytes[1..]),
+        _ => (false, bytes),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(invalid());
+    }
+    let n: u64 = std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(invalid)?;
+    Ok(if negative { n.wrapping_neg() } else { n })
 }

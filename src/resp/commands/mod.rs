@@ -146,7 +146,11 @@ fn run(ctx: &mut Ctx<'_>, command: &'static Command, rest: &[&[u8]]) -> Outcome 
     else {
         return (command.run)(ctx, rest);
     };
-    if sub.eq_ignore_ascii_case(b"HELP") && sub_rest.is_empty() {
+    if sub.eq_ignore_ascii_case(b"HELP") {
+        if !sub_rest.is_empty() {
+            ctx.command.1 = Some("HELP");
+            return Err(ctx.arity());
+        }
         server::help(ctx, command);
         return Ok(());
     }
@@ -166,15 +170,15 @@ fn run(ctx: &mut Ctx<'_>, command: &'static Command, rest: &[&[u8]]) -> Outcome 
 
 /// Redis's error for a command it does not know.
 fn unknown_command(name: &[u8], rest: &[&[u8]]) -> Refusal {
-    let shown: Vec<String> = rest
+    // Each argument quoted and followed by a space, as Redis writes them.
+    let shown: String = rest
         .iter()
         .take(3)
-        .map(|a| format!("'{}'", clip(&String::from_utf8_lossy(a))))
+        .map(|a| format!("'{}' ", clip(&String::from_utf8_lossy(a))))
         .collect();
     Refusal(format!(
-        "ERR unknown command '{}', with args beginning with: {}",
+        "ERR unknown command '{}', with args beginning with: {shown}",
         clip(&String::from_utf8_lossy(name)),
-        shown.join(" ")
     ))
 }
 
@@ -199,6 +203,18 @@ fn integer(bytes: &[u8]) -> Result<i64, Refusal> {
         .then(|| std::str::from_utf8(bytes).ok()?.parse().ok())
         .flatten()
         .ok_or_else(not_integer)
+}
+
+/// An integer as Redis's own commands read one (`string2ll`): `0`, or an optional `-` and
+/// digits without a leading zero. For the Redis commands whose arguments are numbers
+/// (`SELECT`, `HELLO`), so they refuse what Redis refuses.
+fn redis_integer(bytes: &[u8]) -> Result<i64, Refusal> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    let canonical = bytes == b"0" || digits.first().is_some_and(|d| (b'1'..=b'9').contains(d));
+    if !canonical {
+        return Err(not_integer());
+    }
+    integer(bytes)
 }
 
 /// A count argument: an integer of at least `min`.

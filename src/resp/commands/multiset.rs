@@ -153,6 +153,7 @@ pub fn quantile(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     let name = key(args[0])?;
     let qs = &args[1..];
     check_quantile_count(qs.len())?;
+    check_elements(ctx, qs.len())?;
     let qs: Vec<f64> = qs
         .iter()
         .map(|q| {
@@ -286,30 +287,31 @@ pub fn range(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
 }
 
 /// `MS.SCAN key cursor [COUNT count]`: `[next cursor, [value, count, ...]]`, at most
-/// `count` occurrences (default [`SCAN_COUNT`]). The cursor is `0` to start and `0` again
-/// at the end; in between it is `value:skip`, as the HTTP API's cursors are.
+/// `count` occurrences (default [`SCAN_COUNT`]) in as many runs as fit in one reply. The
+/// cursor is `0` to start and `0` again at the end; in between it is `value:skip`, as the
+/// HTTP API's cursors are.
 pub fn scan(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     let name = key(args[0])?;
     let from = cursor(args[1])?;
     let mut count = SCAN_COUNT;
-    match &args[2..] {
-        [] => {}
-        [word, n] if is_word(word, "COUNT") => count = count_arg(n, 1)?,
-        _ => return Err(syntax_error()),
+    let mut options = args[2..].iter();
+    while let Some(option) = options.next() {
+        match options.next() {
+            Some(n) if is_word(option, "COUNT") => count = count_arg(n, 1)?,
+            _ => return Err(syntax_error()),
+        }
     }
-    // Each run takes at most two integers; the page is cut to what fits the reply.
-    let room = ctx
+    // A run takes at most two integers: as many runs as fit in the reply, whatever
+    // occurrences they hold.
+    let runs = ctx
         .service
         .limits()
         .max_reply_bytes
         .saturating_sub(REPLY_OVERHEAD)
         / (2 * INTEGER_BYTES);
-    let limit = u32::try_from(count.min(room as u64))
-        .unwrap_or(u32::MAX)
-        .max(1);
     let page = ctx.service.sets().with(name, |set| {
         ctx.service
-            .page(set, from.value, from.skip, i64::MAX, limit, 0)
+            .page_runs(set, from.value, from.skip, i64::MAX, count, runs)
     })?;
     let next = match page.next {
         Some(p) => format!("{}:{}", p.value, p.skip),
@@ -344,7 +346,7 @@ fn cursor(bytes: &[u8]) -> Result<Position<i64>, Refusal> {
 }
 
 /// A range's bounds as `ZRANGEBYSCORE` takes them: an integer, `-inf`, `+inf` (or `inf`),
-/// or `(n` for n excluded. `None` when the range is empty on its face (`(5 (6`, or an
+/// `(n` for n excluded (and `(-inf`, `(+inf`, which exclude nothing that is an `i64`). `None` when the range is empty on its face (`(5 (6`, or an
 /// excluded bound past `i64`'s end).
 fn bounds(min: &[u8], max: &[u8]) -> Result<Option<(i64, i64)>, Refusal> {
     let min = bound(min, true)?;
@@ -354,25 +356,36 @@ fn bounds(min: &[u8], max: &[u8]) -> Result<Option<(i64, i64)>, Refusal> {
 
 /// One bound, inclusive; `None` when it excludes every `i64`.
 fn bound(bytes: &[u8], lower: bool) -> Result<Option<i64>, Refusal> {
-    let infinite = |b: &[u8]| b.eq_ignore_ascii_case(b"inf") || b.eq_ignore_ascii_case(b"+inf");
     let bad = || Refusal("ERR min or max is not an integer".into());
-    if bytes.eq_ignore_ascii_case(b"-inf") {
+    let (exclusive, text) = match bytes.strip_prefix(b"(") {
+        Some(rest) => (true, rest),
+        None => (false, bytes),
+    };
+    // Infinities, excluded or not, are every value on their side.
+    if text.eq_ignore_ascii_case(b"-inf") {
         return Ok(lower.then_some(i64::MIN));
     }
-    if infinite(bytes) {
+    if text.eq_ignore_ascii_case(b"inf") || text.eq_ignore_ascii_case(b"+inf") {
         return Ok((!lower).then_some(i64::MAX));
     }
-    match bytes.strip_prefix(b"(") {
-        Some(rest) => {
-            let n = integer(rest).map_err(|_| bad())?;
-            Ok(if lower {
-                n.checked_add(1)
-            } else {
-                n.checked_sub(1)
-            })
-        }
-        None => integer(bytes).map(Some).map_err(|_| bad()),
+    let n = integer(text).map_err(|_| bad())?;
+    Ok(match (exclusive, lower) {
+        (false, _) => Some(n),
+        (true, true) => n.checked_add(1),
+        (true, false) => n.checked_sub(1),
+    })
+}
+
+/// Refuses a reply of more than `--max-reply-runs` elements.
+fn check_elements(ctx: &Ctx<'_>, n: usize) -> Outcome {
+    let max = ctx.service.limits().max_reply_runs;
+    if n > max as usize {
+        return Err(Refusal(format!(
+            "ERR a reply of {n} elements is more than one reply may carry ({max}: \
+             --max-reply-runs)"
+        )));
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -393,6 +406,11 @@ mod tests {
         assert_eq!(bounds(b"+inf", b"-inf").unwrap(), None);
         assert_eq!(bounds(b"(9223372036854775807", b"+inf").unwrap(), None);
         assert_eq!(bounds(b"-inf", b"(-9223372036854775808").unwrap(), None);
+        assert_eq!(
+            bounds(b"(-inf", b"(+inf").unwrap(),
+            Some((i64::MIN, i64::MAX))
+        );
+        assert_eq!(bounds(b"(+inf", b"+inf").unwrap(), None);
         for bad in [&b"x"[..], b"1.5", b"((1", b"(", b"", b"+1", b"(+1"] {
             assert!(
                 bounds(bad, b"1").is_err(),

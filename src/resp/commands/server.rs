@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{COMMANDS, Command, Ctx, Kind, Outcome, Refusal, lookup};
+use super::{COMMANDS, Command, Ctx, Kind, Outcome, Refusal, is_word, lookup, syntax_error};
 use crate::resp::{Pattern, Reply};
 
 /// The Redis version whose protocol and connection commands sortd's follow, for clients
@@ -61,12 +61,36 @@ pub fn command_count(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> Outcome {
     Ok(())
 }
 
-/// `COMMAND LIST`: every command's name.
-pub fn command_list(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> Outcome {
+/// `COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]`: the names
+/// of every command, or of those in the ACL category or matching the pattern (in any
+/// case); no command comes from a module.
+pub fn command_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
+    let keep: Box<dyn Fn(&Command) -> bool> = match args {
+        [] => Box::new(|_| true),
+        [filterby, kind, value] if is_word(filterby, "FILTERBY") => {
+            if is_word(kind, "MODULE") {
+                Box::new(|_| false)
+            } else if is_word(kind, "ACLCAT") {
+                let category = format!("@{}", String::from_utf8_lossy(value).to_ascii_lowercase());
+                Box::new(move |c| categories(c).contains(&category.as_str()))
+            } else if is_word(kind, "PATTERN") {
+                let pattern = Pattern::new(&value.to_ascii_lowercase());
+                Box::new(move |c| pattern.matches(c.name.to_ascii_lowercase().as_bytes()))
+            } else {
+                return Err(syntax_error());
+            }
+        }
+        _ => return Err(syntax_error()),
+    };
+    let names: Vec<String> = COMMANDS
+        .iter()
+        .filter(|c| keep(c))
+        .map(|c| c.name.to_ascii_lowercase())
+        .collect();
     let mut r = ctx.reply();
-    r.array(COMMANDS.len());
-    for c in COMMANDS {
-        r.bulk(c.name.to_ascii_lowercase().as_bytes());
+    r.array(names.len());
+    for name in names {
+        r.bulk(name.as_bytes());
     }
     Ok(())
 }
@@ -248,7 +272,11 @@ pub fn config_get(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
         ("maxmemory", "0".into()),
         ("save", String::new()),
     ];
-    let patterns: Vec<Pattern> = args.iter().map(|p| Pattern::new(p)).collect();
+    // Case-insensitive, as in Redis: the settings' names are lower case.
+    let patterns: Vec<Pattern> = args
+        .iter()
+        .map(|p| Pattern::new(&p.to_ascii_lowercase()))
+        .collect();
     let chosen: Vec<_> = settings
         .iter()
         .filter(|(name, _)| patterns.iter().any(|p| p.matches(name.as_bytes())))
@@ -376,6 +404,6 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
         "Keyspace",
         &[("db0", format!("keys={},expires=0,avg_ttl=0", sets.len()))],
     );
-    ctx.reply().bulk(text.as_bytes());
+    ctx.reply().verbatim("txt", text.as_bytes());
     Ok(())
 }

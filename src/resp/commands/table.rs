@@ -318,11 +318,21 @@ pub static COMMANDS: &[Command] = &[
             },
             Command {
                 name: "LIST",
-                arity: 2,
+                arity: -2,
                 flags: &["loading", "stale"],
                 group: "server",
-                summary: "Returns every command's name",
+                summary: "Returns every command's name, or those a filter keeps",
                 complexity: "O(N) where N is the number of commands",
+                args: &[arg(
+                    "filterby",
+                    Kind::OneOf(&[
+                        arg("module-name", Kind::String).token("MODULE"),
+                        arg("category", Kind::String).token("ACLCAT"),
+                        arg("pattern", Kind::Pattern).token("PATTERN"),
+                    ]),
+                )
+                .token("FILTERBY")
+                .optional()],
                 run: server::command_list,
                 ..BASE
             },
