@@ -607,7 +607,7 @@ fn write_error_at_run_time_stops_acknowledging() {
     let p = start(
         &dir,
         Some("trap '' XFSZ; ulimit -f 2"),
-        &["--fsync", "always"],
+        &["--fsync", "always", "--resp-addr", "127.0.0.1:0"],
     )
     .unwrap();
     let mut tally = Tally::new();
@@ -665,6 +665,20 @@ fn write_error_at_run_time_stops_acknowledging() {
         let (status, body) = http_call(p.http, "GET", path, "");
         assert_eq!(status, 503, "{path}: {body}");
     }
+    // Over RESP the same: changes and reads refused as MISCONF, INFO answering and saying
+    // why (a second review found INFO refused, so the failure could not be seen there).
+    let url = format!("redis://{}/", p.resp.unwrap());
+    let mut r = redis::Client::open(url).unwrap().get_connection().unwrap();
+    for command in [
+        redis::cmd("MS.ADD").arg("k").arg(1).clone(),
+        redis::cmd("MS.CARD").arg("default").clone(),
+    ] {
+        let e = command.query::<redis::Value>(&mut r).unwrap_err();
+        assert!(e.to_string().contains("MISCONF"), "{e}");
+    }
+    let info: String = redis::cmd("INFO").arg("persistence").query(&mut r).unwrap();
+    assert!(info.contains("aof_last_write_status:err"), "{info}");
+    assert!(info.contains("File too large"), "{info}");
     p.kill();
 
     let p = start(&dir, None, &[]).unwrap();

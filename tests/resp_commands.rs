@@ -656,8 +656,9 @@ fn the_server_describes_itself_as_tools_expect() {
             .arg("Append*")
             .query(&mut c)
             .unwrap();
+        // A name asked for exactly comes back as asked; a pattern's matches by name.
         let want: BTreeMap<String, String> =
-            [("appendfsync", "no"), ("appendonly", "no"), ("save", "")]
+            [("appendfsync", "no"), ("appendonly", "no"), ("SAVE", "")]
                 .into_iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect();
@@ -670,6 +671,34 @@ fn the_server_describes_itself_as_tools_expect() {
         );
         let count: u64 = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
         assert_eq!(count as usize, sortd::resp::COMMANDS.len());
+        // Subcommands by their full names, as Redis lists and describes them.
+        let client: Vec<String> = cmd!("COMMAND", &"LIST", &"FILTERBY", &"PATTERN", &"client*")
+            .query(&mut c)
+            .unwrap();
+        assert!(client.contains(&"client|setname".to_string()), "{client:?}");
+        let keyspace: Vec<String> = cmd!("COMMAND", &"LIST", &"FILTERBY", &"ACLCAT", &"keyspace")
+            .query(&mut c)
+            .unwrap();
+        assert!(keyspace.contains(&"dbsize".to_string()), "{keyspace:?}");
+        let info: Vec<Value> = cmd!("COMMAND", &"INFO", &"client|getname")
+            .query(&mut c)
+            .unwrap();
+        let Value::Array(fields) = &info[0] else {
+            panic!("{info:?}")
+        };
+        let name: String = redis::from_redis_value_ref(&fields[0]).unwrap();
+        assert_eq!(name, "client|getname");
+        let docs: BTreeMap<String, Value> = cmd!("COMMAND", &"DOCS", &"CLIENT|GETNAME")
+            .query(&mut c)
+            .unwrap();
+        assert!(docs.contains_key("client|getname"), "{docs:?}");
+        let config: BTreeMap<String, String> =
+            cmd!("CONFIG", &"GET", &"Databases").query(&mut c).unwrap();
+        assert_eq!(
+            config.get("Databases").map(String::as_str),
+            Some("1"),
+            "{config:?}"
+        );
         let ms: Vec<String> = cmd!("COMMAND", &"LIST", &"FILTERBY", &"PATTERN", &"MS.*")
             .query(&mut c)
             .unwrap();

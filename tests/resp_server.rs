@@ -95,7 +95,7 @@ fn connection_commands_answer_as_redis_does() {
     call(
         &mut s,
         &["HELLO", "4"],
-        "-NOPROTO sorry, this protocol version is not supported.\r\n",
+        "-NOPROTO unsupported protocol version\r\n",
     );
     // HELLO 3: a map, and RESP3 from then on (a null is `_`).
     s.write_all(&command(&["HELLO", "3"])).unwrap();
@@ -288,7 +288,7 @@ fn limits_and_redis_rules_hold_on_every_command() {
     call(
         &mut s,
         &["HELLO", "4"],
-        "-NOPROTO sorry, this protocol version is not supported.\r\n",
+        "-NOPROTO unsupported protocol version\r\n",
     );
     call(
         &mut s,
@@ -379,4 +379,34 @@ fn a_slowloris_resp_client_is_dropped_and_a_busy_one_is_not() {
     }
     assert!(closed, "a slowloris client should be disconnected");
     call(&mut busy, &["MS.CARD", "k"], ":0\r\n");
+}
+
+/// `--max-values` above the default raises the RESP argument limit with it, so an MS.ADD
+/// of that many values is decoded (and one value more gets the protocol error).
+#[test]
+fn max_values_above_the_default_raises_the_argument_limit() {
+    let max_values = 1_000_100u32;
+    let (_server, addr) = start_with(Config {
+        limits: sortd::service::Limits {
+            max_values,
+            ..sortd::service::Limits::default()
+        },
+        ..config()
+    });
+    let mut s = connect(addr);
+    let mut wire = format!("*{}\r\n$6\r\nMS.ADD\r\n$1\r\nk\r\n", max_values + 2).into_bytes();
+    for _ in 0..max_values {
+        wire.extend_from_slice(b"$1\r\n7\r\n");
+    }
+    exchange(&mut s, &wire, &format!(":{max_values}\r\n"));
+    let mut t = connect(addr);
+    let _ = t.write_all(format!("*{}\r\n", max_values + 3).as_bytes());
+    let mut reply = Vec::new();
+    let _ = t.read_to_end(&mut reply);
+    assert!(
+        String::from_utf8_lossy(&reply)
+            .contains("argument count 1000103 is over the limit of 1000102"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
 }

@@ -86,7 +86,8 @@ fn line(buf: &[u8], from: usize, max: usize) -> Result<Option<usize>, String> {
 fn count(digits: &[u8], what: &str, max: usize) -> Result<usize, String> {
     let text = std::str::from_utf8(digits).unwrap_or("?");
     let bad = || format!("bad {what} {:?}", crate::http::clip(text));
-    if !digits.iter().all(u8::is_ascii_digit) {
+    // Digits only, and no leading zero (Redis refuses `*01` as an invalid length).
+    if !digits.iter().all(u8::is_ascii_digit) || (digits.len() > 1 && digits[0] == b'0') {
         return Err(bad());
     }
     let n: usize = text.parse().map_err(|_| bad())?;
@@ -319,6 +320,9 @@ mod tests {
             (b"*1\r\n$-1\r\n", "bad bulk length"),
             (b"*+1\r\n", "bad argument count"),
             (b"*1\r\n$+1\r\na\r\n", "bad bulk length"),
+            // Leading zeros, which Redis refuses as invalid lengths.
+            (b"*01\r\n", "bad argument count"),
+            (b"*1\r\n$04\r\nPING\r\n", "bad bulk length"),
             (
                 b"*2\r\n$5\r\naaaaa\r\n$4\r\n",
                 "a command of more than 8 bytes",

@@ -90,6 +90,7 @@ impl Connection {
         protocol: Protocol,
         max_payload: u32,
         http_limits: http::Limits,
+        max_values: u32,
     ) -> Self {
         Connection {
             stream,
@@ -98,10 +99,13 @@ impl Connection {
             decoder: Decoder::new(max_payload),
             http_limits,
             resp: (protocol == Protocol::Resp).then(|| {
-                // One command costs what one frame may: `--max-frame` bytes in all.
+                // One command costs what one frame may: `--max-frame` bytes in all, and
+                // an MS.ADD of `--max-values` values (with its name and key) is decoded.
                 let limits = crate::resp::Limits {
                     max_bulk: max_payload as usize,
                     max_command: max_payload as usize,
+                    max_args: (max_values as usize + 2)
+                        .max(crate::resp::Limits::default().max_args),
                     ..crate::resp::Limits::default()
                 };
                 Box::new((

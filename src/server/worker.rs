@@ -162,6 +162,7 @@ impl Worker {
                 protocol,
                 self.config.max_frame,
                 self.config.http_limits,
+                self.config.limits.max_values,
             ));
         }
         Ok(())

@@ -109,9 +109,7 @@ pub fn hello(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
         Some(2) => false,
         Some(3) => true,
         Some(_) => {
-            return Err(Refusal(
-                "NOPROTO sorry, this protocol version is not supported.".into(),
-            ));
+            return Err(Refusal("NOPROTO unsupported protocol version".into()));
         }
     };
     ctx.client.resp3 = resp3;
@@ -166,6 +164,13 @@ pub fn client_setinfo(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
         return Err(Refusal(format!(
             "ERR Unrecognized option '{}'",
             clip(&String::from_utf8_lossy(args[0]))
+        )));
+    }
+    // Redis 7.2's rule for both: printable ASCII, no spaces.
+    if args[1].iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(Refusal(format!(
+            "ERR {} cannot contain spaces, newlines or special characters.",
+            String::from_utf8_lossy(args[0]).to_ascii_lowercase()
         )));
     }
     ctx.reply().simple("OK");

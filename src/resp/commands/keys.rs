@@ -81,9 +81,9 @@ pub fn keys(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
                 bytes += set.name().len() + 8;
                 if bytes > budget || names.len() == ctx.service.limits().max_reply_runs as usize {
                     return Err(Refusal(format!(
-                        "ERR the matching names do not fit in one reply ({} names, {max_bytes} \
-                         bytes: --max-reply-runs, --max-output); page through them with SCAN \
-                         ... MATCH",
+                        "ERR the matching names do not fit in one reply (at most {} names and \
+                         {max_bytes} bytes: --max-reply-runs, --max-output); page through them \
+                         with SCAN ... MATCH",
                         ctx.service.limits().max_reply_runs
                     )));
                 }

@@ -8,7 +8,7 @@ mod multiset;
 mod server;
 mod table;
 
-pub use table::{Arg, COMMANDS, Command, Handler, Kind, lookup};
+pub use table::{Arg, COMMANDS, Command, Handler, Kind, lookup, lookup_full};
 
 use super::Reply;
 use crate::frame::{ErrorCode, check_set_name};

@@ -270,9 +270,9 @@ pub fn range(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     if too_big {
         out.truncate(start);
         return Err(Refusal(format!(
-            "ERR the range holds more than one reply may carry ({max_elements} elements, \
-             {max_bytes} bytes: --max-reply-runs, --max-output); ask for fewer with LIMIT, or \
-             page through it with MS.SCAN"
+            "ERR the range holds more than one reply may carry (at most {max_elements} \
+             elements and {max_bytes} bytes: --max-reply-runs, --max-output); ask for fewer \
+             with LIMIT, or page through it with MS.SCAN"
         )));
     }
     let mut header = Vec::with_capacity(24);
@@ -381,7 +381,7 @@ fn check_elements(ctx: &Ctx<'_>, n: usize) -> Outcome {
     let max = ctx.service.limits().max_reply_runs;
     if n > max as usize {
         return Err(Refusal(format!(
-            "ERR a reply of {n} elements is more than one reply may carry ({max}: \
+            "ERR a reply of {n} elements is more than one reply may carry (at most {max}: \
              --max-reply-runs)"
         )));
     }

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use super::{COMMANDS, Command, Ctx, Kind, Outcome, Refusal, is_word, lookup, syntax_error};
+use super::{COMMANDS, Command, Ctx, Kind, Outcome, Refusal, is_word, lookup_full, syntax_error};
 use crate::resp::{Pattern, Reply};
 
 /// The Redis version whose protocol and connection commands sortd's follow, for clients
@@ -65,28 +65,38 @@ pub fn command_count(ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> Outcome {
 /// of every command, or of those in the ACL category or matching the pattern (in any
 /// case); no command comes from a module.
 pub fn command_list(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
-    let keep: Box<dyn Fn(&Command) -> bool> = match args {
-        [] => Box::new(|_| true),
+    // Every command with its full name; filtered, their subcommands too, as Redis lists.
+    let all = COMMANDS.iter().map(|c| (c, full_name(c, None)));
+    let names: Vec<String> = match args {
+        [] => all.map(|(_, name)| name).collect(),
         [filterby, kind, value] if is_word(filterby, "FILTERBY") => {
+            let with_subs = COMMANDS.iter().flat_map(|c| {
+                std::iter::once((c, full_name(c, None))).chain(
+                    c.subcommands
+                        .iter()
+                        .map(|s| (s, full_name(s, Some(c.name)))),
+                )
+            });
             if is_word(kind, "MODULE") {
-                Box::new(|_| false)
+                Vec::new()
             } else if is_word(kind, "ACLCAT") {
                 let category = format!("@{}", String::from_utf8_lossy(value).to_ascii_lowercase());
-                Box::new(move |c| categories(c).contains(&category.as_str()))
+                with_subs
+                    .filter(|(c, _)| categories(c).contains(&category.as_str()))
+                    .map(|(_, name)| name)
+                    .collect()
             } else if is_word(kind, "PATTERN") {
                 let pattern = Pattern::new(&value.to_ascii_lowercase());
-                Box::new(move |c| pattern.matches(c.name.to_ascii_lowercase().as_bytes()))
+                with_subs
+                    .filter(|(_, name)| pattern.matches(name.as_bytes()))
+                    .map(|(_, name)| name)
+                    .collect()
             } else {
                 return Err(syntax_error());
             }
         }
         _ => return Err(syntax_error()),
     };
-    let names: Vec<String> = COMMANDS
-        .iter()
-        .filter(|c| keep(c))
-        .map(|c| c.name.to_ascii_lowercase())
-        .collect();
     let mut r = ctx.reply();
     r.array(names.len());
     for name in names {
@@ -104,8 +114,8 @@ pub fn command_info(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     let mut r = ctx.reply();
     r.array(args.len());
     for name in args {
-        match lookup(COMMANDS, name) {
-            Some(c) => info_entry(&mut r, c, None),
+        match lookup_full(name) {
+            Some((c, parent)) => info_entry(&mut r, c, parent),
             None => r.null(),
         }
     }
@@ -115,15 +125,15 @@ pub fn command_info(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
 /// `COMMAND DOCS [name ...]`: the named commands' documentation (unknown names left out),
 /// or every command's.
 pub fn command_docs(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
-    let chosen: Vec<&Command> = if args.is_empty() {
-        COMMANDS.iter().collect()
+    let chosen: Vec<(&Command, Option<&str>)> = if args.is_empty() {
+        COMMANDS.iter().map(|c| (c, None)).collect()
     } else {
-        args.iter().filter_map(|n| lookup(COMMANDS, n)).collect()
+        args.iter().filter_map(|n| lookup_full(n)).collect()
     };
     let mut r = ctx.reply();
     r.map(chosen.len());
-    for c in chosen {
-        r.bulk(c.name.to_ascii_lowercase().as_bytes());
+    for (c, parent) in chosen {
+        r.bulk(full_name(c, parent).as_bytes());
         docs_entry(&mut r, c);
     }
     Ok(())
@@ -157,7 +167,7 @@ fn info_entry(r: &mut Reply<'_>, c: &Command, parent: Option<&str>) {
 
 /// A command's ACL categories, from its flags and group.
 fn categories(c: &Command) -> Vec<&'static str> {
-    let mut out = Vec::new();
+    let mut out: Vec<&'static str> = c.acl.to_vec();
     if c.flags.contains(&"write") {
         out.push("@write");
     }
@@ -277,14 +287,23 @@ pub fn config_get(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
         .iter()
         .map(|p| Pattern::new(&p.to_ascii_lowercase()))
         .collect();
-    let chosen: Vec<_> = settings
+    // A setting named exactly (no glob character) is answered under the name as it was
+    // asked for, as Redis does; one matched by a pattern under its own name.
+    let chosen: Vec<(&[u8], &String)> = settings
         .iter()
-        .filter(|(name, _)| patterns.iter().any(|p| p.matches(name.as_bytes())))
+        .filter_map(|(name, value)| {
+            let asked = args
+                .iter()
+                .zip(&patterns)
+                .find(|(_, p)| p.matches(name.as_bytes()))?;
+            let literal = !asked.0.iter().any(|b| b"*?[\\".contains(b));
+            Some((if literal { asked.0 } else { name.as_bytes() }, value))
+        })
         .collect();
     let mut r = ctx.reply();
     r.map(chosen.len());
     for (name, value) in chosen {
-        r.bulk(name.as_bytes());
+        r.bulk(name);
         r.bulk(value.as_bytes());
     }
     Ok(())
@@ -310,8 +329,10 @@ pub fn config_set(_ctx: &mut Ctx<'_>, _args: &[&[u8]]) -> Outcome {
 /// `INFO [section ...]`: `server`, `clients`, `persistence`, `stats` and `keyspace`, in
 /// Redis's `field:value` lines (all of them when no section is named, or `all`,
 /// `everything`, `default`).
+///
+/// It answers after a log failure too, as `STATS` and `GET /stats` do, so an operator
+/// can see why writes fail (`aof_last_write_status:err`, `sortd_log_failure`).
 pub fn info(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
-    ctx.service.readable()?;
     let wanted = |section: &str| {
         args.is_empty()
             || args.iter().any(|a| {
@@ -371,6 +392,12 @@ pub fn info(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
                     "ok"
                 }
                 .into(),
+            ),
+            (
+                "sortd_log_failure",
+                log.and_then(|l| l.failure())
+                    .unwrap_or("")
+                    .replace(['\r', '\n'], " "),
             ),
             (
                 "aof_fsync",

@@ -34,6 +34,8 @@ pub struct Command {
     /// Whether its reply reports the data (so, with persistence on, waits for the log like
     /// every read); `PING` and the connection commands do not.
     pub reads_data: bool,
+    /// ACL categories beyond those its flags and group give (`COMMAND INFO`).
+    pub acl: &'static [&'static str],
     /// Runs it.
     pub run: Handler,
 }
@@ -197,6 +199,7 @@ const BASE: Command = Command {
     args: &[],
     subcommands: &[],
     reads_data: false,
+    acl: &[],
     run: server::unreachable,
 };
 
@@ -215,7 +218,7 @@ pub static COMMANDS: &[Command] = &[
         arity: -2,
         flags: &["noscript", "loading", "stale", "fast", "no_auth"],
         group: "connection",
-        summary: "Authenticates the connection (sortd has no passwords: always an error)",
+        summary: "Authenticates as Redis does with no password set: user default takes any password",
         args: &[
             arg("username", Kind::String).optional(),
             arg("password", Kind::String),
@@ -382,6 +385,7 @@ pub static COMMANDS: &[Command] = &[
         group: "server",
         summary: "Returns how many sets there are, default included",
         reads_data: true,
+        acl: &["@keyspace"],
         run: keys::dbsize,
         ..BASE
     },
@@ -675,6 +679,19 @@ pub static COMMANDS: &[Command] = &[
 #[must_use]
 pub fn lookup(table: &'static [Command], name: &[u8]) -> Option<&'static Command> {
     position(table, name).map(|i| &table[i])
+}
+
+/// The command or subcommand a full name names: `ms.add`, or `client|getname` (as
+/// `COMMAND INFO` and `COMMAND DOCS` take them), in any case.
+#[must_use]
+pub fn lookup_full(name: &[u8]) -> Option<(&'static Command, Option<&'static str>)> {
+    match name.iter().position(|&b| b == b'|') {
+        None => lookup(COMMANDS, name).map(|c| (c, None)),
+        Some(at) => {
+            let parent = lookup(COMMANDS, &name[..at])?;
+            lookup(parent.subcommands, &name[at + 1..]).map(|sub| (sub, Some(parent.name)))
+        }
+    }
 }
 
 /// Where in `table` the command named `name` (in any case) is.
