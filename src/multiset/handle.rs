@@ -114,13 +114,17 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
     /// assert_eq!(set.len(), 3);
     /// ```
     pub fn insert_n(&mut self, value: T, n: u64) -> u64 {
+        if self.set.is_indexed() {
+            // Every write must record into the index: no cached shortcut.
+            return self.set.insert_n(value, n);
+        }
         if n == 0 {
             return self.count(&value);
         }
         let slot = slot_of(&value);
         if let Some(entry) = self.cached(slot, &value) {
             match add_to(entry.value(), n) {
-                Added::To(after) => {
+                Added::To(after, _) => {
                     self.set.counters.add(n, u64::from(after == n));
                     return after;
                 }
@@ -132,7 +136,7 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
         let guard = &epoch::pin();
         let (after, entry) = self
             .set
-            .add_inner(&value, n, guard, true)
+            .add_inner(&value, n, guard, true, None)
             .unwrap_or_else(|_| count_overflow());
         self.set.counters.add(n, u64::from(after == n));
         self.store(slot, entry, guard);
@@ -161,17 +165,20 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
     /// ```
     pub fn insert_batch(&mut self, batch: &mut [T]) -> u64 {
         let set = self.set;
+        if set.is_indexed() {
+            return set.insert_batch(batch);
+        }
         // Pinned at the first value that is not cached, for the rest of the batch.
         let mut guard = None;
         set.insert_runs(batch, |value, n| {
             let slot = slot_of(value);
             match self.cached(slot, value).map(|e| add_to(e.value(), n)) {
-                Some(Added::To(after)) => after,
+                Some(Added::To(after, _)) => after,
                 Some(Added::Overflow(_)) => count_overflow(),
                 None | Some(Added::Dead) => {
                     let guard = guard.get_or_insert_with(epoch::pin);
                     let (after, entry) = set
-                        .add_inner(value, n, guard, true)
+                        .add_inner(value, n, guard, true, None)
                         .unwrap_or_else(|_| count_overflow());
                     self.store(slot, entry, guard);
                     after
@@ -207,16 +214,19 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
     /// assert_eq!(h.remove_n(&4, 5), 1);
     /// ```
     pub fn remove_n(&mut self, value: &T, n: u64) -> u64 {
+        if self.set.is_indexed() {
+            return self.set.remove_n(value, n);
+        }
         let slot = slot_of(value);
         if let Some(entry) = self.cached(slot, value) {
             let count = entry.value();
             if live_count(count).is_some() {
-                let (taken, died) = take_from(count, n, || {
+                let taken = take_from(count, n, || {
                     entry.remove(&epoch::pin());
                 });
-                if taken > 0 {
-                    self.set.counters.sub(taken, u64::from(died));
-                    return taken;
+                if taken.n > 0 {
+                    self.set.counters.sub(taken.n, u64::from(taken.died));
+                    return taken.n;
                 }
             }
         }

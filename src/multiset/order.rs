@@ -1,13 +1,17 @@
 //! Order statistics: rank, range counts, selection, quantiles, and paging with a stored
 //! position.
 //!
-//! Each is one ascending walk over the values' counts, in batches of [`WALK_BATCH`] entries
-//! under short epoch pins (like the iterators: no node is held between batches, so a long
-//! walk never holds back memory reclamation). A walk costs O(d) for the d distinct values
-//! it passes: `rank(v)` walks the values below `v`, `select(k)` those up to the k-th
-//! occurrence. That is well under a microsecond for the service's hundred values and
-//! milliseconds for millions; a counted index that answers in O(log d) is planned
-//! (issue 15) and will keep every guarantee stated here.
+//! Without an index each is one ascending walk over the values' counts, in batches of
+//! [`WALK_BATCH`] entries under short epoch pins (like the iterators: no node is held
+//! between batches, so a long walk never holds back memory reclamation). A walk costs
+//! O(d) for the d distinct values it passes: `rank(v)` walks the values below `v`,
+//! `select(k)` those up to the k-th occurrence. That is well under a microsecond for a
+//! hundred values and milliseconds for millions.
+//!
+//! An [indexed](SortedMultiset::indexed) multiset with an index built adds up the counters
+//! of the buckets a range covers whole and walks only the (at most two) buckets it covers
+//! in part (see `index`). Each counter and each leaf is read once, as a walk reads each
+//! leaf once, so the same guarantees hold.
 //!
 //! Their guarantees under concurrent writes are stated with the others', under
 //! [Consistency](SortedMultiset#consistency).
@@ -16,7 +20,12 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use crossbeam_epoch as epoch;
 
+use super::index::{GROUP, Index, State};
 use super::{SortedMultiset, is_empty_range, iter, live_count};
+
+/// Totals at which the index is no longer used (its sums are exact while they fit an
+/// `i64`): such counts come from a walk, saturating as documented.
+const INDEXED_TOTAL: u64 = 1 << 62;
 
 /// Entries one batch of an order-statistics walk visits under one pin: long enough that
 /// the re-seek between batches costs little (one O(log d) search per 256 values), short
@@ -126,7 +135,7 @@ where
 {
     /// Calls `visit` with each live `(value, count)` in `bounds`, ascending, until it breaks:
     /// the walk behind every order statistic.
-    fn walk_counts(
+    pub(super) fn walk_counts(
         &self,
         bounds: (Bound<T>, Bound<T>),
         mut visit: impl FnMut(&T, u64) -> ControlFlow<()>,
@@ -188,13 +197,117 @@ where
     /// assert_eq!(set.count_range(3..2), 0);
     /// ```
     pub fn count_range<R: RangeBounds<T>>(&self, range: R) -> u64 {
-        let mut total = 0u64;
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
+        if let Some(state) = self.index_for_reading() {
+            let index = state.authority().expect("checked by index_for_reading");
+            return self.count_indexed(index, bounds);
+        }
+        let mut total = 0u64;
         self.walk_counts(bounds, |_, n| {
             total = total.saturating_add(n);
             ControlFlow::Continue(())
         });
         total
+    }
+
+    /// The index's state, when there is an index readers can add up and the total is
+    /// small enough for its sums.
+    fn index_for_reading(&self) -> Option<arc_swap::Guard<std::sync::Arc<State<T>>>> {
+        let state = self.index.as_ref()?.load();
+        (state.authority().is_some() && self.len() < INDEXED_TOTAL).then_some(state)
+    }
+
+    /// Occurrences in `bounds` with the index: the buckets covered whole by their
+    /// counters, the (at most two) covered in part by walking them.
+    fn count_indexed(&self, index: &Index<T>, (lo, hi): (Bound<T>, Bound<T>)) -> u64 {
+        if is_empty_range(&(lo.clone(), hi.clone())) {
+            return 0;
+        }
+        let bucket = |b: &Bound<T>| match b {
+            Bound::Unbounded => None,
+            Bound::Included(v) | Bound::Excluded(v) => Some(index.bucket_of(v)),
+        };
+        let (lo_bucket, hi_bucket) = (bucket(&lo), bucket(&hi));
+        let walk = |from: Bound<T>, to: Bound<T>| {
+            let mut sum = 0i128;
+            self.walk_counts((from, to), |_, n| {
+                sum += i128::from(n);
+                ControlFlow::Continue(())
+            });
+            sum
+        };
+        let total = match (lo_bucket, hi_bucket) {
+            (Some(a), Some(b)) if a == b => walk(lo, hi),
+            _ => {
+                let mut total = 0i128;
+                let first = match lo_bucket {
+                    None => 0,
+                    Some(a) => {
+                        total += walk(lo, index.upper(a).cloned());
+                        a + 1
+                    }
+                };
+                let end = match hi_bucket {
+                    None => index.buckets(),
+                    Some(b) => {
+                        total += walk(index.lower(b).cloned(), hi);
+                        b
+                    }
+                };
+                total + i128::from(index.sum(first, end))
+            }
+        };
+        u64::try_from(total.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// The values of the occurrences at the 0-based positions `targets` (ascending), with
+    /// the index, in one pass over the buckets: a whole group or a bucket without a target
+    /// is passed by its counter, a bucket holding one is walked. Every bucket is counted
+    /// once, by its counter or by its walk, so the answers ascend with the targets. `None`
+    /// for positions past the end.
+    fn select_indexed(&self, index: &Index<T>, targets: &[u64]) -> Vec<Option<T>> {
+        let mut found = Vec::with_capacity(targets.len());
+        // Occurrences before bucket `j`, as counted so far.
+        let (mut before, mut j) = (0i128, 0);
+        let buckets = index.buckets();
+        while found.len() < targets.len() && j < buckets {
+            let target = i128::from(targets[found.len()]);
+            if j % GROUP == 0 {
+                let group = i128::from(index.group_sum(j / GROUP));
+                if before + group <= target {
+                    before += group;
+                    j += GROUP;
+                    continue;
+                }
+            }
+            let bucket = i128::from(index.bucket_sum(j));
+            if before + bucket <= target {
+                before += bucket;
+                j += 1;
+                continue;
+            }
+            // The counter says a target is here: walk the bucket. If writes left it holding
+            // less, the targets it misses are looked for further on.
+            let mut seen = 0i128;
+            let range = (index.lower(j).cloned(), index.upper(j).cloned());
+            self.walk_counts(range, |v, n| {
+                seen += i128::from(n);
+                while found.len() < targets.len()
+                    && before + seen > i128::from(targets[found.len()])
+                {
+                    found.push(Some(v.clone()));
+                }
+                if found.len() == targets.len() {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            });
+            before += seen;
+            j += 1;
+        }
+        found.resize(targets.len(), None);
+        found
     }
 
     /// The value of the `k`-th occurrence in sorted order (0-based), or `None` if there are
@@ -212,6 +325,10 @@ where
     /// assert_eq!(set.select(4), None);
     /// ```
     pub fn select(&self, k: u64) -> Option<T> {
+        if let Some(state) = self.index_for_reading() {
+            let index = state.authority().expect("checked by index_for_reading");
+            return self.select_indexed(index, &[k]).pop().flatten();
+        }
         let (mut left, mut found) = (k, None);
         self.walk_counts((Bound::Unbounded, Bound::Unbounded), |v, n| {
             if left < n {
@@ -276,6 +393,19 @@ where
             return Vec::new();
         }
         targets.sort_unstable();
+        if let Some(state) = self.index_for_reading() {
+            let index = state.authority().expect("checked by index_for_reading");
+            let ks: Vec<u64> = targets.iter().map(|&(k, _)| k).collect();
+            let values = self.select_indexed(index, &ks);
+            let mut found: Vec<Option<T>> = vec![None; qs.len()];
+            let mut largest = None;
+            for (&(_, i), v) in targets.iter().zip(values) {
+                // Removals ended the counting early: the largest value present, as a walk
+                // answers.
+                found[i] = v.or_else(|| largest.get_or_insert_with(|| self.last()).clone());
+            }
+            return found.into_iter().flatten().collect();
+        }
         let mut found: Vec<Option<T>> = vec![None; qs.len()];
         let (mut passed, mut next) = (0u64, 0);
         self.walk_counts((Bound::Unbounded, Bound::Unbounded), |v, n| {

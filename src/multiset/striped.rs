@@ -6,7 +6,7 @@
 //!
 //! # Width
 //!
-//! Each value's count may reach `MAX_COUNT` (almost 2^64), so the total over many values
+//! Each value's count may reach `MAX_COUNT` (2^63 - 2), so the total over many values
 //! can pass any `u64`. A shard's occurrence count is kept exactly as a 128-bit number: a
 //! `u64` low word biased by 2^63, plus a carry word that counts how often the low word
 //! wrapped. The bias puts the wrap points at ±2^63 from zero, where ordinary use never
@@ -67,19 +67,29 @@ thread_local! {
     static THREAD_INDEX: usize = NEXT_THREAD.fetch_add(1, Relaxed);
 }
 
+/// How many shards striped counters have: twice the cores, as a power of two, so threads
+/// rarely share one.
+pub(crate) fn shard_count() -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    (cores * 2).next_power_of_two().clamp(4, 64)
+}
+
+/// This thread's shard among `n` (a power of two).
+pub(crate) fn thread_shard(n: usize) -> usize {
+    THREAD_INDEX.with(|i| *i) & (n - 1)
+}
+
 impl Striped {
     pub(crate) fn new() -> Self {
-        // Twice the cores, as a power of two, so threads rarely share a shard.
-        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        let n = (cores * 2).next_power_of_two().clamp(4, 64);
         Striped {
-            shards: (0..n).map(|_| CachePadded::new(Shard::default())).collect(),
+            shards: (0..shard_count())
+                .map(|_| CachePadded::new(Shard::default()))
+                .collect(),
         }
     }
 
     fn shard(&self) -> &Shard {
-        let i = THREAD_INDEX.with(|i| *i) & (self.shards.len() - 1);
-        &self.shards[i]
+        &self.shards[thread_shard(self.shards.len())]
     }
 
     /// Records `occurrences` more occurrences, `distinct` of them first of their value.

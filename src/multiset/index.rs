@@ -1,0 +1,536 @@
+//! The counted index of an [indexed](super::SortedMultiset::indexed) multiset: occurrence
+//! counts per range of values, kept beside the skip list, so that `rank`, `count_range`,
+//! `select` and the quantiles add up a few thousand counters and walk at most two ranges
+//! of a few hundred values, instead of walking every value below the answer.
+//!
+//! # Shape
+//!
+//! An [`Index`] splits the values at fixed bounds into *buckets* of about [`BUCKET`]
+//! distinct values when it is built, and groups [`GROUP`] buckets at a time. Each bucket
+//! and each group has one signed counter per shard (a thread adds to its own shard, as
+//! the length counters do), holding the occurrences that writes have recorded there.
+//! Readers sum the shards. A count over a range adds the groups and buckets it covers
+//! whole and walks the leaves of the (at most two) buckets it covers in part.
+//!
+//! # Exactness: colours
+//!
+//! Bounds are fixed for an index's life; as the multiset grows its buckets grow, so the
+//! index is rebuilt with new bounds each time the distinct values double (the first once
+//! there are [`ACTIVATE`]). Moving counts from one index to another while writers run is
+//! where a naive scheme drifts: a writer that changed a leaf and has not yet recorded the
+//! change cannot tell whether the new index's copy of that leaf already includes it.
+//!
+//! So each leaf's count word carries a *colour* bit (bit 63; the count is the other 63),
+//! naming the index that holds its history. A write changes the count word with one
+//! compare-and-swap, which also tells it the colour, and then records its delta into the
+//! index of that colour. A rebuild ([`Phase`]) plans bounds with a walk, publishes the new
+//! index (new leaves take its colour), waits until no thread can still hold the state
+//! from before, then walks every leaf recolouring it with a compare-and-swap that moves
+//! its count, as read, into the new index. A writer's delta is therefore counted in the
+//! new index exactly once: by the recolouring, if its compare-and-swap came first, or by
+//! its own record, if it came after (it then saw the new colour).
+//!
+//! A writer can meet a leaf newer than the state it loaded: a rebuild published its
+//! index and a writer under the new state made the leaf, with the new colour. The state the
+//! first writer holds has no index of that colour, so it records under the current state,
+//! which is that rebuild's (recolouring waits for every thread pinned before the swap, this
+//! writer among them, so the rebuild cannot have moved on). The first version recorded
+//! such writes nowhere; the bucket-counter test in `mod.rs` catches it every run.
+//!
+//! While a rebuild runs, the old index stays the one readers use, and every write
+//! records into it too, whatever the leaf's colour: so readers always add up one index
+//! that has every write recorded, and its counts read exactly what the leaves hold once
+//! no write is in flight. When every leaf has the new colour the new index replaces it.
+//!
+//! # Who does the work
+//!
+//! The library starts no thread: rebuilding is done in steps of [`STEP`] leaves by the
+//! writers themselves (one write in [`HELP_EVERY`] per thread takes a step, if no other
+//! thread is taking one). So once writes stop no step is in flight, and reads are exact.
+//!
+//! # Grace periods
+//!
+//! The state is an `Arc` swapped whole (`arc_swap`); every write pins the epoch, then
+//! loads the state, and holds both until it has recorded. After a swap the next phase
+//! waits for crossbeam's epoch collector to run a function deferred at the swap, which
+//! it does only once every thread pinned then has unpinned: so no write that read the
+//! earlier state (and might give a new leaf the old colour, or record into an index
+//! about to be reused) is still running.
+
+use std::ops::{Bound, ControlFlow};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::AcqRel, Ordering::Acquire};
+use std::sync::atomic::{Ordering::Relaxed, Ordering::Release};
+use std::sync::{Arc, Mutex, TryLockError};
+
+use arc_swap::ArcSwap;
+use crossbeam_epoch as epoch;
+use crossbeam_skiplist::base::SkipList;
+
+use super::{COLOR, COUNT_MASK, DEAD, iter, striped};
+
+/// Distinct values a multiset holds before its first index is built. Below this a walk
+/// answers in under a few microseconds anyway.
+pub(super) const ACTIVATE: u64 = 4096;
+
+/// Distinct values per bucket when an index is planned. A count walks at most two
+/// buckets, which hold about twice this many by the time the next rebuild is due.
+pub(super) const BUCKET: usize = 128;
+
+/// Buckets per group.
+pub(super) const GROUP: usize = 256;
+
+/// Leaves one rebuild step walks.
+const STEP: usize = 1024;
+
+/// One write in this many, per thread, takes a rebuild step when one is due.
+const HELP_EVERY: u32 = 8;
+
+/// Occurrence counts per bucket and per group of buckets, for one colour of leaves.
+pub(super) struct Index<T> {
+    /// The colour bit of the leaves whose history this index holds.
+    color: u64,
+    /// Bucket `j` holds the values `v` with `bounds[j - 1] <= v < bounds[j]` (the first
+    /// bucket from the smallest value, the last to the largest).
+    bounds: Box<[T]>,
+    /// One set of counters per shard.
+    shards: Box<[Counters]>,
+}
+
+/// One shard's counters. Signed and wrapping: a shard may record removals of what
+/// another shard's thread inserted, and only the sum over shards means anything. Sums are
+/// taken wrapping too, so they are exact whenever the true total fits an `i64`.
+struct Counters {
+    buckets: Box<[AtomicI64]>,
+    groups: Box<[AtomicI64]>,
+}
+
+impl<T: Ord> Index<T> {
+    fn new(color: u64, bounds: Vec<T>) -> Index<T> {
+        let buckets = bounds.len() + 1;
+        let groups = buckets.div_ceil(GROUP);
+        let zeros = |n: usize| (0..n).map(|_| AtomicI64::new(0)).collect();
+        Index {
+            color,
+            bounds: bounds.into_boxed_slice(),
+            shards: (0..striped::shard_count())
+                .map(|_| Counters {
+                    buckets: zeros(buckets),
+                    groups: zeros(groups),
+                })
+                .collect(),
+        }
+    }
+
+    /// The colour bit of the leaves this index holds.
+    #[cfg(test)]
+    pub(super) fn color_bit(&self) -> u64 {
+        self.color
+    }
+
+    /// How many buckets there are.
+    pub(super) fn buckets(&self) -> usize {
+        self.bounds.len() + 1
+    }
+
+    /// The bucket `value` falls in.
+    pub(super) fn bucket_of(&self, value: &T) -> usize {
+        self.bounds.partition_point(|b| b <= value)
+    }
+
+    /// Where bucket `j` starts.
+    pub(super) fn lower(&self, j: usize) -> Bound<&T> {
+        match j {
+            0 => Bound::Unbounded,
+            j => Bound::Included(&self.bounds[j - 1]),
+        }
+    }
+
+    /// Where bucket `j` ends.
+    pub(super) fn upper(&self, j: usize) -> Bound<&T> {
+        self.bounds.get(j).map_or(Bound::Unbounded, Bound::Excluded)
+    }
+
+    /// Records `delta` occurrences in bucket `j`, in this thread's shard. `Release`, so a
+    /// reader that sees the delta sees the leaf's change before it.
+    fn add_bucket(&self, j: usize, delta: i64) {
+        let shard = &self.shards[striped::thread_shard(self.shards.len())];
+        shard.buckets[j].fetch_add(delta, Release);
+        shard.groups[j / GROUP].fetch_add(delta, Release);
+    }
+
+    /// Records `delta` occurrences of `value`.
+    fn add(&self, value: &T, delta: i64) {
+        self.add_bucket(self.bucket_of(value), delta);
+    }
+
+    /// Occurrences recorded in bucket `j`.
+    pub(super) fn bucket_sum(&self, j: usize) -> i64 {
+        self.shards
+            .iter()
+            .fold(0i64, |acc, s| acc.wrapping_add(s.buckets[j].load(Acquire)))
+    }
+
+    /// Occurrences recorded in group `g`.
+    pub(super) fn group_sum(&self, g: usize) -> i64 {
+        self.shards
+            .iter()
+            .fold(0i64, |acc, s| acc.wrapping_add(s.groups[g].load(Acquire)))
+    }
+
+    /// Occurrences recorded in buckets `from..to`: whole groups by their counters, the
+    /// buckets at either end by theirs. Each counter is read once.
+    pub(super) fn sum(&self, from: usize, to: usize) -> i64 {
+        if from >= to {
+            return 0;
+        }
+        let (first_group, last_group) = (from.div_ceil(GROUP), to / GROUP);
+        if first_group >= last_group {
+            return (from..to).fold(0i64, |acc, j| acc.wrapping_add(self.bucket_sum(j)));
+        }
+        let head =
+            (from..first_group * GROUP).fold(0i64, |acc, j| acc.wrapping_add(self.bucket_sum(j)));
+        let tail =
+            (last_group * GROUP..to).fold(0i64, |acc, j| acc.wrapping_add(self.bucket_sum(j)));
+        let middle = self.shards.iter().fold(0i64, |acc, s| {
+            s.groups[first_group..last_group]
+                .iter()
+                .fold(acc, |acc, g| acc.wrapping_add(g.load(Acquire)))
+        });
+        head.wrapping_add(middle).wrapping_add(tail)
+    }
+}
+
+/// What writers and readers see of the index.
+pub(super) enum State<T> {
+    /// No index yet: fewer than [`ACTIVATE`] distinct values so far. Leaves are colour 0.
+    Off,
+    /// A rebuild is recolouring leaves into `new`. `old`, if there is one, is what
+    /// readers use, and every write records into it.
+    Moving {
+        old: Option<Arc<Index<T>>>,
+        new: Arc<Index<T>>,
+    },
+    /// One index, holding every leaf.
+    On(Arc<Index<T>>),
+}
+
+impl<T: Ord> State<T> {
+    /// The colour a new leaf takes.
+    pub(super) fn fresh_color(&self) -> u64 {
+        match self {
+            State::Off => 0,
+            State::Moving { new, .. } => new.color,
+            State::On(index) => index.color,
+        }
+    }
+
+    /// Records a write of `delta` occurrences of `value` to a leaf whose count word had
+    /// colour `color` when the write changed it. Returns `false`, recording nothing, when
+    /// the colour is newer than this state: the leaf was made under the state published
+    /// since, which the caller must record into instead.
+    #[must_use]
+    pub(super) fn record(&self, color: u64, value: &T, delta: i64) -> bool {
+        match self {
+            State::Off => color == 0,
+            State::Moving { old, new } => {
+                if let Some(old) = old {
+                    old.add(value, delta);
+                }
+                if color == new.color {
+                    new.add(value, delta);
+                }
+                true
+            }
+            State::On(index) => {
+                if color != index.color {
+                    return false;
+                }
+                index.add(value, delta);
+                true
+            }
+        }
+    }
+
+    /// The index readers add up, if there is one that holds every write.
+    pub(super) fn authority(&self) -> Option<&Index<T>> {
+        match self {
+            State::On(index)
+            | State::Moving {
+                old: Some(index), ..
+            } => Some(index),
+            _ => None,
+        }
+    }
+}
+
+/// Where a rebuild is.
+enum Phase<T> {
+    /// Nothing under way.
+    Idle,
+    /// Walking the leaves to choose bounds: every [`BUCKET`]-th live value starts a bucket.
+    Planning {
+        from: Bound<T>,
+        bounds: Vec<T>,
+        live: usize,
+    },
+    /// Waiting until no write still works under the state before the last swap (every
+    /// thread pinned when it was swapped out has unpinned: `passed`, set by a function
+    /// deferred to the epoch collector), then going on to `then`.
+    Waiting {
+        passed: Arc<AtomicBool>,
+        then: Option<Arc<Index<T>>>,
+    },
+    /// Recolouring leaves into `new`, from `from` on.
+    Recoloring { from: Bound<T>, new: Arc<Index<T>> },
+}
+
+/// The index of one multiset, and the state of its upkeep.
+pub(super) struct Indexing<T> {
+    state: ArcSwap<State<T>>,
+    /// Upkeep has work: a rebuild is due or under way.
+    work: AtomicBool,
+    /// Distinct values at which the next rebuild is due.
+    next_build: AtomicU64,
+    /// Rebuilds finished, for tests and figures.
+    builds: AtomicU64,
+    phase: Mutex<Phase<T>>,
+}
+
+thread_local! {
+    /// Writes this thread made since it last looked for upkeep to help with.
+    static SINCE_HELP: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+impl<T: Ord + Clone + Send + 'static> Indexing<T> {
+    pub(super) fn new() -> Indexing<T> {
+        Indexing {
+            state: ArcSwap::from_pointee(State::Off),
+            work: AtomicBool::new(false),
+            next_build: AtomicU64::new(ACTIVATE),
+            builds: AtomicU64::new(0),
+            phase: Mutex::new(Phase::Idle),
+        }
+    }
+
+    /// The current state, held until the guard drops: a write holds it from before its
+    /// compare-and-swap until it has recorded.
+    pub(super) fn load(&self) -> arc_swap::Guard<Arc<State<T>>> {
+        self.state.load()
+    }
+
+    /// Records a write made under `held` (loaded under the writer's pin, which it still
+    /// holds) to a leaf of colour `color`.
+    ///
+    /// A leaf can be newer than the state the writer loaded: a rebuild published its new
+    /// index, and a writer under that state made the leaf, with the new colour, before this
+    /// one changed it. The state this writer holds has no index for that colour, so the
+    /// write is recorded under the current state instead; that one is the rebuild's
+    /// `Moving` state, since recolouring (and so anything after it) waits for every thread
+    /// pinned before the swap, this writer among them.
+    pub(super) fn record(&self, held: &State<T>, color: u64, value: &T, delta: i64) {
+        if !held.record(color, value, delta) {
+            let current = self.state.load();
+            let recorded = current.record(color, value, delta);
+            debug_assert!(recorded && matches!(&**current, State::Moving { .. }));
+        }
+    }
+
+    /// Rebuilds finished so far.
+    pub(super) fn builds(&self) -> u64 {
+        self.builds.load(Relaxed)
+    }
+
+    /// Notes that the multiset holds `distinct` distinct values (called when a write adds
+    /// a new one): a rebuild becomes due when they reach the next threshold.
+    pub(super) fn note_distinct(&self, distinct: u64) {
+        if distinct >= self.next_build.load(Relaxed) && !self.work.load(Relaxed) {
+            self.work.store(true, Relaxed);
+        }
+    }
+
+    /// Called after every write: one in [`HELP_EVERY`] per thread takes a rebuild step
+    /// when one is due (unless another thread is taking one).
+    pub(super) fn help(&self, map: &SkipList<T, AtomicU64>, distinct: impl Fn() -> u64) {
+        if !self.work.load(Relaxed) {
+            return;
+        }
+        let due = SINCE_HELP.with(|n| {
+            let k = n.get() + 1;
+            n.set(k % HELP_EVERY);
+            k == HELP_EVERY
+        });
+        if due {
+            self.step(map, distinct);
+        }
+    }
+
+    /// Takes rebuild steps on this thread until none is due: a build due now is finished
+    /// now (waiting, between phases, for writes still working under an older state).
+    pub(super) fn finish(&self, map: &SkipList<T, AtomicU64>, distinct: impl Fn() -> u64) {
+        loop {
+            self.step(map, &distinct);
+            let idle = matches!(
+                *self
+                    .phase
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+                Phase::Idle
+            );
+            if idle && !self.work.load(Relaxed) {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+
+    /// Whether readers have an index to add up.
+    pub(super) fn in_use(&self) -> bool {
+        self.state.load().authority().is_some()
+    }
+
+    /// Takes one rebuild step, unless another thread is taking one.
+    pub(super) fn step(&self, map: &SkipList<T, AtomicU64>, distinct: impl Fn() -> u64) {
+        let mut phase = match self.phase.try_lock() {
+            Ok(phase) => phase,
+            Err(TryLockError::WouldBlock) => return,
+            // A panic in a step (a user's `Ord` or `Clone`) left the phase as it was.
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        let next = match std::mem::replace(&mut *phase, Phase::Idle) {
+            Phase::Idle => {
+                if distinct() < self.next_build.load(Relaxed) {
+                    self.work.store(false, Relaxed);
+                    Phase::Idle
+                } else {
+                    Phase::Planning {
+                        from: Bound::Unbounded,
+                        bounds: Vec::new(),
+                        live: 0,
+                    }
+                }
+            }
+            Phase::Planning {
+                from,
+                mut bounds,
+                mut live,
+            } => {
+                let guard = &epoch::pin();
+                let next = iter::batch(map, &from, &Bound::Unbounded, STEP, guard, |entry| {
+                    let word = entry.value().load(Acquire);
+                    if word != DEAD && word & COUNT_MASK != 0 {
+                        live += 1;
+                        if live % BUCKET == 0 {
+                            bounds.push(entry.key().clone());
+                        }
+                    }
+                    ControlFlow::Continue(())
+                });
+                match next {
+                    Some(from) => Phase::Planning { from, bounds, live },
+                    None => self.publish(bounds, live as u64),
+                }
+            }
+            Phase::Waiting { passed, then } => {
+                if !passed.load(Acquire) {
+                    // Hand this thread's deferred functions over, and collect.
+                    epoch::pin().flush();
+                    Phase::Waiting { passed, then }
+                } else {
+                    match then {
+                        Some(new) => Phase::Recoloring {
+                            from: Bound::Unbounded,
+                            new,
+                        },
+                        None => Phase::Idle,
+                    }
+                }
+            }
+            Phase::Recoloring { from, new } => {
+                let guard = &epoch::pin();
+                // Moved counts go to the new index one bucket at a time (keys ascend).
+                let mut run: Option<(usize, i64)> = None;
+                let next = iter::batch(map, &from, &Bound::Unbounded, STEP, guard, |entry| {
+                    let moved = recolor(entry.value(), new.color);
+                    if moved > 0 {
+                        let j = new.bucket_of(entry.key());
+                        match &mut run {
+                            Some((k, sum)) if *k == j => *sum = sum.wrapping_add(moved),
+                            _ => {
+                                if let Some((k, sum)) = run.take() {
+                                    new.add_bucket(k, sum);
+                                }
+                                run = Some((j, moved));
+                            }
+                        }
+                    }
+                    ControlFlow::Continue(())
+                });
+                if let Some((k, sum)) = run {
+                    new.add_bucket(k, sum);
+                }
+                match next {
+                    Some(from) => Phase::Recoloring { from, new },
+                    None => {
+                        self.state.store(Arc::new(State::On(new)));
+                        self.builds.fetch_add(1, Relaxed);
+                        Phase::Waiting {
+                            passed: grace(),
+                            then: None,
+                        }
+                    }
+                }
+            }
+        };
+        *phase = next;
+    }
+
+    /// Publishes a new index with `bounds`, of the colour the current one does not have,
+    /// and returns the phase that waits for the writers of the old state.
+    fn publish(&self, bounds: Vec<T>, live: u64) -> Phase<T> {
+        let current = self.state.load_full();
+        let (old, color) = match &*current {
+            State::On(index) => (Some(Arc::clone(index)), index.color ^ COLOR),
+            // The first index takes the colour leaves have not had.
+            State::Off | State::Moving { .. } => (None, COLOR),
+        };
+        drop(current);
+        let new = Arc::new(Index::new(color, bounds));
+        self.state.store(Arc::new(State::Moving {
+            old,
+            new: Arc::clone(&new),
+        }));
+        self.next_build.store((2 * live).max(ACTIVATE), Relaxed);
+        Phase::Waiting {
+            passed: grace(),
+            then: Some(new),
+        }
+    }
+}
+
+/// A flag the epoch collector sets once every thread pinned now has unpinned: writes load
+/// the state under their pin, so then none still works under a state swapped out before.
+fn grace() -> Arc<AtomicBool> {
+    let passed = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&passed);
+    let guard = epoch::pin();
+    guard.defer(move || flag.store(true, Release));
+    guard.flush();
+    passed
+}
+
+/// Gives one leaf the colour `color`, carrying its count along; returns the count moved
+/// (0 for a dead leaf, one that has the colour already, or a fresh one with no count yet).
+fn recolor(count: &AtomicU64, color: u64) -> i64 {
+    let mut word = count.load(Acquire);
+    loop {
+        if word == DEAD || word & COLOR == color {
+            return 0;
+        }
+        let n = word & COUNT_MASK;
+        match count.compare_exchange_weak(word, n | color, AcqRel, Acquire) {
+            // The count fits: MAX_COUNT is below 2^63.
+            Ok(_) => return n as i64,
+            Err(seen) => word = seen,
+        }
+    }
+}

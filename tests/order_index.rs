@@ -1,0 +1,386 @@
+//! The counted index of `SortedMultiset::indexed`: order statistics exact whenever no
+//! write is in flight, however far a rebuild has got, and within the documented bounds
+//! while writers run and the index is built and rebuilt under them; nothing a writer
+//! records is lost or counted twice when counts move from one index to the next.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread;
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use sortd::SortedMultiset;
+
+/// Every statistic of `set` against `model`, at some ranges and positions drawn by `rng`.
+fn check_exact(
+    set: &SortedMultiset<i64>,
+    model: &BTreeMap<i64, u64>,
+    rng: &mut SmallRng,
+    what: &str,
+) {
+    let total: u64 = model.values().sum();
+    assert_eq!(set.len(), total, "{what}: len");
+    let below = |v: i64| model.range(..v).map(|(_, n)| n).sum::<u64>();
+    let max = model.keys().next_back().copied().unwrap_or(0) + 10;
+    for _ in 0..60 {
+        let v = rng.random_range(-5..=max);
+        assert_eq!(set.rank(&v), below(v), "{what}: rank({v})");
+        let (a, b) = (rng.random_range(-5..=max), rng.random_range(-5..=max));
+        let (lo, hi) = (a.min(b), a.max(b));
+        let want: u64 = model.range(lo..=hi).map(|(_, n)| n).sum();
+        assert_eq!(
+            set.count_range(lo..=hi),
+            want,
+            "{what}: count_range({lo}..={hi})"
+        );
+        let want: u64 = model.range(lo..hi).map(|(_, n)| n).sum();
+        assert_eq!(
+            set.count_range(lo..hi),
+            want,
+            "{what}: count_range({lo}..{hi})"
+        );
+        assert_eq!(
+            set.count_range(lo..),
+            below(max + 1) - below(lo),
+            "{what}: {lo}.."
+        );
+        if total > 0 {
+            let k = rng.random_range(0..total + 2);
+            let mut left = k;
+            let want = model.iter().find_map(|(&v, &n)| {
+                if left < n {
+                    Some(v)
+                } else {
+                    left -= n;
+                    None
+                }
+            });
+            assert_eq!(set.select(k), want, "{what}: select({k})");
+        }
+    }
+    if total > 0 {
+        let qs = [0.0, 0.01, 0.25, 0.5, 0.9, 0.99, 1.0];
+        let got = set.quantiles(&qs);
+        let sorted: Vec<i64> = model
+            .iter()
+            .flat_map(|(&v, &n)| std::iter::repeat_n(v, n as usize))
+            .collect();
+        let want: Vec<i64> = [0u64, 1, 25, 50, 90, 99, 100]
+            .iter()
+            .map(|&h| sorted[((h * total).div_ceil(100).max(1) - 1) as usize])
+            .collect();
+        assert_eq!(got, want, "{what}: quantiles");
+    }
+}
+
+/// One thread: grow past the first build and several rebuilds, shrink, clear and grow
+/// again, checking every statistic after each batch of writes, wherever the rebuild the
+/// writes carry out a step at a time has got (the old index answers meanwhile).
+#[test]
+fn exact_when_quiescent_at_every_stage_of_builds_and_rebuilds() {
+    let set = SortedMultiset::indexed();
+    let mut model: BTreeMap<i64, u64> = BTreeMap::new();
+    let mut rng = SmallRng::seed_from_u64(1);
+    let mut stage = 0;
+    for round in 0..60 {
+        // Mostly growth, some removals, one clear two thirds in.
+        if round == 40 {
+            set.clear();
+            model.clear();
+        }
+        for _ in 0..600 {
+            let v = rng.random_range(0..40_000i64);
+            if rng.random_bool(0.8) {
+                let n = rng.random_range(1..4u64);
+                set.insert_n(v, n);
+                *model.entry(v).or_default() += n;
+            } else {
+                let n = rng.random_range(1..3u64);
+                let removed = set.remove_n(&v, n);
+                let have = model.get(&v).copied().unwrap_or(0);
+                assert_eq!(removed, have.min(n));
+                if have <= n {
+                    model.remove(&v);
+                } else {
+                    model.insert(v, have - n);
+                }
+            }
+        }
+        let mut batch: Vec<i64> = (0..300).map(|_| rng.random_range(0..40_000i64)).collect();
+        for &v in &batch {
+            *model.entry(v).or_default() += 1;
+        }
+        set.insert_batch(&mut batch);
+        check_exact(&set, &model, &mut rng, &format!("round {round}"));
+        stage = stage.max(set.index_builds());
+    }
+    assert!(set.index_builds() >= 2, "{} builds", set.index_builds());
+    // Finished now: the same answers.
+    set.build_index();
+    check_exact(&set, &model, &mut rng, "after build_index");
+    assert!(stage > 0);
+}
+
+/// A bulk load, then the index built at once.
+#[test]
+fn build_index_after_a_bulk_load_and_pop_and_drain_keep_it_exact() {
+    let set = SortedMultiset::indexed();
+    let mut model = BTreeMap::new();
+    let mut values: Vec<i64> = (0..100_000).map(|i| (i * 7919) % 50_000).collect();
+    for &v in &values {
+        *model.entry(v).or_insert(0u64) += 1;
+    }
+    set.insert_batch(&mut values);
+    assert!(set.build_index());
+    let mut rng = SmallRng::seed_from_u64(2);
+    check_exact(&set, &model, &mut rng, "loaded");
+    for _ in 0..1000 {
+        let v = set.pop_first().unwrap();
+        let n = model.get_mut(&v).unwrap();
+        *n -= 1;
+        if *n == 0 {
+            model.remove(&v);
+        }
+        let v = set.pop_last().unwrap();
+        let n = model.get_mut(&v).unwrap();
+        *n -= 1;
+        if *n == 0 {
+            model.remove(&v);
+        }
+    }
+    check_exact(&set, &model, &mut rng, "after pops");
+    let drained = set.drain_runs();
+    assert_eq!(drained.len(), model.len());
+    check_exact(&set, &BTreeMap::new(), &mut rng, "drained");
+    set.insert_n(5, 3);
+    assert_eq!((set.rank(&6), set.select(2)), (3, Some(5)));
+}
+
+/// Per-value progress of writers: occurrences started and finished.
+struct Progress {
+    started: Vec<AtomicU64>,
+    finished: Vec<AtomicU64>,
+}
+
+impl Progress {
+    fn new(values: usize) -> Self {
+        let zeros = || (0..values).map(|_| AtomicU64::new(0)).collect();
+        Progress {
+            started: zeros(),
+            finished: zeros(),
+        }
+    }
+
+    fn snapshot(counts: &[AtomicU64]) -> Vec<u64> {
+        counts.iter().map(|c| c.load(Ordering::Acquire)).collect()
+    }
+}
+
+/// Distinct values the stress writers draw from: enough for the first build and three
+/// rebuilds while they run.
+const VALUES: usize = 40_000;
+
+/// Two threads insert while a third reads: the index is built and rebuilt under them, and
+/// every answer stays between what had finished before the read and what had started
+/// by its end (the docs' bounds for insert-only writers). Then, quiescent, exact.
+#[test]
+fn under_inserting_writers_every_answer_stays_within_its_bounds() {
+    let set = SortedMultiset::indexed();
+    let progress = Progress::new(VALUES);
+    let done = AtomicBool::new(false);
+    thread::scope(|s| {
+        let writers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (set, progress) = (&set, &progress);
+                s.spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(10 + t);
+                    for _ in 0..150_000 {
+                        let v = rng.random_range(0..VALUES);
+                        progress.started[v].fetch_add(1, Ordering::AcqRel);
+                        set.insert(v as i64);
+                        progress.finished[v].fetch_add(1, Ordering::AcqRel);
+                    }
+                })
+            })
+            .collect();
+        let reader = s.spawn(|| {
+            let mut rng = SmallRng::seed_from_u64(3);
+            let mut reads = 0;
+            while !done.load(Ordering::Acquire) || reads < 20 {
+                let floor = Progress::snapshot(&progress.finished);
+                let v = rng.random_range(0..VALUES);
+                let (a, b) = (rng.random_range(0..VALUES), rng.random_range(0..VALUES));
+                let (lo, hi) = (a.min(b), a.max(b));
+                let k = floor.iter().sum::<u64>() / 2;
+                let rank = set.rank(&(v as i64));
+                let within = set.count_range(lo as i64..=hi as i64);
+                let picked = set.select(k);
+                let quantiles = set.quantiles(&[0.1, 0.5, 0.9]);
+                let ceiling = Progress::snapshot(&progress.started);
+                let sum = |c: &[u64], r: std::ops::Range<usize>| c[r].iter().sum::<u64>();
+                assert!(
+                    sum(&floor, 0..v) <= rank && rank <= sum(&ceiling, 0..v),
+                    "rank({v}) = {rank} outside {}..={}",
+                    sum(&floor, 0..v),
+                    sum(&ceiling, 0..v)
+                );
+                assert!(
+                    sum(&floor, lo..hi + 1) <= within && within <= sum(&ceiling, lo..hi + 1),
+                    "count_range({lo}..={hi}) = {within} outside {}..={}",
+                    sum(&floor, lo..hi + 1),
+                    sum(&ceiling, lo..hi + 1)
+                );
+                if let Some(u) = picked {
+                    let u = u as usize;
+                    assert!(
+                        sum(&floor, 0..u) <= k && k < sum(&ceiling, 0..u + 1),
+                        "select({k}) = {u}"
+                    );
+                } else {
+                    assert_eq!(floor.iter().sum::<u64>(), 0, "select({k}) found nothing");
+                }
+                assert!(quantiles.is_sorted(), "{quantiles:?}");
+                reads += 1;
+            }
+            reads
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::Release);
+        assert!(reader.join().unwrap() >= 20);
+    });
+    assert!(
+        set.index_builds() >= 3,
+        "{} builds under the writers",
+        set.index_builds()
+    );
+    let counts = Progress::snapshot(&progress.finished);
+    let model: BTreeMap<i64, u64> = counts
+        .iter()
+        .enumerate()
+        .filter(|&(_, &n)| n > 0)
+        .map(|(v, &n)| (v as i64, n))
+        .collect();
+    check_exact(
+        &set,
+        &model,
+        &mut SmallRng::seed_from_u64(4),
+        "after the writers",
+    );
+}
+
+/// Removals only, from a built index: each answer between what was left by the end of the
+/// call and what was left at its start (the reverse bounds).
+#[test]
+fn under_removing_writers_every_answer_stays_within_its_bounds() {
+    let set = SortedMultiset::indexed();
+    const EACH: u64 = 8;
+    for v in 0..VALUES as i64 {
+        set.insert_n(v, EACH);
+    }
+    set.build_index();
+    let progress = Progress::new(VALUES);
+    thread::scope(|s| {
+        let writers: Vec<_> = (0..2u64)
+            .map(|t| {
+                let (set, progress) = (&set, &progress);
+                s.spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(20 + t);
+                    for _ in 0..100_000 {
+                        let v = rng.random_range(0..VALUES);
+                        progress.started[v].fetch_add(1, Ordering::AcqRel);
+                        let removed = set.remove(&(v as i64));
+                        if !removed {
+                            // Nothing to take: it was never going to lower the count.
+                            progress.started[v].fetch_sub(1, Ordering::AcqRel);
+                            continue;
+                        }
+                        progress.finished[v].fetch_add(1, Ordering::AcqRel);
+                    }
+                })
+            })
+            .collect();
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut reads = 0;
+        while !writers.iter().all(|w| w.is_finished()) || reads < 20 {
+            // Left at the start is at most EACH - finished; by the end at least EACH - started.
+            let finished = Progress::snapshot(&progress.finished);
+            let v = rng.random_range(0..VALUES);
+            let rank = set.rank(&(v as i64));
+            let started = Progress::snapshot(&progress.started);
+            let left = |c: &[u64]| (0..v).map(|i| EACH.saturating_sub(c[i])).sum::<u64>();
+            assert!(
+                left(&started) <= rank && rank <= left(&finished),
+                "rank({v}) = {rank} outside {}..={}",
+                left(&started),
+                left(&finished)
+            );
+            reads += 1;
+        }
+        for w in writers {
+            w.join().unwrap();
+        }
+    });
+    let counts = Progress::snapshot(&progress.finished);
+    let model: BTreeMap<i64, u64> = counts
+        .iter()
+        .enumerate()
+        .filter(|&(_, &n)| n < EACH)
+        .map(|(v, &n)| (v as i64, EACH - n))
+        .collect();
+    check_exact(
+        &set,
+        &model,
+        &mut SmallRng::seed_from_u64(6),
+        "after the removals",
+    );
+}
+
+/// Four threads insert, remove and clear at once while the index is rebuilt under them;
+/// once they stop, every statistic matches the values the set holds (read by a walk).
+#[test]
+fn mixed_writers_leave_the_index_exact() {
+    let set = SortedMultiset::indexed();
+    thread::scope(|s| {
+        for t in 0..4u64 {
+            let set = &set;
+            s.spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(30 + t);
+                for i in 0..60_000 {
+                    let v = rng.random_range(0..30_000i64);
+                    match rng.random_range(0..10) {
+                        0..=5 => {
+                            set.insert_n(v, rng.random_range(1..5));
+                        }
+                        6..=7 => {
+                            set.remove_n(&v, rng.random_range(1..5));
+                        }
+                        8 => {
+                            let mut batch: Vec<i64> =
+                                (0..20).map(|_| rng.random_range(0..30_000)).collect();
+                            set.insert_batch(&mut batch);
+                        }
+                        _ => {
+                            if t == 0 && i % 20_000 == 19_999 {
+                                set.clear();
+                            } else {
+                                set.pop_first();
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let model: BTreeMap<i64, u64> = set.runs().collect();
+    assert!(set.index_builds() >= 1);
+    check_exact(
+        &set,
+        &model,
+        &mut SmallRng::seed_from_u64(7),
+        "after mixed writers",
+    );
+    set.build_index();
+    check_exact(&set, &model, &mut SmallRng::seed_from_u64(8), "rebuilt");
+}
