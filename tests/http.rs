@@ -412,10 +412,10 @@ fn runs_json_digits_at_the_extremes() {
     let server = Running::start(small_config());
     let values = [i64::MIN, i64::MIN + 1, -10, -1, 0, 9, 10, i64::MAX];
     server.set.extend(values);
-    server.set.insert_n(7, u64::MAX >> 1);
+    server.set.insert_n(7, sortd::multiset::MAX_COUNT);
     let r = one(server.http, &request("GET", "/array?format=runs", ""));
     let mut runs: Vec<(i64, u64)> = values.iter().map(|&v| (v, 1)).collect();
-    runs.insert(5, (7, u64::MAX >> 1));
+    runs.insert(5, (7, sortd::multiset::MAX_COUNT));
     assert_eq!(
         r.body,
         format!("{}\n", json!({"runs": runs, "truncated": false}))

@@ -342,6 +342,30 @@ where
         }
     }
 
+    /// The same values in a multiset that keeps a counted index, as [`indexed`] makes
+    /// (the index is built when next due: call [`build_index`] to build it now).
+    ///
+    /// [`indexed`]: Self::indexed
+    /// [`build_index`]: Self::build_index
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let set = sortd::SortedMultiset::from_iter(0..10_000).into_indexed();
+    /// assert!(set.build_index());
+    /// assert_eq!(set.rank(&5_000), 5_000);
+    /// ```
+    #[must_use]
+    pub fn into_indexed(mut self) -> Self {
+        if self.index.is_none() {
+            // No other thread holds `self`: the leaves, all colour 0, are what the first
+            // build recolours, as it would those of a multiset indexed from the start.
+            self.index = Some(Box::new(index::Indexing::new()));
+            self.note_new_value();
+        }
+        self
+    }
+
     /// Whether this multiset keeps a counted index (made with [`indexed`](Self::indexed)).
     ///
     /// ```

@@ -351,15 +351,22 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         config.validate()?;
         let Some(options) = &config.persistence else {
-            return Server::with_set(config, Arc::new(SortedMultiset::new()));
+            return Server::with_set(config, Arc::new(SortedMultiset::indexed()));
         };
         let opened = persist::open(options)?;
         let sets = Sets::restore(
-            Arc::new(opened.default),
+            Arc::new(opened.default.into_indexed()),
             opened.named,
             opened.next_id,
             config.limits.max_sets,
         );
+        // Recovered sets get their order-statistics index now, before serving, rather than
+        // a step at a time from the first writes (a set of 10 million values would walk
+        // for rank until then).
+        let (page, _) = sets.page(None, usize::MAX);
+        for set in page {
+            set.data().build_index();
+        }
         let mut server = Server::assemble(config, sets, Some(opened.writer))?;
         server.service = server.service.with_log(opened.log);
         server.warnings = opened.warnings;

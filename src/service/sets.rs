@@ -182,7 +182,7 @@ impl Sets {
         };
         let map = sets.by_name.pin();
         for (id, name, data) in named {
-            map.insert(Set::new(id, &name, Arc::new(data)));
+            map.insert(Set::new(id, &name, Arc::new(data.into_indexed())));
             sets.ordered.insert(name.as_str().into(), id);
             sets.by_id.insert(id, name.into());
         }
@@ -278,7 +278,7 @@ impl Sets {
         Ok(Set::new(
             self.next_id.fetch_add(1, Relaxed),
             name,
-            Arc::new(SortedMultiset::new()),
+            Arc::new(SortedMultiset::indexed()),
         ))
     }
 
