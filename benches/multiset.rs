@@ -97,6 +97,30 @@ impl Contender for SortedMultiset<i64> {
     }
 }
 
+/// An indexed multiset (`SortedMultiset::indexed`): what keeping the counted index for
+/// order statistics costs writers.
+struct Indexed(SortedMultiset<i64>);
+
+impl Contender for Indexed {
+    const NAME: &'static str = "SortedMultiset::indexed";
+    fn new() -> Self {
+        Indexed(SortedMultiset::indexed())
+    }
+    fn prefill(&self, mut values: Vec<i64>) {
+        self.0.insert_batch(&mut values);
+        self.0.build_index();
+    }
+    fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
+        self.0.insert_batch(batch);
+    }
+    fn range_read(&self, lo: i64) -> u64 {
+        self.0.range_read(lo)
+    }
+    fn insert_one(&self, value: i64) {
+        self.0.insert(value);
+    }
+}
+
 /// The same multiset, each thread going through its own `Handle` (cached entries).
 struct WithHandle(SortedMultiset<i64>);
 
@@ -364,6 +388,7 @@ fn bench_workload(c: &mut Criterion, workload: Workload) {
             };
         }
         contender!(SortedMultiset<i64>);
+        contender!(Indexed);
         contender!(WithHandle);
         contender!(MutexMap);
         if let Op::Batches { .. } = workload.op {

@@ -7,8 +7,12 @@
 //! on the main thread, every call timed into an hdrhistogram, while `writers` threads insert
 //! uniform values (at 10 M) or the service's 0..=100 (at 101).
 //!
-//! `cargo bench --bench order` (about a minute; `SORTD_ORDER_BENCH_MAX=1000000` for a quicker
-//! run); prints one Markdown table.
+//! Each shape runs twice: on `SortedMultiset::new()`, whose order statistics walk, and on
+//! `SortedMultiset::indexed()` with its index built, which add up counters; the writers'
+//! insert rate in each run shows what keeping the index costs them.
+//!
+//! `cargo bench --bench order` (a few minutes; `SORTD_ORDER_BENCH_MAX=1000000` for a
+//! quicker run); prints one Markdown table.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -56,10 +60,94 @@ fn main() {
             pick: uniform,
         },
     ];
-    println!("| distinct | writers | operation | calls/s | p50 µs | p99 µs | max µs |");
-    println!("|---|---:|---|---:|---:|---:|---:|");
+    println!(
+        "| distinct | set | writers | operation | calls/s | p50 µs | p99 µs | max µs | \
+         writers' inserts/s |"
+    );
+    println!("|---|---|---:|---|---:|---:|---:|---:|---:|");
+    // `SORTD_ORDER_BENCH_SETS=indexed` (or `plain`) runs one kind only.
+    let only = std::env::var("SORTD_ORDER_BENCH_SETS").ok();
+    let mut insert_rates = Vec::new();
     for shape in &shapes {
-        let set = SortedMultiset::new();
+        let plain = SortedMultiset::new();
+        let indexed = SortedMultiset::indexed();
+        load(&plain, shape);
+        load(&indexed, shape);
+        // What the index costs writers: two threads inserting and nothing else, the two
+        // sets in turn, three rounds each.
+        let mut rates = [Vec::new(), Vec::new()];
+        for _ in 0..3 {
+            for (i, set) in [&plain, &indexed].into_iter().enumerate() {
+                rates[i].push(insert_rate(set, shape));
+            }
+        }
+        insert_rates.push((shape.name, rates));
+        for (set, is_indexed) in [(&plain, false), (&indexed, true)] {
+            let kind = if is_indexed { "indexed" } else { "plain" };
+            if only.as_deref().is_some_and(|o| o != kind) {
+                continue;
+            }
+            for writers in [0, 2] {
+                measure(set, shape, is_indexed, writers);
+            }
+        }
+    }
+    println!();
+    println!(
+        "| distinct | plain: inserts/s, 2 writers | indexed | ratio | rounds (plain; indexed) |"
+    );
+    println!("|---|---:|---:|---:|---|");
+    for (name, [plain, indexed]) in insert_rates {
+        let median = |v: &[f64]| {
+            let mut v = v.to_vec();
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let show = |v: &[f64]| {
+            v.iter()
+                .map(|r| format!("{r:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "| {name} | {:.0} | {:.0} | {:.2}x | {}; {} |",
+            median(&plain),
+            median(&indexed),
+            median(&indexed) / median(&plain),
+            show(&plain),
+            show(&indexed)
+        );
+    }
+}
+
+/// Inserts per second by two threads inserting the shape's values into `set` for two
+/// seconds (the values they add are new odd ones at 10 M, as in [`measure`]).
+fn insert_rate(set: &SortedMultiset<i64>, shape: &Shape) -> f64 {
+    let stop = AtomicBool::new(false);
+    let inserted = AtomicU64::new(0);
+    let started = Instant::now();
+    thread::scope(|s| {
+        for t in 0..2u64 {
+            let (stop, inserted) = (&stop, &inserted);
+            s.spawn(move || {
+                let mut rng = SmallRng::seed_from_u64(200 + t);
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..1024 {
+                        set.insert((shape.pick)(&mut rng, shape.distinct) | 1);
+                    }
+                    inserted.fetch_add(1024, Ordering::Relaxed);
+                }
+            });
+        }
+        thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+    });
+    inserted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Fills `set` with the shape's values (and builds its index, if it has one).
+fn load(set: &SortedMultiset<i64>, shape: &Shape) {
+    {
         let mut batch: Vec<i64> = if shape.distinct == 101 {
             (0..=100)
                 .flat_map(|v| std::iter::repeat_n(v, 100))
@@ -70,17 +158,14 @@ fn main() {
         for chunk in batch.chunks_mut(1 << 16) {
             set.insert_batch(chunk);
         }
-        drop(batch);
-        for writers in [0, 2] {
-            measure(&set, shape, writers);
-        }
     }
+    set.build_index();
 }
 
 /// One timed call: returns something derived from the answer, so it is not optimised away.
 type Op<'a> = dyn FnMut(&mut SmallRng) -> u64 + 'a;
 
-fn measure(set: &SortedMultiset<i64>, shape: &Shape, writers: u64) {
+fn measure(set: &SortedMultiset<i64>, shape: &Shape, indexed: bool, writers: u64) {
     let stop = AtomicBool::new(false);
     let inserted = AtomicU64::new(0);
     thread::scope(|s| {
@@ -88,12 +173,12 @@ fn measure(set: &SortedMultiset<i64>, shape: &Shape, writers: u64) {
             let (stop, inserted) = (&stop, &inserted);
             s.spawn(move || {
                 let mut rng = SmallRng::seed_from_u64(100 + t);
-                let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
-                    set.insert((shape.pick)(&mut rng, shape.distinct) | 1);
-                    n += 1;
+                    for _ in 0..1024 {
+                        set.insert((shape.pick)(&mut rng, shape.distinct) | 1);
+                    }
+                    inserted.fetch_add(1024, Ordering::Relaxed);
                 }
-                inserted.fetch_add(n, Ordering::Relaxed);
             });
         }
         let mut rng = SmallRng::seed_from_u64(7);
@@ -121,7 +206,9 @@ fn measure(set: &SortedMultiset<i64>, shape: &Shape, writers: u64) {
                 set.page(.., Some(&from), 100).len()
             }),
         ];
+        let kind = if indexed { "indexed" } else { "plain" };
         for (name, op) in ops {
+            let before = inserted.load(Ordering::Relaxed);
             let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
             let started = Instant::now();
             let mut calls = 0u64;
@@ -133,8 +220,16 @@ fn measure(set: &SortedMultiset<i64>, shape: &Shape, writers: u64) {
             }
             let secs = started.elapsed().as_secs_f64();
             let us = |ns: u64| ns as f64 / 1000.0;
+            let inserts = if writers > 0 {
+                format!(
+                    "{:.0}",
+                    (inserted.load(Ordering::Relaxed) - before) as f64 / secs
+                )
+            } else {
+                "-".into()
+            };
             println!(
-                "| {} | {writers} | {name} | {:.0} | {:.2} | {:.2} | {:.0} |",
+                "| {} | {kind} | {writers} | {name} | {:.0} | {:.2} | {:.2} | {:.0} | {inserts} |",
                 shape.name,
                 calls as f64 / secs,
                 us(hist.value_at_quantile(0.5)),
@@ -144,11 +239,4 @@ fn measure(set: &SortedMultiset<i64>, shape: &Shape, writers: u64) {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    if writers > 0 {
-        eprintln!(
-            "({} distinct, {writers} writers: {} inserts during the run)",
-            shape.name,
-            inserted.load(Ordering::Relaxed)
-        );
-    }
 }

@@ -315,15 +315,15 @@ where
     /// holds 4,096 distinct values, so that [`rank`](Self::rank),
     /// [`count_range`](Self::count_range), [`select`](Self::select) and the
     /// [`quantiles`](Self::quantiles) add up counters instead of walking every value
-    /// below the answer: at 10 million distinct values they read about 1,500 counters
-    /// and walk at most two ranges of about 256 values each (README, "Order statistics").
+    /// below the answer: at 10 million distinct values about 2,500 counters, and walks of
+    /// at most two ranges of about 64 to 128 values (README, "Order statistics").
     ///
-    /// The price: each write also records its change in the index (a bucket search and
-    /// two counter updates in the writing thread's own shard), writes rebuild the index
-    /// a step at a time each time the distinct values double, and a [`Handle`] on it
-    /// takes the plain path (its cache would skip the index). The index costs about 0.3
-    /// bytes per distinct value. The consistency stated for order statistics holds the
-    /// same way (see [Consistency](SortedMultiset#consistency)).
+    /// The price: each write also records its change in the index (a search of its bounds
+    /// and two counter updates), writes rebuild the index a step at a time each time the
+    /// distinct values double, and a [`Handle`] on it takes the plain path (its cache
+    /// would skip the index). The index costs about 0.3 bytes per distinct value. The
+    /// consistency stated for order statistics holds the same way (see
+    /// [Consistency](SortedMultiset#consistency)).
     ///
     /// # Examples
     ///
@@ -360,8 +360,9 @@ where
         if self.index.is_none() {
             // No other thread holds `self`: the leaves, all colour 0, are what the first
             // build recolours, as it would those of a multiset indexed from the start.
-            self.index = Some(Box::new(index::Indexing::new()));
-            self.note_new_value();
+            let indexing = index::Indexing::new();
+            indexing.note_distinct(self.distinct_len());
+            self.index = Some(Box::new(indexing));
         }
         self
     }
@@ -421,8 +422,7 @@ where
         };
         let r = {
             let guard = epoch::pin();
-            let state = indexing.load();
-            f(&guard, Some(&state))
+            indexing.with_state(|state| f(&guard, Some(state)))
         };
         // Unpinned first: a step may be waiting for the epoch to move on.
         indexing.help(&self.map, || self.distinct_len());
@@ -433,14 +433,14 @@ where
     /// `color` (for an indexed multiset), made under `state`.
     fn record(&self, state: Option<&index::State<T>>, color: u64, value: &T, delta: i64) {
         if let (Some(indexing), Some(state)) = (&self.index, state) {
-            indexing.record(state, color, value, delta);
+            indexing.record(state, state.locate(value), color, value, delta);
         }
     }
 
     /// Notes a new distinct value (for an indexed multiset: a rebuild may be due).
     fn note_new_value(&self) {
         if let Some(indexing) = &self.index {
-            indexing.note_distinct(self.distinct_len());
+            indexing.note_new_value(|| self.distinct_len());
         }
     }
 
@@ -546,12 +546,20 @@ where
         keep: bool,
         state: Option<&index::State<T>>,
     ) -> Result<(u64, Option<base::RefEntry<'a, T, AtomicU64>>), u64> {
+        // Where the index will count this, found first so that its cache misses overlap
+        // the search below.
+        let slots = state.map(|s| s.locate(value)).unwrap_or_default();
+        let record = |color: u64| {
+            if let (Some(indexing), Some(state)) = (&self.index, state) {
+                indexing.record(state, slots, color, value, n as i64);
+            }
+        };
         // Fast path: a live entry exists, so no node is allocated, nothing is cloned, and
         // the entry is borrowed under `guard` without touching its reference count.
         if let Some(entry) = self.map.get(value, guard) {
             match add_to(entry.value(), n) {
                 Added::To(after, color) => {
-                    self.record(state, color, value, n as i64);
+                    record(color);
                     return Ok((after, keep.then(|| entry.pin()).flatten()));
                 }
                 Added::Overflow(count) => return Err(count),
@@ -582,7 +590,7 @@ where
             };
             match added {
                 Added::To(after, color) => {
-                    self.record(state, color, value, n as i64);
+                    record(color);
                     return Ok((after, kept));
                 }
                 Added::Overflow(count) => return Err(count),
