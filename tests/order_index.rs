@@ -384,3 +384,27 @@ fn mixed_writers_leave_the_index_exact() {
     set.build_index();
     check_exact(&set, &model, &mut SmallRng::seed_from_u64(8), "rebuilt");
 }
+
+/// Large batches carry their share of the rebuilding: a load of 400,000 distinct values
+/// in batches of 20,000, with no other write and no `build_index`, has the index built
+/// and rebuilt as it grows (a build waits for a grace period between its phases, so one
+/// may still be under way at the end), and exact.
+#[test]
+fn large_batches_build_the_index_as_they_go() {
+    let set = SortedMultiset::indexed();
+    let mut model = BTreeMap::new();
+    for chunk in 0..20i64 {
+        let mut batch: Vec<i64> = (0..20_000).map(|i| (i * 20 + chunk) * 3).collect();
+        for &v in &batch {
+            model.insert(v, 1u64);
+        }
+        set.insert_batch(&mut batch);
+    }
+    assert!(set.index_builds() >= 3, "{} builds", set.index_builds());
+    check_exact(
+        &set,
+        &model,
+        &mut SmallRng::seed_from_u64(9),
+        "after the load",
+    );
+}

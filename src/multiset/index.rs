@@ -90,8 +90,8 @@ const FENCE: usize = 16;
 /// Leaves one rebuild step walks.
 const STEP: usize = 1024;
 
-/// One write in this many, per thread, takes a rebuild step when one is due.
-const HELP_EVERY: u32 = 8;
+/// A thread takes a rebuild step, when one is due, once per this many values it writes.
+const HELP_EVERY: usize = 8;
 
 /// Occurrence counts per bucket and per group of buckets, for one colour of leaves.
 pub(super) struct Index<T> {
@@ -362,7 +362,7 @@ const NOTE_EVERY: u32 = 64;
 
 thread_local! {
     /// Writes this thread made since it last looked for upkeep to help with.
-    static SINCE_HELP: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    static SINCE_HELP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     /// New values this thread added since it last looked at the distinct count.
     static NEW_VALUES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
@@ -442,19 +442,29 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         }
     }
 
-    /// Called after every write: one in [`HELP_EVERY`] per thread takes a rebuild step
-    /// when one is due (unless another thread is taking one).
-    pub(super) fn help(&self, map: &SkipList<T, AtomicU64>, distinct: impl Fn() -> u64) {
+    /// Called after every write of `values` values: a thread takes one rebuild step for
+    /// every [`HELP_EVERY`] values it writes while one is due (unless another thread is
+    /// taking one), so a rebuild keeps pace with what is written, a large batch carrying
+    /// its share at once.
+    pub(super) fn help(
+        &self,
+        map: &SkipList<T, AtomicU64>,
+        values: usize,
+        distinct: impl Fn() -> u64,
+    ) {
         if !self.work.load(Relaxed) {
             return;
         }
-        let due = SINCE_HELP.with(|n| {
-            let k = n.get() + 1;
-            n.set(k % HELP_EVERY);
-            k == HELP_EVERY
+        let steps = SINCE_HELP.with(|n| {
+            let owed = n.get().saturating_add(values);
+            n.set(owed % HELP_EVERY);
+            owed / HELP_EVERY
         });
-        if due {
-            self.step(map, distinct);
+        for _ in 0..steps {
+            // Nothing left, another thread stepping, or a grace period to wait out.
+            if !self.work.load(Relaxed) || !self.step(map, &distinct) {
+                return;
+            }
         }
     }
 
@@ -482,11 +492,12 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         self.state.load().authority().is_some()
     }
 
-    /// Takes one rebuild step, unless another thread is taking one.
-    pub(super) fn step(&self, map: &SkipList<T, AtomicU64>, distinct: impl Fn() -> u64) {
+    /// Takes one rebuild step, unless another thread is taking one; returns whether it
+    /// moved the rebuild on (not while waiting out a grace period).
+    pub(super) fn step(&self, map: &SkipList<T, AtomicU64>, distinct: impl Fn() -> u64) -> bool {
         let mut phase = match self.phase.try_lock() {
             Ok(phase) => phase,
-            Err(TryLockError::WouldBlock) => return,
+            Err(TryLockError::WouldBlock) => return false,
             // A panic in a step (a user's `Ord` or `Clone`) left the phase as it was.
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
         };
@@ -528,7 +539,8 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
                 if !passed.load(Acquire) {
                     // Hand this thread's deferred functions over, and collect.
                     epoch::pin().flush();
-                    Phase::Waiting { passed, then }
+                    *phase = Phase::Waiting { passed, then };
+                    return false;
                 } else {
                     match then {
                         Some(new) => Phase::Recoloring {
@@ -576,6 +588,7 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
             }
         };
         *phase = next;
+        true
     }
 
     /// Publishes a new index with `bounds`, of the colour the current one does not have,

@@ -416,7 +416,7 @@ where
     /// loaded under that pin and held until the write has recorded its changes: the
     /// index's grace periods wait for every thread pinned when its state changed (see
     /// `index`). Then, unpinned, lets the index take a rebuild step if one is due.
-    fn write<R>(&self, f: impl FnOnce(&Guard, Option<&index::State<T>>) -> R) -> R {
+    fn write<R>(&self, values: usize, f: impl FnOnce(&Guard, Option<&index::State<T>>) -> R) -> R {
         let Some(indexing) = &self.index else {
             return f(&epoch::pin(), None);
         };
@@ -425,7 +425,7 @@ where
             indexing.with_state(|state| f(&guard, Some(state)))
         };
         // Unpinned first: a step may be waiting for the epoch to move on.
-        indexing.help(&self.map, || self.distinct_len());
+        indexing.help(&self.map, values, || self.distinct_len());
         r
     }
 
@@ -515,7 +515,7 @@ where
         if n == 0 {
             return Some(self.count(&value));
         }
-        let after = self.write(|guard, state| self.add_raw(&value, n, guard, state).ok())?;
+        let after = self.write(1, |guard, state| self.add_raw(&value, n, guard, state).ok())?;
         self.counters.add(n, u64::from(after == n));
         if after == n {
             self.note_new_value();
@@ -618,7 +618,7 @@ where
     pub fn insert_batch(&self, batch: &mut [T]) -> u64 {
         // One pin for the whole batch: each pin costs a fence. Batches are bounded by the
         // caller's memory, and a pin only delays reclamation while it is held.
-        self.write(|guard, state| {
+        self.write(batch.len(), |guard, state| {
             self.insert_runs(batch, |value, n| {
                 self.add_raw(value, n, guard, state)
                     .unwrap_or_else(|_| count_overflow())
@@ -694,7 +694,7 @@ where
     /// assert_eq!(set.remove_n(&4, 5), 0);
     /// ```
     pub fn remove_n(&self, value: &T, n: u64) -> u64 {
-        self.write(|guard, state| {
+        self.write(1, |guard, state| {
             let Some(entry) = self.map.get(value, guard) else {
                 return 0;
             };
@@ -829,7 +829,7 @@ where
         // (a user's `clone`) leaves them matching what was removed.
         let mut from = Bound::Unbounded;
         loop {
-            let next = self.write(|guard, state| {
+            let next = self.write(iter::BATCH, |guard, state| {
                 let next = iter::batch(
                     &self.map,
                     &from,
@@ -908,7 +908,7 @@ where
     /// assert_eq!(set.pop_first(), None);
     /// ```
     pub fn pop_first(&self) -> Option<T> {
-        self.write(|guard, state| self.pop_from(self.map.iter(guard), state))
+        self.write(1, |guard, state| self.pop_from(self.map.iter(guard), state))
     }
 
     /// Removes one occurrence of the largest value and returns it (weakly consistent, as
@@ -922,7 +922,9 @@ where
     /// assert_eq!(set.len(), 2);
     /// ```
     pub fn pop_last(&self) -> Option<T> {
-        self.write(|guard, state| self.pop_from(self.map.iter(guard).rev(), state))
+        self.write(1, |guard, state| {
+            self.pop_from(self.map.iter(guard).rev(), state)
+        })
     }
 
     fn pop_from<'a: 'g, 'g>(
