@@ -408,3 +408,38 @@ fn large_batches_build_the_index_as_they_go() {
         "after the load",
     );
 }
+
+/// An ascending load puts every value past the planned bounds in the last bucket. A
+/// reader that has to walk far more than a bucket's worth makes a rebuild due, and
+/// writes carry it out (or `build_index` does at once).
+#[test]
+fn a_long_walk_after_an_ascending_load_makes_a_rebuild_due() {
+    let set = SortedMultiset::indexed();
+    set.extend(0..10_000i64);
+    assert!(set.build_index());
+    let built = set.index_builds();
+    // Ascending, and too few to make the distinct values double.
+    set.extend(10_000..19_000i64);
+    assert_eq!(set.index_builds(), built);
+    assert_eq!(set.rank(&18_500), 18_500); // walks the last bucket's 9,000 values
+    // Small writes elsewhere carry the rebuild out.
+    for v in 0..4_000i64 {
+        set.insert(v * 3 % 10_000);
+    }
+    assert!(set.index_builds() > built, "no rebuild after the long walk");
+    let mut model: BTreeMap<i64, u64> = (0..19_000).map(|v| (v, 1)).collect();
+    for v in 0..4_000i64 {
+        *model.get_mut(&(v * 3 % 10_000)).unwrap() += 1;
+    }
+    check_exact(
+        &set,
+        &model,
+        &mut SmallRng::seed_from_u64(10),
+        "rebuilt after the walk",
+    );
+    // And build_index re-plans stale bounds at once.
+    set.extend(19_000..25_000i64);
+    let before = set.index_builds();
+    assert!(set.build_index());
+    assert_eq!(set.index_builds(), before + 1);
+}

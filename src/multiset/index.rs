@@ -87,6 +87,9 @@ pub(super) const GROUP: usize = 256;
 /// Bounds per fence.
 const FENCE: usize = 16;
 
+/// Leaves a partial bucket's walk may pass before the reader calls the bounds stale.
+pub(super) const LONG_WALK: usize = 16 * BUCKET;
+
 /// Leaves one rebuild step walks.
 const STEP: usize = 1024;
 
@@ -352,6 +355,8 @@ pub(super) struct Indexing<T> {
     work: AtomicBool,
     /// Distinct values at which the next rebuild is due.
     next_build: AtomicU64,
+    /// Live values when the current bounds were planned.
+    planned: AtomicU64,
     /// Rebuilds finished, for tests and figures.
     builds: AtomicU64,
     phase: Mutex<Phase<T>>,
@@ -375,6 +380,7 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
             off: State::Off,
             work: AtomicBool::new(false),
             next_build: AtomicU64::new(ACTIVATE),
+            planned: AtomicU64::new(0),
             builds: AtomicU64::new(0),
             phase: Mutex::new(Phase::Idle),
         }
@@ -428,6 +434,20 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         }
     }
 
+    /// Makes a rebuild due now if the bounds no longer fit the values: a reader walked a
+    /// bucket far larger than planned (values added outside the planned range, as an
+    /// ascending load adds them, all land in the last bucket), or [`build_index`] asked,
+    /// and the multiset holds an eighth more distinct values than when they were planned.
+    ///
+    /// [`build_index`]: super::SortedMultiset::build_index
+    pub(super) fn note_stale(&self, distinct: u64) {
+        let planned = self.planned.load(Relaxed);
+        if self.active.load(Relaxed) && distinct >= planned + planned / 8 && distinct >= ACTIVATE {
+            self.next_build.fetch_min(distinct, Relaxed);
+            self.work.store(true, Relaxed);
+        }
+    }
+
     /// Notes that a write added a new distinct value: a rebuild becomes due when the
     /// multiset's distinct values (`distinct`, read only every [`NOTE_EVERY`]-th time
     /// per thread, since it reads every shard) reach the next threshold.
@@ -462,6 +482,21 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         });
         for _ in 0..steps {
             // Nothing left, another thread stepping, or a grace period to wait out.
+            if !self.work.load(Relaxed) || !self.step(map, &distinct) {
+                return;
+            }
+        }
+    }
+
+    /// Takes rebuild steps walking up to about `leaves` leaves (at least one step) while
+    /// one is due.
+    pub(super) fn help_with(
+        &self,
+        map: &SkipList<T, AtomicU64>,
+        leaves: usize,
+        distinct: impl Fn() -> u64,
+    ) {
+        for _ in 0..leaves.div_ceil(STEP).max(1) {
             if !self.work.load(Relaxed) || !self.step(map, &distinct) {
                 return;
             }
@@ -536,9 +571,16 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
                 }
             }
             Phase::Waiting { passed, then } => {
-                if !passed.load(Acquire) {
-                    // Hand this thread's deferred functions over, and collect.
+                // Hand this thread's deferred functions over and collect, a few times: each
+                // can move the epoch on by one if no thread is pinned in an older one, and
+                // it takes two.
+                for _ in 0..4 {
+                    if passed.load(Acquire) {
+                        break;
+                    }
                     epoch::pin().flush();
+                }
+                if !passed.load(Acquire) {
                     *phase = Phase::Waiting { passed, then };
                     return false;
                 } else {
@@ -608,6 +650,7 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
             new: Arc::clone(&new),
         }));
         self.next_build.store((2 * live).max(ACTIVATE), Relaxed);
+        self.planned.store(live, Relaxed);
         Phase::Waiting {
             passed: grace(),
             then: Some(new),

@@ -377,10 +377,13 @@ where
         self.index.is_some()
     }
 
-    /// Builds (or rebuilds) the counted index now, on this thread, if one is due, rather
-    /// than leaving it to later writes, which take a step each now and then; returns
-    /// whether order statistics now add up an index. For an indexed multiset after a
-    /// bulk load, say; it does nothing for one made with [`new`](Self::new).
+    /// Builds (or rebuilds) the counted index now, on this thread, rather than leaving it
+    /// to later writes, which take a step now and then: if one is due, or if the multiset
+    /// holds an eighth more distinct values than when its bounds were planned (values
+    /// added outside the planned range, as an ascending load adds them, all land in the
+    /// last bucket until a rebuild). Returns whether order statistics now add up an
+    /// index. For an indexed multiset after a bulk load, say; it does nothing for one made
+    /// with [`new`](Self::new).
     ///
     /// # Examples
     ///
@@ -397,6 +400,7 @@ where
         let Some(indexing) = &self.index else {
             return false;
         };
+        indexing.note_stale(self.distinct_len());
         indexing.finish(&self.map, || self.distinct_len());
         indexing.in_use()
     }

@@ -20,7 +20,7 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use crossbeam_epoch as epoch;
 
-use super::index::{GROUP, Index, State};
+use super::index::{GROUP, Index};
 use super::{SortedMultiset, is_empty_range, iter, live_count};
 
 /// Totals at which the index is no longer used (its sums are exact while they fit an
@@ -198,9 +198,10 @@ where
     /// ```
     pub fn count_range<R: RangeBounds<T>>(&self, range: R) -> u64 {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
-        if let Some(state) = self.index_for_reading() {
-            let index = state.authority().expect("checked by index_for_reading");
-            return self.count_indexed(index, bounds);
+        if let Some(n) =
+            self.with_index(|index, longest| self.count_indexed(index, bounds.clone(), longest))
+        {
+            return n;
         }
         let mut total = 0u64;
         self.walk_counts(bounds, |_, n| {
@@ -210,16 +211,28 @@ where
         total
     }
 
-    /// The index's state, when there is an index readers can add up and the total is
-    /// small enough for its sums.
-    fn index_for_reading(&self) -> Option<arc_swap::Guard<std::sync::Arc<State<T>>>> {
-        let state = self.index.as_ref()?.load();
-        (state.authority().is_some() && self.len() < INDEXED_TOTAL).then_some(state)
+    /// Runs `f` with the index readers add up, if there is one and the total is small
+    /// enough for its sums; `f` notes the longest walk of a bucket it made, and a long one
+    /// is answered (see [`note_walk`](Self::note_walk)) once `f` is done.
+    fn with_index<R>(&self, f: impl FnOnce(&Index<T>, &mut usize) -> R) -> Option<R> {
+        let mut longest = 0;
+        let r = {
+            let state = self.index.as_ref()?.load();
+            let index = state.authority().filter(|_| self.len() < INDEXED_TOTAL)?;
+            f(index, &mut longest)
+        };
+        self.note_walk(longest);
+        Some(r)
     }
 
     /// Occurrences in `bounds` with the index: the buckets covered whole by their
     /// counters, the (at most two) covered in part by walking them.
-    fn count_indexed(&self, index: &Index<T>, (lo, hi): (Bound<T>, Bound<T>)) -> u64 {
+    fn count_indexed(
+        &self,
+        index: &Index<T>,
+        (lo, hi): (Bound<T>, Bound<T>),
+        longest: &mut usize,
+    ) -> u64 {
         if is_empty_range(&(lo.clone(), hi.clone())) {
             return 0;
         }
@@ -228,12 +241,14 @@ where
             Bound::Included(v) | Bound::Excluded(v) => Some(index.bucket_of(v)),
         };
         let (lo_bucket, hi_bucket) = (bucket(&lo), bucket(&hi));
-        let walk = |from: Bound<T>, to: Bound<T>| {
-            let mut sum = 0i128;
+        let mut walk = |from: Bound<T>, to: Bound<T>| {
+            let (mut sum, mut walked) = (0i128, 0);
             self.walk_counts((from, to), |_, n| {
                 sum += i128::from(n);
+                walked += 1;
                 ControlFlow::Continue(())
             });
+            *longest = (*longest).max(walked);
             sum
         };
         let total = match (lo_bucket, hi_bucket) {
@@ -265,7 +280,12 @@ where
     /// is passed by its counter, a bucket holding one is walked. Every bucket is counted
     /// once, by its counter or by its walk, so the answers ascend with the targets. `None`
     /// for positions past the end.
-    fn select_indexed(&self, index: &Index<T>, targets: &[u64]) -> Vec<Option<T>> {
+    fn select_indexed(
+        &self,
+        index: &Index<T>,
+        targets: &[u64],
+        longest: &mut usize,
+    ) -> Vec<Option<T>> {
         let mut found = Vec::with_capacity(targets.len());
         // Occurrences before bucket `j`, as counted so far.
         let (mut before, mut j) = (0i128, 0);
@@ -288,10 +308,11 @@ where
             }
             // The counter says a target is here: walk the bucket. If writes left it holding
             // less, the targets it misses are looked for further on.
-            let mut seen = 0i128;
+            let (mut seen, mut walked) = (0i128, 0);
             let range = (index.lower(j).cloned(), index.upper(j).cloned());
             self.walk_counts(range, |v, n| {
                 seen += i128::from(n);
+                walked += 1;
                 while found.len() < targets.len()
                     && before + seen > i128::from(targets[found.len()])
                 {
@@ -303,11 +324,28 @@ where
                     ControlFlow::Continue(())
                 }
             });
+            *longest = (*longest).max(walked);
             before += seen;
             j += 1;
         }
         found.resize(targets.len(), None);
         found
+    }
+
+    /// A reader walked `walked` leaves of one bucket: far more than planned means the
+    /// index's bounds no longer fit, and a rebuild is made due. Writes carry rebuilds out,
+    /// but a reader that walked this far also takes steps worth as many leaves as it
+    /// walked (at most doubling its own cost), so that reads alone, or reads that starve
+    /// the writes, still end the long walks. Reading never depends on a step being
+    /// finished: until a rebuild completes its old index, which every write still
+    /// records into, is the one read.
+    fn note_walk(&self, walked: usize) {
+        if walked > super::index::LONG_WALK
+            && let Some(indexing) = &self.index
+        {
+            indexing.note_stale(self.distinct_len());
+            indexing.help_with(&self.map, walked, || self.distinct_len());
+        }
     }
 
     /// The value of the `k`-th occurrence in sorted order (0-based), or `None` if there are
@@ -325,9 +363,10 @@ where
     /// assert_eq!(set.select(4), None);
     /// ```
     pub fn select(&self, k: u64) -> Option<T> {
-        if let Some(state) = self.index_for_reading() {
-            let index = state.authority().expect("checked by index_for_reading");
-            return self.select_indexed(index, &[k]).pop().flatten();
+        if let Some(found) = self
+            .with_index(|index, longest| self.select_indexed(index, &[k], longest).pop().flatten())
+        {
+            return found;
         }
         let (mut left, mut found) = (k, None);
         self.walk_counts((Bound::Unbounded, Bound::Unbounded), |v, n| {
@@ -393,10 +432,10 @@ where
             return Vec::new();
         }
         targets.sort_unstable();
-        if let Some(state) = self.index_for_reading() {
-            let index = state.authority().expect("checked by index_for_reading");
-            let ks: Vec<u64> = targets.iter().map(|&(k, _)| k).collect();
-            let values = self.select_indexed(index, &ks);
+        let ks: Vec<u64> = targets.iter().map(|&(k, _)| k).collect();
+        if let Some(values) =
+            self.with_index(|index, longest| self.select_indexed(index, &ks, longest))
+        {
             let mut found: Vec<Option<T>> = vec![None; qs.len()];
             let mut largest = None;
             for (&(_, i), v) in targets.iter().zip(values) {
