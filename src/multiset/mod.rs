@@ -83,8 +83,10 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 ///   be seen, and the counts seen are not one snapshot: a sum over [`runs`] while writers
 ///   run need not equal any value [`len`] ever had.
 /// - **Order statistics**: [`rank`], [`count_range`], [`select`], [`quantile`],
-///   [`quantiles`] and [`page`] walk the counts, reading each value's count once at its own
-///   instant during the call. With no write in flight they are exact. While writers run,
+///   [`quantiles`] and [`page`] walk the counts (or, on an [indexed](Self::indexed)
+///   multiset, add up its counters and walk the rest), reading each value's count or
+///   counter once at its own instant during the call. With no write in flight they are
+///   exact, on an indexed multiset at every stage of its rebuilds too. While writers run,
 ///   a count or rank is a sum of counts each read at some instant of the call: with only
 ///   insertions running it is at least its value when the call started and at most its
 ///   value when the call returned (with only removals, the reverse), and `select(k)`
@@ -141,7 +143,9 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 /// for any skip list. Inserting a value that is already present touches no list link.
 /// Order statistics walk: [`rank`] and [`count_range`] cost O(d) for the distinct values
 /// they pass, [`select`] and [`quantiles`] those up to the answer; a [`page`] costs one
-/// search plus its runs.
+/// search plus its runs. On an [indexed](Self::indexed) multiset with its index built they
+/// add up O(d / 16,384) group counters and O(256) bucket counters and walk at most two
+/// buckets of about 64 values: about 10 µs at 10 million distinct values.
 ///
 /// [`insert`]: SortedMultiset::insert
 /// [`insert_n`]: SortedMultiset::insert_n

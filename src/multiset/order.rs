@@ -169,7 +169,9 @@ where
     /// order if present. Saturates at `u64::MAX`.
     ///
     /// Exact when no write is in flight; see the [module docs](SortedMultiset#consistency) for
-    /// the bounds under writes. O(d) for the d distinct values below `value`.
+    /// the bounds under writes. O(d) for the d distinct values below `value`; on an
+    /// [indexed](SortedMultiset::indexed) multiset, a sum of counters and a walk of part of
+    /// one bucket.
     ///
     /// # Examples
     ///
