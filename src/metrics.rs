@@ -61,6 +61,9 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Connections refused at the connection limit.
     pub connections_refused: AtomicU64,
+    /// Replies found releasable at one idle sweep and still held at the next: a wake-up
+    /// from the log was lost (stays 0 unless something is wrong).
+    pub late_releases: AtomicU64,
     /// Backpressure gauges, one padded slot per event loop (loop `i` uses slot
     /// `i % LOOP_SLOTS`), so loops never share a cache line for them; summed on scrape.
     loops: Box<[CachePadded<LoopGauges>]>,
@@ -91,6 +94,7 @@ impl Default for Metrics {
             connections_open: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             connections_refused: AtomicU64::new(0),
+            late_releases: AtomicU64::new(0),
             loops: (0..LOOP_SLOTS).map(|_| CachePadded::default()).collect(),
         }
     }
@@ -273,7 +277,7 @@ impl Metrics {
             let total: i64 = self.loops.iter().map(|g| f(g).load(Relaxed)).sum();
             u64::try_from(total).unwrap_or(0)
         };
-        let gauges: [(&str, &str, &str, u64); 8] = [
+        let gauges: [(&str, &str, &str, u64); 9] = [
             (
                 "sortd_frame_errors_total",
                 "counter",
@@ -297,6 +301,12 @@ impl Metrics {
                 "counter",
                 "Connections refused at the limit.",
                 self.connections_refused.load(Relaxed),
+            ),
+            (
+                "sortd_late_releases_total",
+                "counter",
+                "Replies the log had covered for a whole idle sweep (250 ms) before their event loop sent them: lost wake-ups, 0 unless something is wrong.",
+                self.late_releases.load(Relaxed),
             ),
             (
                 "sortd_output_queued_bytes",

@@ -825,3 +825,68 @@ fn a_panicking_event_loop_with_persistence_fails_fast() {
     let p = start(&dir, None, &[]).unwrap();
     assert_eq!(contents(p.frame), [(1, 1), (2, 1), (3, 1), (4, 1)]);
 }
+
+/// Replies on one event loop wait for changes logged by the other (a reply waits for every
+/// change it could have observed). Under `everysec` and `never` each loop writes the log
+/// itself and wakes the other; under `always` the writer thread wakes both. A lost wake-up
+/// leaves a reply waiting for the 250 ms idle sweep, which counts it in
+/// `sortd_late_releases_total`: clients on both loops, every change and read waiting for
+/// the log, and none may be late. Every insert is accounted for, and survives a restart.
+#[test]
+fn replies_held_across_event_loops_are_released_without_a_lost_wake_up() {
+    for (fsync, rounds) in [
+        (Fsync::EverySec, 1500),
+        (Fsync::Never, 1500),
+        (Fsync::Always, 300),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let config = || Config {
+            persistence: Some(Options {
+                fsync,
+                ..Options::new(&dir)
+            }),
+            ..small_config()
+        };
+        let mut server = Running::start(config());
+        let addr = server.addr;
+        // Eight connections: the acceptor deals them to the two loops in turn.
+        let clients: Vec<_> = (0..8u64)
+            .map(|t| {
+                thread::spawn(move || {
+                    let mut c = Client::connect(addr).unwrap();
+                    let mut rng = SmallRng::seed_from_u64(t);
+                    let mut added = 0u64;
+                    for i in 0..rounds {
+                        let batch: Vec<i64> = (0..rng.random_range(1..=8))
+                            .map(|_| rng.random_range(0..100))
+                            .collect();
+                        match i % 3 {
+                            0 => drop(c.insert(&batch).unwrap()),
+                            1 => drop(c.insert_ack(&batch).unwrap()),
+                            // A read with no change of its own: it waits for the others'.
+                            _ => {
+                                c.get(i64::MIN, i64::MAX, 0).unwrap();
+                                continue;
+                            }
+                        }
+                        added += batch.len() as u64;
+                    }
+                    added
+                })
+            })
+            .collect();
+        let added: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
+        assert_eq!(
+            common::metric(server.http, "sortd_late_releases_total"),
+            0,
+            "{fsync:?}: a reply waited for the idle sweep"
+        );
+        let before = contents(addr);
+        assert_eq!(before.iter().map(|r| r.1).sum::<u64>(), added, "{fsync:?}");
+        server.stop().unwrap();
+        drop(server);
+        let restarted = Running::start(config());
+        assert_eq!(contents(restarted.addr), before, "{fsync:?}");
+    }
+}

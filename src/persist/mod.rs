@@ -34,9 +34,13 @@
 //! An event loop applies a change to the multiset, then encodes its *effect* as count
 //! deltas (`value, +n` / `value, -n`; for `clear` and `remove` what they actually removed)
 //! into a per-loop [`Session`](crate::service::Session). Once per loop iteration the
-//! session's records go to the one writer thread over a channel. The writer writes every
-//! batch that has arrived with one `write` (group commit), fsyncs per [`Fsync`], and then
-//! wakes the event loops, which release the replies that waited for those records.
+//! session's records are logged. Under [`Fsync::Always`] they go to the one writer thread
+//! over a channel; it writes every batch that has arrived with one `write` (group commit),
+//! fsyncs, and then wakes the event loops, which release the replies that waited for those
+//! records. Under `everysec` and `never` the loop appends them to the log file itself (one
+//! `write`, under a lock the loops share) and releases its replies at once, waking any
+//! other loop whose replies were waiting for them; the writer thread then only starts the
+//! once-a-second fsync and compactions.
 //!
 //! Which replies wait is decided by *tickets*. Every change takes a ticket (a number from
 //! one counter) before it touches the multiset, and the writer publishes how many tickets,
@@ -72,14 +76,15 @@ use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::Sender;
 
 use crate::SortedMultiset;
+use writer::Tickets;
 pub(crate) use writer::Writer;
 
 /// The snapshot's file name in the data directory.
@@ -310,6 +315,8 @@ pub(crate) struct Batch {
 
 pub(crate) enum Msg {
     Batch(Batch),
+    /// Look at compaction now: the log has outgrown its threshold, or a compaction ended.
+    Wake,
     /// Write what has arrived, fsync, and end the thread.
     Stop,
 }
@@ -325,6 +332,14 @@ pub struct Log {
     durable: AtomicU64,
     /// The first write error; once set, no more tickets are issued.
     failed: OnceLock<String>,
+    /// The current log file. Under `always` only the writer thread writes to it; under
+    /// `everysec` and `never` the event loops append their records themselves.
+    sink: Mutex<Sink>,
+    /// Once `log_bytes` passes this, a loop that appends records wakes the writer to
+    /// compact (`u64::MAX` while a compaction runs). Kept by the writer.
+    compact_at: AtomicU64,
+    /// A wake for compaction is on its way; cleared by the writer when it looks.
+    nudged: AtomicBool,
     tx: Sender<Msg>,
     fsync: Fsync,
     log_bytes: AtomicU64,
@@ -401,10 +416,56 @@ impl Log {
         self.last_fsync_ms.store(now_ms(), Relaxed);
     }
 
-    /// Hands a loop's batch to the writer.
-    pub(crate) fn submit(&self, batch: Batch) {
-        // The writer only stops after every event loop has ended.
-        let _ = self.tx.send(Msg::Batch(batch));
+    /// Logs a loop's batch; returns whether replies held by other loops may now go out
+    /// (or, after a failure, must be dropped), so that the caller wakes them.
+    ///
+    /// Under `always` the batch goes to the writer thread, which writes what every loop
+    /// sent with one `write`, fsyncs, and wakes the loops itself. Under `everysec` and
+    /// `never` nothing waits for an fsync, so the loop appends the records itself (as
+    /// Redis's event loop appends to its AOF): one `write` into the page cache, and the
+    /// replies it covers go out in the same loop iteration, with no hand-off to another
+    /// thread and back.
+    pub(crate) fn submit(&self, batch: Batch) -> bool {
+        if self.fsync == Fsync::Always {
+            // The writer only stops after every event loop has ended.
+            let _ = self.tx.send(Msg::Batch(batch));
+            return false;
+        }
+        let mut sink = self.sink();
+        // Checked under the lock: after a failure nothing more is written, so the file
+        // ends at (or inside) the record that failed.
+        if self.has_failed() {
+            return true;
+        }
+        if !batch.bytes.is_empty() {
+            if let Err(e) = sink.file.write_all(&batch.bytes) {
+                let reason = format!("writing {}: {e}", sink.path.display());
+                self.fail(&reason);
+                return true;
+            }
+            let logged = self.log_bytes.fetch_add(batch.bytes.len() as u64, Relaxed)
+                + batch.bytes.len() as u64;
+            sink.dirty = true;
+            if logged > self.compact_at.load(Relaxed) && !self.nudged.swap(true, Relaxed) {
+                self.nudge();
+            }
+        }
+        batch.tickets.iter().for_each(|&t| sink.done.done(t));
+        // Stored under the lock, so it only grows. Release: the write above happens-before
+        // any loop that Acquire-loads the new value and sends the replies it covers.
+        self.durable.store(sink.done.next, Release);
+        !batch.tickets.is_empty()
+    }
+
+    /// Wakes the writer to look at compaction.
+    fn nudge(&self) {
+        let _ = self.tx.send(Msg::Wake);
+    }
+
+    /// The current log file, locked.
+    fn sink(&self) -> MutexGuard<'_, Sink> {
+        // Nothing panics while holding it; if something did, the file is still what it was.
+        self.sink.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Asks the writer to write what it has, fsync, and end. Call once every event loop
@@ -436,6 +497,18 @@ impl Log {
             failed: self.failed.get().is_some(),
         }
     }
+}
+
+/// The current log file and what has been written to it.
+#[derive(Debug)]
+struct Sink {
+    file: File,
+    path: PathBuf,
+    generation: u64,
+    /// The tickets whose records are written (and fsynced, under `always`).
+    done: Tickets,
+    /// Written to since the last fsync began.
+    dirty: bool,
 }
 
 /// A data directory opened and recovered, its writer not yet running.
@@ -501,6 +574,15 @@ pub(crate) fn open(options: &Options) -> Result<Opened, Error> {
         issued: AtomicU64::new(0),
         durable: AtomicU64::new(0),
         failed: OnceLock::new(),
+        compact_at: AtomicU64::new(u64::MAX),
+        nudged: AtomicBool::new(false),
+        sink: Mutex::new(Sink {
+            file,
+            path,
+            generation,
+            done: Tickets::default(),
+            dirty: false,
+        }),
         tx,
         fsync: options.fsync,
         log_bytes: AtomicU64::new(
@@ -517,9 +599,6 @@ pub(crate) fn open(options: &Options) -> Result<Opened, Error> {
         options: options.clone(),
         log: std::sync::Arc::clone(&log),
         rx,
-        file,
-        path,
-        generation,
     };
     Ok(Opened {
         default: recovered.default,

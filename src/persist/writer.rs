@@ -1,10 +1,10 @@
-//! The writer thread: the only owner of the log file.
+//! The writer thread: group commits under `always`, the once-a-second fsync under
+//! `everysec`, log rotation and compaction under every policy.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::File;
 use std::io::{self, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, Release};
 use std::thread::{self, JoinHandle};
@@ -23,28 +23,24 @@ const COMPACTION_RETRY: Duration = Duration::from_secs(30);
 /// The `everysec` interval.
 const SECOND: Duration = Duration::from_secs(1);
 
-/// Owns the current log file; runs on its own thread once [`spawn`](Writer::spawn)ed.
+/// Runs on its own thread once [`spawn`](Writer::spawn)ed.
 pub(crate) struct Writer {
     pub(super) options: Options,
     pub(super) log: Arc<Log>,
     pub(super) rx: Receiver<Msg>,
-    /// The current log, its path and generation.
-    pub(super) file: File,
-    pub(super) path: PathBuf,
-    pub(super) generation: u64,
 }
 
 /// Tickets done, and the gap-free prefix the event loops wait on.
-#[derive(Default)]
-struct Tickets {
+#[derive(Debug, Default)]
+pub(super) struct Tickets {
     /// Every ticket below this is done.
-    next: u64,
+    pub(super) next: u64,
     /// Done tickets above a gap, waiting for the gap to fill.
     early: BinaryHeap<Reverse<u64>>,
 }
 
 impl Tickets {
-    fn done(&mut self, ticket: u64) {
+    pub(super) fn done(&mut self, ticket: u64) {
         if ticket != self.next {
             self.early.push(Reverse(ticket));
             return;
@@ -79,9 +75,7 @@ impl Writer {
     fn run(mut self, wake: &dyn Fn()) {
         let mut buf = Vec::new();
         let mut tickets = Vec::new();
-        let mut done = Tickets::default();
-        // Written since the last fsync was started.
-        let mut dirty = false;
+        let always = self.options.fsync == Fsync::Always;
         let mut last_sync = Instant::now();
         let (syncer, syncer_thread) = match self.options.fsync {
             Fsync::EverySec => {
@@ -93,9 +87,19 @@ impl Writer {
         let mut compaction: Option<JoinHandle<Result<(), Error>>> = None;
         let mut next_compaction = Instant::now();
         let mut stop = false;
+        self.log
+            .compact_at
+            .store(self.compaction_threshold(), Relaxed);
         while !stop {
-            // Under everysec, wake up for the next fsync even when nothing arrives.
-            let first = if dirty && syncer.is_some() {
+            // Under `always` every batch comes here and nothing else needs doing. Otherwise
+            // the loops write the log themselves: wake once a second to start an fsync
+            // (`everysec`) and to look at compaction.
+            let first = if always {
+                match self.rx.recv() {
+                    Ok(m) => Some(m),
+                    Err(_) => break,
+                }
+            } else {
                 match self
                     .rx
                     .recv_timeout(SECOND.saturating_sub(last_sync.elapsed()))
@@ -103,11 +107,6 @@ impl Writer {
                     Ok(m) => Some(m),
                     Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
-                }
-            } else {
-                match self.rx.recv() {
-                    Ok(m) => Some(m),
-                    Err(_) => break,
                 }
             };
             // Group commit: everything that has arrived, up to GROUP_MAX bytes.
@@ -118,12 +117,14 @@ impl Writer {
                         tickets.extend_from_slice(&batch.tickets);
                         buf.extend_from_slice(&batch.bytes);
                     }
+                    Msg::Wake => {}
                     Msg::Stop => stop = true,
                 }
                 if buf.len() < GROUP_MAX {
                     msg = self.rx.try_recv().ok();
                 }
             }
+            let mut sink = self.log.sink();
             if self.log.has_failed() {
                 // Nothing more is acknowledged; drain so senders never wait, and wake the
                 // loops so they drop the connections still waiting (the failure may have
@@ -136,43 +137,47 @@ impl Writer {
                 continue;
             }
             if !buf.is_empty() {
-                if let Err(e) = self.file.write_all(&buf) {
-                    self.fail(&format!("writing {}: {e}", self.path.display()), wake);
+                if let Err(e) = sink.file.write_all(&buf) {
+                    let reason = format!("writing {}: {e}", sink.path.display());
+                    self.fail(&reason, wake);
                     continue;
                 }
                 self.log.log_bytes.fetch_add(buf.len() as u64, Relaxed);
                 buf.clear();
-                dirty = true;
+                sink.dirty = true;
             }
-            if dirty && (self.options.fsync == Fsync::Always || stop) {
-                if let Err(e) = self.sync() {
+            if sink.dirty && (always || stop) {
+                if let Err(e) = sync(&sink, &self.log) {
                     self.fail(&e, wake);
                     continue;
                 }
-                dirty = false;
+                sink.dirty = false;
             }
             if !tickets.is_empty() {
-                tickets.drain(..).for_each(|t| done.done(t));
+                tickets.drain(..).for_each(|t| sink.done.done(t));
                 // Release: the write (and fsync) above happen-before any event loop that
                 // Acquire-loads the new value and sends the replies it covers.
-                self.log.durable.store(done.next, Release);
+                self.log.durable.store(sink.done.next, Release);
                 wake();
             }
-            if dirty
-                && let Some(syncer) = &syncer
-                && last_sync.elapsed() >= SECOND
-            {
-                // The fsync runs on its own thread, so replies never wait for it. If the
-                // previous one is still running this one is skipped (as Redis does).
-                match self.file.try_clone() {
-                    Ok(f) => {
-                        // Busy (or gone): try again in a second, never spin.
-                        dirty = syncer.try_send(f).is_err();
-                        last_sync = Instant::now();
+            if !always && last_sync.elapsed() >= SECOND {
+                last_sync = Instant::now();
+                if sink.dirty
+                    && let Some(syncer) = &syncer
+                {
+                    // The fsync runs on its own thread, so neither replies nor the loops'
+                    // writes wait for it. If the previous one is still running this one is
+                    // skipped (as Redis does) and tried again in a second.
+                    match sink.file.try_clone() {
+                        Ok(f) => sink.dirty = syncer.try_send(f).is_err(),
+                        Err(e) => {
+                            let reason = format!("fsync {}: {e}", sink.path.display());
+                            self.fail(&reason, wake);
+                        }
                     }
-                    Err(e) => self.fail(&format!("fsync {}: {e}", self.path.display()), wake),
                 }
             }
+            drop(sink);
             if compaction.as_ref().is_none_or(JoinHandle::is_finished) {
                 if let Some(finished) = compaction.take() {
                     match finished.join() {
@@ -187,18 +192,33 @@ impl Writer {
                         }
                     }
                 }
+                self.log.nudged.store(false, Relaxed);
                 if !stop && Instant::now() >= next_compaction && self.wants_compaction() {
-                    match self.rotate() {
+                    match self.rotate(wake) {
                         Ok(through) => {
                             let (dir, log) = (self.options.dir.clone(), Arc::clone(&self.log));
-                            compaction =
-                                Some(thread::spawn(move || compact::compact(&dir, through, &log)));
+                            self.log.compact_at.store(u64::MAX, Relaxed);
+                            compaction = Some(thread::spawn(move || {
+                                let compacted = compact::compact(&dir, through, &log);
+                                log.nudge();
+                                compacted
+                            }));
                         }
                         Err(e) => {
                             eprintln!("sortd: cannot start a new log generation: {e}");
                             next_compaction = Instant::now() + COMPACTION_RETRY;
                         }
                     }
+                }
+                if compaction.is_none() {
+                    // Loops that write the log wake this thread when it is due; a retry
+                    // waits for the next tick instead.
+                    let due = if Instant::now() >= next_compaction {
+                        self.compaction_threshold()
+                    } else {
+                        u64::MAX
+                    };
+                    self.log.compact_at.store(due, Relaxed);
                 }
             }
         }
@@ -207,9 +227,14 @@ impl Writer {
         {
             eprintln!("sortd: compaction failed: {e}");
         }
-        if dirty && let Err(e) = self.sync() {
-            self.fail(&e, wake);
+        let mut sink = self.log.sink();
+        if sink.dirty {
+            match sync(&sink, &self.log) {
+                Ok(()) => sink.dirty = false,
+                Err(e) => self.fail(&e, wake),
+            }
         }
+        drop(sink);
         // The fsync thread holds the log (and so the directory's lock): end it before the
         // server returns, so a new server can open the directory at once.
         drop(syncer);
@@ -220,33 +245,42 @@ impl Writer {
 
     /// Whether the logs have outgrown the snapshot.
     fn wants_compaction(&self) -> bool {
-        let snapshot = self.log.snapshot_bytes.load(Relaxed) as f64;
-        let threshold =
-            (self.options.compact_factor * snapshot).max(self.options.compact_min as f64);
-        self.log.log_bytes.load(Relaxed) as f64 > threshold
+        self.log.log_bytes.load(Relaxed) > self.compaction_threshold()
     }
 
-    /// Closes the current log (synced) and starts the next generation; returns the
-    /// generation just closed.
-    fn rotate(&mut self) -> Result<u64, Error> {
-        self.file
-            .sync_data()
-            .map_err(|e| Error::io("fsync", &self.path, e))?;
-        let (path, file) = create_log(&self.options.dir, self.generation + 1)?;
+    /// The log size past which a compaction is due.
+    fn compaction_threshold(&self) -> u64 {
+        let snapshot = self.log.snapshot_bytes.load(Relaxed) as f64;
+        // A float's conversion saturates: a huge factor means "never".
+        (self.options.compact_factor * snapshot).max(self.options.compact_min as f64) as u64
+    }
+
+    /// Starts the next log generation, then syncs the one it closed; returns the
+    /// generation closed. The new file is made (and synced) before the lock is taken, and
+    /// the old one synced after it is released, so loops writing the log never wait for
+    /// the disk here.
+    fn rotate(&mut self, wake: &dyn Fn()) -> Result<u64, Error> {
+        // Only this thread changes the generation.
+        let closed = self.log.sink().generation;
+        let (path, file) = create_log(&self.options.dir, closed + 1)?;
         self.log
             .log_bytes
             .fetch_add(super::record::LOG_HEADER_LEN as u64, Relaxed);
-        let closed = self.generation;
-        (self.file, self.path, self.generation) = (file, path, closed + 1);
+        let (old, old_path) = {
+            let mut sink = self.log.sink();
+            sink.generation = closed + 1;
+            // What was written is the old file's, synced below.
+            sink.dirty = false;
+            let old_path = std::mem::replace(&mut sink.path, path);
+            (std::mem::replace(&mut sink.file, file), old_path)
+        };
+        // Compaction reads the closed log, which must be complete on disk first. A failed
+        // fsync may have lost written records: the log fails, as the fsync thread's would.
+        if let Err(e) = old.sync_data() {
+            self.fail(&format!("fsync {}: {e}", old_path.display()), wake);
+            return Err(Error::io("fsync", &old_path, e));
+        }
         Ok(closed)
-    }
-
-    fn sync(&self) -> Result<(), String> {
-        self.file
-            .sync_data()
-            .map_err(|e| format!("fsync {}: {e}", self.path.display()))?;
-        self.log.synced();
-        Ok(())
     }
 
     /// Records the first failure: from now on writes are refused and held replies dropped.
@@ -254,6 +288,15 @@ impl Writer {
         self.log.fail(reason);
         wake();
     }
+}
+
+/// fsyncs the current log.
+fn sync(sink: &super::Sink, log: &Log) -> Result<(), String> {
+    sink.file
+        .sync_data()
+        .map_err(|e| format!("fsync {}: {e}", sink.path.display()))?;
+    log.synced();
+    Ok(())
 }
 
 /// The `everysec` fsync thread: syncs each file handle it is sent.

@@ -192,6 +192,11 @@ impl Connection {
         !self.holds.is_empty()
     }
 
+    /// The durable ticket count the first held reply waits for.
+    pub(super) fn first_hold(&self) -> Option<u64> {
+        self.holds.front().map(|&(need, _)| need)
+    }
+
     /// Where the bytes that may be written now end: at the first held reply.
     fn sendable(&self) -> usize {
         self.holds

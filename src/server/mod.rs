@@ -248,7 +248,7 @@ type Lane = (Sender<(TcpStream, Protocol)>, Arc<Waker>);
 const FRAME_LISTENER: Token = Token(0);
 const HTTP_LISTENER: Token = Token(1);
 const RESP_LISTENER: Token = Token(2);
-const ACCEPTOR_WAKER: Token = Token(2);
+const ACCEPTOR_WAKER: Token = Token(3);
 
 /// A bound, not yet running server.
 ///
@@ -667,16 +667,29 @@ impl Server {
     pub fn run(mut self) -> io::Result<()> {
         // Everything that can fail is made before any thread starts, so an error here
         // leaves nothing running.
-        let mut ready = Vec::new();
+        let mut polls = Vec::new();
         let mut lanes: Vec<Lane> = Vec::new();
-        for index in 0..self.config.threads.max(1) {
+        let mut incoming = Vec::new();
+        for _ in 0..self.config.threads.max(1) {
             let poll = Poll::new()?;
             let waker = Arc::new(Waker::new(poll.registry(), worker::WAKER)?);
             let (tx, rx) = crossbeam_channel::unbounded();
-            ready.push(Worker {
+            polls.push(poll);
+            incoming.push(rx);
+            lanes.push((tx, waker));
+        }
+        let peers: Arc<[worker::Peer]> = lanes
+            .iter()
+            .map(|(_, waker)| worker::Peer::new(Arc::clone(waker)))
+            .collect();
+        let ready: Vec<Worker> = polls
+            .into_iter()
+            .zip(incoming)
+            .enumerate()
+            .map(|(index, (poll, incoming))| Worker {
                 index,
                 poll,
-                incoming: rx,
+                incoming,
                 shared: Arc::clone(&self.shared),
                 service: self.service.clone(),
                 config: self.config.clone(),
@@ -684,9 +697,9 @@ impl Server {
                 held: Vec::new(),
                 conns: slab::Slab::new(),
                 stop: self.shutdown_handle(),
-            });
-            lanes.push((tx, waker));
-        }
+                peers: Arc::clone(&peers),
+            })
+            .collect();
         let writer = match self.writer.take() {
             Some(writer) => {
                 let wakers: Vec<Arc<Waker>> = lanes.iter().map(|(_, w)| Arc::clone(w)).collect();

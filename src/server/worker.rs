@@ -4,12 +4,14 @@ use std::any::Any;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::Ordering::{Acquire, Relaxed};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, fence};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use crossbeam_utils::CachePadded;
 use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Token, Waker};
 use slab::Slab;
 
 use super::connection::{Connection, Next, Protocol};
@@ -38,6 +40,25 @@ pub(super) struct Worker {
     pub(super) conns: Slab<Connection>,
     /// Stops the whole server when this loop cannot go on.
     pub(super) stop: ShutdownHandle,
+    /// Every loop's waker and whether it holds replies, this one's at `index`.
+    pub(super) peers: Arc<[Peer]>,
+}
+
+/// How a loop that logged records itself wakes the loops whose replies they release.
+pub(super) struct Peer {
+    waker: Arc<Waker>,
+    /// Set by the loop while it holds replies that wait for the log; taken (cleared) by
+    /// the loop that wakes it. On its own cache line: peers read it at every submit.
+    holding: CachePadded<AtomicBool>,
+}
+
+impl Peer {
+    pub(super) fn new(waker: Arc<Waker>) -> Peer {
+        Peer {
+            waker,
+            holding: CachePadded::new(AtomicBool::new(false)),
+        }
+    }
 }
 
 impl Worker {
@@ -82,6 +103,8 @@ impl Worker {
         let mut events = Events::with_capacity(1024);
         let mut last_sweep = Instant::now();
         let mut deadline: Option<Instant> = None;
+        // The log's durable count at the last idle sweep.
+        let mut swept_durable = None;
         loop {
             if let Err(e) = self.poll.poll(&mut events, Some(IDLE_SWEEP)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -116,8 +139,14 @@ impl Worker {
                 // The log writer (or the acceptor) woke us: send what the log now covers.
                 self.release_held();
             }
-            // Once per iteration: this loop's changes go to the log writer as one batch.
-            self.service.submit(&mut self.session);
+            // Once per iteration: this loop's changes are logged as one batch. Under
+            // `everysec` and `never` this loop wrote them itself: what they cover, here and
+            // on the other loops, can go out now.
+            if self.service.submit(&mut self.session) {
+                self.release_held();
+                self.wake_holding_peers();
+            }
+            self.publish_holding();
 
             if deadline.is_none() && self.shared.shutdown.load(Acquire) {
                 // Shutdown: stop reading, close what owes nothing, flush the rest.
@@ -144,8 +173,7 @@ impl Worker {
             if last_sweep.elapsed() >= IDLE_SWEEP {
                 last_sweep = Instant::now();
                 self.sweep_idle();
-                // In case a wake from the log writer was lost.
-                self.release_held();
+                swept_durable = self.sweep_held(swept_durable);
             }
         }
     }
@@ -166,6 +194,80 @@ impl Worker {
             ));
         }
         Ok(())
+    }
+
+    /// Releases the held replies a wake-up should have released (a safety net: none
+    /// should be), counting them. `swept` is the log's durable count at the previous sweep;
+    /// returns this one's.
+    ///
+    /// A reply covered by the log at the previous sweep and still held now went a whole
+    /// sweep (250 ms) without the wake-up that releases it: that one was lost. Replies
+    /// covered only since are left for the wake-up that may be on its way, and for the
+    /// next sweep, so that what is counted is only ever a real loss. After a log failure
+    /// every held connection is dropped at once.
+    fn sweep_held(&mut self, swept: Option<u64>) -> Option<u64> {
+        let log = self.service.log()?;
+        if log.has_failed() {
+            self.release_held();
+            return None;
+        }
+        let durable = log.durable();
+        let late = swept.map_or(0, |swept| {
+            self.held
+                .iter()
+                .filter_map(|&key| self.conns.get(key)?.first_hold())
+                .filter(|&need| need <= swept)
+                .count()
+        });
+        if late > 0 {
+            self.service
+                .metrics()
+                .late_releases
+                .fetch_add(late as u64, Relaxed);
+            self.release_held();
+        }
+        Some(durable)
+    }
+
+    /// Says whether this loop holds replies, for the loops that log records themselves.
+    ///
+    /// With [`wake_holding_peers`](Self::wake_holding_peers) this is Dekker's protocol:
+    /// this loop stores its flag, then reads the log's durable count (in `release_held`);
+    /// a peer stores a new durable count, then reads the flag; a SeqCst fence between each
+    /// store and load means at least one sees the other's store, so either this loop
+    /// releases the replies itself or the peer wakes it. A flag already set needs no
+    /// second look: any count stored since it was set finds it set.
+    fn publish_holding(&mut self) {
+        let me = &self.peers[self.index];
+        if self.held.is_empty() {
+            if me.holding.load(Relaxed) {
+                me.holding.store(false, Relaxed);
+            }
+            return;
+        }
+        if me.holding.load(Relaxed) {
+            return;
+        }
+        me.holding.store(true, Relaxed);
+        fence(SeqCst);
+        self.release_held();
+        if self.held.is_empty() {
+            self.peers[self.index].holding.store(false, Relaxed);
+        }
+    }
+
+    /// Wakes every other loop that holds replies, after this one logged records.
+    fn wake_holding_peers(&self) {
+        // Pairs with the fence in `publish_holding`: the durable count this loop stored
+        // (in `Service::submit`) is ordered before the flags' loads.
+        fence(SeqCst);
+        for (i, peer) in self.peers.iter().enumerate() {
+            // Taken, so that a peer is woken once per time it says it holds replies.
+            if i != self.index && peer.holding.load(Relaxed) && peer.holding.swap(false, Relaxed) {
+                // A failed wake is made good by the idle sweep.
+                let _ = peer.waker.wake();
+            }
+        }
     }
 
     /// Gives every connection with held replies a chance to send what was released.

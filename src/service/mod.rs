@@ -93,6 +93,9 @@ pub struct Session {
     /// Whether its reply says nothing about the data (PING, `/health`), so it need not
     /// wait for the log.
     data_free: bool,
+    /// Whether records this session logged itself (see [`Service::submit`]) may release
+    /// replies that other event loops hold.
+    logged: bool,
 }
 
 /// Applies requests to the server's multisets, each found by name (see [`Sets`]).
@@ -480,14 +483,22 @@ impl Service {
         session.data_free = true;
     }
 
-    /// Hands the session's logged changes to the log writer. Event loops call it once per
-    /// iteration; without persistence it does nothing.
-    pub fn submit(&self, session: &mut Session) {
+    /// Logs the session's changes. Event loops call it once per iteration; without
+    /// persistence it does nothing.
+    ///
+    /// Returns whether replies held by other event loops may now be released (or must be
+    /// dropped, after a log failure): under `everysec` and `never` the records are written
+    /// here, on the caller's thread, by this call or by an earlier one since the last
+    /// `submit` (a set's first insert logs its creation at once), and the caller wakes the
+    /// loops that hold replies. Under `always` the log writer wakes them itself.
+    pub fn submit(&self, session: &mut Session) -> bool {
+        let mut logged = std::mem::take(&mut session.logged);
         if let Some(log) = &self.log
             && !session.batch.tickets.is_empty()
         {
-            log.submit(std::mem::take(&mut session.batch));
+            logged |= log.submit(std::mem::take(&mut session.batch));
         }
+        logged
     }
 
     /// Appends a RUNS reply for the values in `min..=max`, at most `limit` runs (0, or more
@@ -718,7 +729,7 @@ impl Service {
                         set.name(),
                         &entries,
                     );
-                    log.submit(crate::persist::Batch { tickets, bytes });
+                    session.logged |= log.submit(crate::persist::Batch { tickets, bytes });
                 }
                 (r, keep)
             })
