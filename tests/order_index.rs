@@ -443,3 +443,184 @@ fn a_long_walk_after_an_ascending_load_makes_a_rebuild_due() {
     assert!(set.build_index());
     assert_eq!(set.index_builds(), before + 1);
 }
+
+/// A thread writing two indexed sets in turn indexes both: the count that says when to
+/// look at a set's size is kept per set (one shared by every set a thread writes fell due
+/// on the same set every time, and the other was never indexed).
+#[test]
+fn two_sets_written_in_turn_both_get_an_index() {
+    let sets = [SortedMultiset::indexed(), SortedMultiset::indexed()];
+    for v in 0..50_000i64 {
+        for set in &sets {
+            set.insert(v * 2);
+        }
+    }
+    for (i, set) in sets.iter().enumerate() {
+        assert!(set.index_builds() >= 1, "set {i} never built its index");
+        assert_eq!(set.rank(&50_000), 25_000, "set {i}");
+    }
+}
+
+/// Values that move without the set growing (a sliding window; a reload in a new range
+/// after `clear`) all land in an edge bucket; readers that walk it make a rebuild due once
+/// an eighth as many values as planned were created, so new bounds come without the
+/// distinct count ever doubling. Exact throughout.
+#[test]
+fn a_sliding_window_and_a_reload_after_clear_get_new_bounds() {
+    const W: i64 = 20_000;
+    let set = SortedMultiset::indexed();
+    set.extend(0..W);
+    assert!(set.build_index());
+    let first = set.index_builds();
+    let mut rng = SmallRng::seed_from_u64(7);
+    for i in W..3 * W {
+        set.insert(i);
+        assert!(set.remove(&(i - W)));
+        if i % 500 == 0 {
+            // A reader over the newest values: the long walk.
+            assert_eq!(set.rank(&(i - 10)), (W - 11) as u64);
+        }
+    }
+    assert!(
+        set.index_builds() > first,
+        "sliding the window never re-planned the bounds"
+    );
+    let model: BTreeMap<i64, u64> = (2 * W..3 * W).map(|v| (v, 1)).collect();
+    check_exact(&set, &model, &mut rng, "after the slide");
+
+    set.clear();
+    let offset = 1_000_000_000;
+    set.extend(offset..offset + W);
+    let before = set.index_builds();
+    for k in 0..200 {
+        assert_eq!(set.rank(&(offset + W - 1 - k)), (W - 1 - k) as u64);
+    }
+    assert!(
+        set.index_builds() > before,
+        "a reload after clear never re-planned the bounds"
+    );
+    let model: BTreeMap<i64, u64> = (offset..offset + W).map(|v| (v, 1)).collect();
+    check_exact(&set, &model, &mut rng, "after the reload");
+}
+
+/// `build_index` cannot wait for a grace period while its own thread is pinned (inside a
+/// `visit_runs` callback), nor while another thread stays pinned waiting for it: it
+/// returns (at once, or after about a second), and later writes finish the rebuild.
+#[test]
+fn build_index_returns_while_a_thread_is_pinned() {
+    use std::ops::ControlFlow;
+    use std::sync::Arc;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    let set = Arc::new(SortedMultiset::from_iter(0..10_000i64).into_indexed());
+    // From inside its own callback.
+    let (done_tx, done_rx) = mpsc::channel();
+    let inner = Arc::clone(&set);
+    thread::spawn(move || {
+        inner.visit_runs(.., |_, _| {
+            inner.build_index();
+            ControlFlow::Break(())
+        });
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("build_index inside visit_runs never returned");
+
+    // While another thread stays pinned until this one's build_index has returned.
+    let set = Arc::new(SortedMultiset::from_iter(0..10_000i64).into_indexed());
+    let (pinned_tx, pinned_rx) = mpsc::channel();
+    let (built_tx, built_rx) = mpsc::channel::<()>();
+    let holder = Arc::clone(&set);
+    let pinned = thread::spawn(move || {
+        holder.visit_runs(.., |_, _| {
+            pinned_tx.send(()).unwrap();
+            built_rx.recv_timeout(Duration::from_secs(60)).ok();
+            ControlFlow::Break(())
+        });
+    });
+    pinned_rx.recv().unwrap();
+    let (done_tx, done_rx) = mpsc::channel();
+    let builder = Arc::clone(&set);
+    thread::spawn(move || {
+        builder.build_index();
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("build_index waited for ever for a pinned thread");
+    built_tx.send(()).unwrap();
+    pinned.join().unwrap();
+    // With no one pinned the build finishes, and answers are exact.
+    assert!(set.build_index());
+    assert_eq!(set.rank(&5_000), 5_000);
+}
+
+/// Past `u64::MAX` occurrences `len` saturates; the largest value is still the 1-quantile.
+#[test]
+fn the_one_quantile_is_the_largest_value_past_u64_max() {
+    for set in [SortedMultiset::new(), SortedMultiset::indexed()] {
+        for v in 0..4i64 {
+            set.insert_n(v, sortd::multiset::MAX_COUNT);
+        }
+        assert_eq!(set.len(), u64::MAX);
+        assert_eq!(set.quantile(1.0), Some(3));
+        assert_eq!(set.quantiles(&[1.0, 0.0]), [3, 0]);
+    }
+}
+
+thread_local! {
+    /// Clones `Brittle` allows on this thread before one panics.
+    static CLONES_LEFT: std::cell::Cell<u64> = const { std::cell::Cell::new(u64::MAX) };
+}
+
+/// A value whose `Clone` panics when told to: the user code a rebuild runs.
+#[derive(PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct Brittle(i64);
+
+impl Clone for Brittle {
+    fn clone(&self) -> Brittle {
+        let left = CLONES_LEFT.with(|c| c.replace(c.get().saturating_sub(1)));
+        if left == 0 {
+            CLONES_LEFT.with(|c| c.set(u64::MAX));
+            panic!("Brittle::clone (a test's injected panic)");
+        }
+        Brittle(self.0)
+    }
+}
+
+/// A panic in the user's `Clone` at any point of a build (planning, recolouring) leaves
+/// the index consistent: later writes and builds keep every answer exact.
+#[test]
+fn a_panicking_clone_during_a_build_leaves_answers_exact() {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut panicked = 0;
+    for budget in (0..300).step_by(7) {
+        let set = SortedMultiset::from_iter((0..8192i64).map(Brittle)).into_indexed();
+        CLONES_LEFT.with(|c| c.set(budget));
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set.build_index()));
+        CLONES_LEFT.with(|c| c.set(u64::MAX));
+        panicked += usize::from(built.is_err());
+        let mut model: BTreeMap<i64, u64> = (0..8192).map(|v| (v, 1)).collect();
+        for v in 8192..18_000i64 {
+            set.insert(Brittle(v));
+            model.insert(v, 1);
+        }
+        for v in (0..8192i64).step_by(3) {
+            set.insert(Brittle(v));
+            *model.entry(v).or_default() += 1;
+        }
+        set.build_index();
+        for v in (0..18_000i64).step_by(89) {
+            let want: u64 = model.range(..v).map(|(_, n)| n).sum();
+            assert_eq!(set.rank(&Brittle(v)), want, "budget {budget}: rank({v})");
+        }
+    }
+    std::panic::set_hook(hook);
+    assert!(
+        panicked > 20,
+        "only {panicked} builds met the injected panic"
+    );
+}

@@ -71,7 +71,8 @@ use arc_swap::ArcSwap;
 use crossbeam_epoch as epoch;
 use crossbeam_skiplist::base::SkipList;
 
-use super::{COLOR, COUNT_MASK, DEAD, iter, striped};
+use super::striped::{self, Striped};
+use super::{COLOR, COUNT_MASK, DEAD, iter};
 
 /// Distinct values a multiset holds before its first index is built. Below this a walk
 /// answers in under a few microseconds anyway.
@@ -95,6 +96,10 @@ const STEP: usize = 1024;
 
 /// A thread takes a rebuild step, when one is due, once per this many values it writes.
 const HELP_EVERY: usize = 8;
+
+/// How long [`Indexing::finish`] waits for other threads' pins to end before it leaves
+/// the rebuild to later writes.
+const FINISH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Occurrence counts per bucket and per group of buckets, for one colour of leaves.
 pub(super) struct Index<T> {
@@ -357,19 +362,23 @@ pub(super) struct Indexing<T> {
     next_build: AtomicU64,
     /// Live values when the current bounds were planned.
     planned: AtomicU64,
+    /// Values created (ever) when planning of the current bounds began.
+    created_at_plan: AtomicU64,
     /// Rebuilds finished, for tests and figures.
     builds: AtomicU64,
     phase: Mutex<Phase<T>>,
 }
 
-/// A thread looks at the distinct values once per this many new values it adds.
-const NOTE_EVERY: u32 = 64;
+/// A thread looks at a multiset's distinct values once per this many new values it adds
+/// to it (counted per multiset, in the thread's shard of its length counters: a count
+/// shared by every multiset a thread writes would, for a thread writing two sets in turn,
+/// always fall due on the same one, and the other would never be indexed).
+const NOTE_EVERY: u64 = 64;
 
 thread_local! {
-    /// Writes this thread made since it last looked for upkeep to help with.
+    /// Writes this thread made since it last looked for upkeep to help with. Shared by
+    /// every multiset the thread writes: it only paces the steps a thread takes.
     static SINCE_HELP: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-    /// New values this thread added since it last looked at the distinct count.
-    static NEW_VALUES: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 impl<T: Ord + Clone + Send + 'static> Indexing<T> {
@@ -381,6 +390,7 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
             work: AtomicBool::new(false),
             next_build: AtomicU64::new(ACTIVATE),
             planned: AtomicU64::new(0),
+            created_at_plan: AtomicU64::new(0),
             builds: AtomicU64::new(0),
             phase: Mutex::new(Phase::Idle),
         }
@@ -434,30 +444,31 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         }
     }
 
-    /// Makes a rebuild due now if the bounds no longer fit the values: a reader walked a
-    /// bucket far larger than planned (values added outside the planned range, as an
-    /// ascending load adds them, all land in the last bucket), or [`build_index`] asked,
-    /// and the multiset holds an eighth more distinct values than when they were planned.
+    /// Makes a rebuild due now if the bounds may no longer fit the values: a reader walked
+    /// a bucket far larger than planned, or [`build_index`] asked. Values added outside the
+    /// planned range (an ascending load adds them, a sliding window too) all land in an
+    /// edge bucket, and values removed leave theirs empty; so it is due if the multiset
+    /// holds an eighth more distinct values than when the bounds were planned, or an
+    /// eighth of that many values have been created since, whatever was removed (`created`
+    /// is [`Striped::created`](super::striped::Striped::created) now).
     ///
     /// [`build_index`]: super::SortedMultiset::build_index
-    pub(super) fn note_stale(&self, distinct: u64) {
+    pub(super) fn note_stale(&self, distinct: u64, created: u64) {
         let planned = self.planned.load(Relaxed);
-        if self.active.load(Relaxed) && distinct >= planned + planned / 8 && distinct >= ACTIVATE {
+        let churned = created.wrapping_sub(self.created_at_plan.load(Relaxed));
+        let grown = distinct >= planned + planned / 8 || churned >= (planned / 8).max(1);
+        if self.active.load(Relaxed) && grown && distinct >= ACTIVATE {
             self.next_build.fetch_min(distinct, Relaxed);
             self.work.store(true, Relaxed);
         }
     }
 
-    /// Notes that a write added a new distinct value: a rebuild becomes due when the
-    /// multiset's distinct values (`distinct`, read only every [`NOTE_EVERY`]-th time
-    /// per thread, since it reads every shard) reach the next threshold.
-    pub(super) fn note_new_value(&self, distinct: impl FnOnce() -> u64) {
-        let due = NEW_VALUES.with(|n| {
-            let k = n.get() + 1;
-            n.set(k % NOTE_EVERY);
-            k == NOTE_EVERY
-        });
-        if due && !self.work.load(Relaxed) {
+    /// Notes that a write added a new distinct value, the `created`-th this thread's shard
+    /// has counted: a rebuild becomes due when the multiset's distinct values (`distinct`,
+    /// read only every [`NOTE_EVERY`]-th time, since it reads every shard) reach the next
+    /// threshold.
+    pub(super) fn note_new_value(&self, created: u64, distinct: impl FnOnce() -> u64) {
+        if created.is_multiple_of(NOTE_EVERY) && !self.work.load(Relaxed) {
             self.note_distinct(distinct());
         }
     }
@@ -466,12 +477,7 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
     /// every [`HELP_EVERY`] values it writes while one is due (unless another thread is
     /// taking one), so a rebuild keeps pace with what is written, a large batch carrying
     /// its share at once.
-    pub(super) fn help(
-        &self,
-        map: &SkipList<T, AtomicU64>,
-        values: usize,
-        distinct: impl Fn() -> u64,
-    ) {
+    pub(super) fn help(&self, map: &SkipList<T, AtomicU64>, values: usize, counters: &Striped) {
         if !self.work.load(Relaxed) {
             return;
         }
@@ -482,7 +488,7 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         });
         for _ in 0..steps {
             // Nothing left, another thread stepping, or a grace period to wait out.
-            if !self.work.load(Relaxed) || !self.step(map, &distinct) {
+            if !self.work.load(Relaxed) || !self.step(map, counters) {
                 return;
             }
         }
@@ -494,10 +500,10 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         &self,
         map: &SkipList<T, AtomicU64>,
         leaves: usize,
-        distinct: impl Fn() -> u64,
+        counters: &Striped,
     ) {
         for _ in 0..leaves.div_ceil(STEP).max(1) {
-            if !self.work.load(Relaxed) || !self.step(map, &distinct) {
+            if !self.work.load(Relaxed) || !self.step(map, counters) {
                 return;
             }
         }
@@ -505,9 +511,14 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
 
     /// Takes rebuild steps on this thread until none is due: a build due now is finished
     /// now (waiting, between phases, for writes still working under an older state).
-    pub(super) fn finish(&self, map: &SkipList<T, AtomicU64>, distinct: impl Fn() -> u64) {
+    ///
+    /// A grace period cannot pass while this thread is pinned (called from inside a
+    /// `visit_runs` callback, say), nor while another thread stays pinned: then it returns
+    /// at once, or after [`FINISH_PATIENCE`], with the rebuild left for later writes.
+    pub(super) fn finish(&self, map: &SkipList<T, AtomicU64>, counters: &Striped) {
+        let deadline = std::time::Instant::now() + FINISH_PATIENCE;
         loop {
-            self.step(map, &distinct);
+            let moved = self.step(map, counters);
             let idle = matches!(
                 *self
                     .phase
@@ -516,6 +527,9 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
                 Phase::Idle
             );
             if idle && !self.work.load(Relaxed) {
+                return;
+            }
+            if !moved && (epoch::is_pinned() || std::time::Instant::now() >= deadline) {
                 return;
             }
             std::thread::yield_now();
@@ -529,19 +543,71 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
 
     /// Takes one rebuild step, unless another thread is taking one; returns whether it
     /// moved the rebuild on (not while waiting out a grace period).
-    pub(super) fn step(&self, map: &SkipList<T, AtomicU64>, distinct: impl Fn() -> u64) -> bool {
+    pub(super) fn step(&self, map: &SkipList<T, AtomicU64>, counters: &Striped) -> bool {
         let mut phase = match self.phase.try_lock() {
             Ok(phase) => phase,
             Err(TryLockError::WouldBlock) => return false,
-            // A panic in a step (a user's `Ord` or `Clone`) left the phase as it was.
+            // A panic in a step (a user's `Ord`, `Clone` or `Drop`) left the phase as it was
+            // (or, in planning, which has published nothing, `Idle`).
             Err(TryLockError::Poisoned(p)) => p.into_inner(),
         };
+        if let Phase::Recoloring { from, new } = &mut *phase {
+            // In place, so that a panic in the user's `Ord` or `Clone` leaves the phase as
+            // it was: the leaves this batch recoloured are skipped when it is walked again,
+            // and the counts they moved are in `new` (see `Moved`).
+            let guard = &epoch::pin();
+            let index: &Index<T> = new;
+            let mut moved = Moved { index, run: None };
+            let next = iter::batch(map, from, &Bound::Unbounded, STEP, guard, |entry| {
+                // The user's `Ord`, before anything moves.
+                let j = index.bucket_of(entry.key());
+                moved.add(j, recolor(entry.value(), index.color));
+                ControlFlow::Continue(())
+            });
+            drop(moved);
+            match next {
+                Some(next) => *from = next,
+                None => {
+                    self.state.store(Arc::new(State::On(Arc::clone(new))));
+                    self.builds.fetch_add(1, Relaxed);
+                    *phase = Phase::Waiting {
+                        passed: grace(),
+                        then: None,
+                    };
+                }
+            }
+            return true;
+        }
+        if let Phase::Waiting { passed, then } = &mut *phase {
+            // Hand this thread's deferred functions over and collect, a few times: each can
+            // move the epoch on by one if no thread is pinned in an older one, and it takes
+            // two. (In place too: what the collector runs may be a user's `Drop`.)
+            for _ in 0..4 {
+                if passed.load(Acquire) {
+                    break;
+                }
+                epoch::pin().flush();
+            }
+            if !passed.load(Acquire) {
+                return false;
+            }
+            *phase = match then.take() {
+                Some(new) => Phase::Recoloring {
+                    from: Bound::Unbounded,
+                    new,
+                },
+                None => Phase::Idle,
+            };
+            return true;
+        }
+        // A panic below leaves the phase `Idle`: planning has published nothing.
         let next = match std::mem::replace(&mut *phase, Phase::Idle) {
             Phase::Idle => {
-                if distinct() < self.next_build.load(Relaxed) {
+                if counters.distinct() < self.next_build.load(Relaxed) {
                     self.work.store(false, Relaxed);
                     Phase::Idle
                 } else {
+                    self.created_at_plan.store(counters.created(), Relaxed);
                     Phase::Planning {
                         from: Bound::Unbounded,
                         bounds: Vec::new(),
@@ -570,64 +636,8 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
                     None => self.publish(bounds, live as u64),
                 }
             }
-            Phase::Waiting { passed, then } => {
-                // Hand this thread's deferred functions over and collect, a few times: each
-                // can move the epoch on by one if no thread is pinned in an older one, and
-                // it takes two.
-                for _ in 0..4 {
-                    if passed.load(Acquire) {
-                        break;
-                    }
-                    epoch::pin().flush();
-                }
-                if !passed.load(Acquire) {
-                    *phase = Phase::Waiting { passed, then };
-                    return false;
-                } else {
-                    match then {
-                        Some(new) => Phase::Recoloring {
-                            from: Bound::Unbounded,
-                            new,
-                        },
-                        None => Phase::Idle,
-                    }
-                }
-            }
-            Phase::Recoloring { from, new } => {
-                let guard = &epoch::pin();
-                // Moved counts go to the new index one bucket at a time (keys ascend).
-                let mut run: Option<(usize, i64)> = None;
-                let next = iter::batch(map, &from, &Bound::Unbounded, STEP, guard, |entry| {
-                    let moved = recolor(entry.value(), new.color);
-                    if moved > 0 {
-                        let j = new.bucket_of(entry.key());
-                        match &mut run {
-                            Some((k, sum)) if *k == j => *sum = sum.wrapping_add(moved),
-                            _ => {
-                                if let Some((k, sum)) = run.take() {
-                                    new.add_bucket(k, sum);
-                                }
-                                run = Some((j, moved));
-                            }
-                        }
-                    }
-                    ControlFlow::Continue(())
-                });
-                if let Some((k, sum)) = run {
-                    new.add_bucket(k, sum);
-                }
-                match next {
-                    Some(from) => Phase::Recoloring { from, new },
-                    None => {
-                        self.state.store(Arc::new(State::On(new)));
-                        self.builds.fetch_add(1, Relaxed);
-                        Phase::Waiting {
-                            passed: grace(),
-                            then: None,
-                        }
-                    }
-                }
-            }
+            Phase::Waiting { .. } => unreachable!("waiting is done in place, above"),
+            Phase::Recoloring { .. } => unreachable!("recolouring steps are taken in place, above"),
         };
         *phase = next;
         true
@@ -654,6 +664,37 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         Phase::Waiting {
             passed: grace(),
             then: Some(new),
+        }
+    }
+}
+
+/// Counts a recolouring step moved into the new index, one bucket at a time (keys
+/// ascend), added when the bucket changes and when dropped, unwinding included.
+struct Moved<'a, T: Ord> {
+    index: &'a Index<T>,
+    run: Option<(usize, i64)>,
+}
+
+impl<T: Ord> Moved<'_, T> {
+    fn add(&mut self, j: usize, n: i64) {
+        if n == 0 {
+            return;
+        }
+        match &mut self.run {
+            Some((k, sum)) if *k == j => *sum = sum.wrapping_add(n),
+            _ => {
+                if let Some((k, sum)) = self.run.replace((j, n)) {
+                    self.index.add_bucket(k, sum);
+                }
+            }
+        }
+    }
+}
+
+impl<T: Ord> Drop for Moved<'_, T> {
+    fn drop(&mut self) {
+        if let Some((k, sum)) = self.run.take() {
+            self.index.add_bucket(k, sum);
         }
     }
 }

@@ -91,7 +91,8 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 ///   insertions running it is at least its value when the call started and at most its
 ///   value when the call returned (with only removals, the reverse), and `select(k)`
 ///   returns a value `u` with `rank(u) <= k` at the start and `k < rank(u) + count(u)` at
-///   the return. A [`page`] scan, followed page by page through each page's `next`
+///   the return (with only removals, the reverse: `rank(u) <= k` at the return and
+///   `k < rank(u) + count(u)` at the start). A [`page`] scan, followed page by page through each page's `next`
 ///   position, returns every occurrence present for the whole scan exactly once, values in
 ///   ascending order, and of each value never more occurrences than it held at some
 ///   instant of the scan.
@@ -382,12 +383,19 @@ where
     }
 
     /// Builds (or rebuilds) the counted index now, on this thread, rather than leaving it
-    /// to later writes, which take a step now and then: if one is due, or if the multiset
-    /// holds an eighth more distinct values than when its bounds were planned (values
-    /// added outside the planned range, as an ascending load adds them, all land in the
-    /// last bucket until a rebuild). Returns whether order statistics now add up an
-    /// index. For an indexed multiset after a bulk load, say; it does nothing for one made
-    /// with [`new`](Self::new).
+    /// to later writes, which take a step now and then: if one is due, or if, since its
+    /// bounds were planned, the multiset has grown by an eighth of its distinct values or
+    /// had an eighth as many values created (values added outside the planned range, as
+    /// an ascending load or a sliding window adds them, all land in an edge bucket until a
+    /// rebuild). Returns whether order statistics now add up an index. For an indexed
+    /// multiset after a bulk load, say; it does nothing for one made with
+    /// [`new`](Self::new).
+    ///
+    /// A rebuild waits, between its phases, until no thread is pinned in an epoch from
+    /// before (so that none still writes under the old index). Called while this thread is
+    /// pinned (from a [`visit_runs`](Self::visit_runs) callback, say) it cannot, and returns
+    /// at once; while another thread stays pinned it gives up after about a second. Either
+    /// way the rebuild is left to later writes.
     ///
     /// # Examples
     ///
@@ -404,8 +412,8 @@ where
         let Some(indexing) = &self.index else {
             return false;
         };
-        indexing.note_stale(self.distinct_len());
-        indexing.finish(&self.map, || self.distinct_len());
+        indexing.note_stale(self.distinct_len(), self.counters.created());
+        indexing.finish(&self.map, &self.counters);
         indexing.in_use()
     }
 
@@ -433,7 +441,7 @@ where
             indexing.with_state(|state| f(&guard, Some(state)))
         };
         // Unpinned first: a step may be waiting for the epoch to move on.
-        indexing.help(&self.map, values, || self.distinct_len());
+        indexing.help(&self.map, values, &self.counters);
         r
     }
 
@@ -448,7 +456,7 @@ where
     /// Notes a new distinct value (for an indexed multiset: a rebuild may be due).
     fn note_new_value(&self) {
         if let Some(indexing) = &self.index {
-            indexing.note_new_value(|| self.distinct_len());
+            indexing.note_new_value(self.counters.count_created(), || self.distinct_len());
         }
     }
 

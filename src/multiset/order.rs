@@ -345,8 +345,8 @@ where
         if walked > super::index::LONG_WALK
             && let Some(indexing) = &self.index
         {
-            indexing.note_stale(self.distinct_len());
-            indexing.help_with(&self.map, walked, || self.distinct_len());
+            indexing.note_stale(self.distinct_len(), self.counters.created());
+            indexing.help_with(&self.map, walked, &self.counters);
         }
     }
 
@@ -389,7 +389,9 @@ where
     /// `q * len` is computed exactly, taking `q` as the shortest decimal that rounds to it
     /// (so `0.07` is seven hundredths, not the binary fraction just above it: the 7th of
     /// 100 occurrences). While writers run, `len` is read once before the walk; if removals make the walk
-    /// end before that rank, the largest value present is returned.
+    /// end before that rank, the largest value present is returned. A total beyond
+    /// `u64::MAX` (see [`len`](Self::len)) is taken as `u64::MAX` occurrences, except that
+    /// `q = 1` is still the largest value.
     ///
     /// # Panics
     ///
@@ -424,6 +426,21 @@ where
     /// ```
     pub fn quantiles(&self, qs: &[f64]) -> Vec<T> {
         let len = self.len();
+        let mut found = self.quantiles_of(qs, len);
+        if len == u64::MAX {
+            // The total may be beyond `u64::MAX`, which `len` saturates at: the ranks are
+            // then of `u64::MAX` occurrences, but the whole (q = 1) is still the largest.
+            for (v, _) in found.iter_mut().zip(qs).filter(|&(_, &q)| q == 1.0) {
+                if let Some(last) = self.last() {
+                    *v = last;
+                }
+            }
+        }
+        found
+    }
+
+    /// [`quantiles`](Self::quantiles) of `len` occurrences.
+    fn quantiles_of(&self, qs: &[f64], len: u64) -> Vec<T> {
         // Validate every q before the emptiness check, so a bad q panics whatever the data.
         let mut targets: Vec<(u64, usize)> = qs
             .iter()

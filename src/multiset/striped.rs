@@ -38,6 +38,8 @@ struct Shard {
     carry: AtomicI64,
     /// Distinct values, wrapping (their number is bounded by memory, far below 2^63).
     distinct: AtomicU64,
+    /// Values created, ever, as counted by [`Striped::created`] (indexed multisets only).
+    created: AtomicU64,
 }
 
 impl Default for Shard {
@@ -46,6 +48,7 @@ impl Default for Shard {
             len: AtomicU64::new(BIAS),
             carry: AtomicI64::new(0),
             distinct: AtomicU64::new(0),
+            created: AtomicU64::new(0),
         }
     }
 }
@@ -132,6 +135,20 @@ impl Striped {
             })
             .sum();
         u64::try_from(sum.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// Counts one value created by this thread; returns how many this thread's shard has
+    /// counted (so a thread can act on every n-th of its own, per multiset).
+    pub(crate) fn count_created(&self) -> u64 {
+        // Only this shard's own threads add to it, and nothing orders other memory by it.
+        self.shard().created.fetch_add(1, Relaxed).wrapping_add(1)
+    }
+
+    /// Values created, ever, over every shard (wrapping).
+    pub(crate) fn created(&self) -> u64 {
+        self.shards
+            .iter()
+            .fold(0u64, |acc, s| acc.wrapping_add(s.created.load(Relaxed)))
     }
 
     pub(crate) fn distinct(&self) -> u64 {
