@@ -239,6 +239,9 @@ http {{ access_log off; client_body_temp_path {ndir}; proxy_temp_path {ndir}; fa
                        wrk(f"http://127.0.0.1:{http1}/health", secs), nginx_rate)
                 sample("HTTP GET /array?format=runs (vs nginx return 200)", "req/s",
                        wrk(f"http://127.0.0.1:{http}/array?format=runs", secs), nginx_rate)
+                sample("HTTP GET /array?format=runs, sortd --threads 1 (vs nginx, 1 worker)",
+                       "req/s", wrk(f"http://127.0.0.1:{http1}/array?format=runs", secs),
+                       nginx_rate)
                 nginx2_rate = wrk(f"http://127.0.0.1:{nginx2_port}/", secs) if nginx2_port else 0
                 sample("HTTP GET /health, two loops (vs nginx, 2 workers)", "req/s",
                        wrk(f"http://127.0.0.1:{http}/health", secs), nginx2_rate)
