@@ -61,8 +61,9 @@ pub struct Metrics {
     pub connections_total: AtomicU64,
     /// Connections refused at the connection limit.
     pub connections_refused: AtomicU64,
-    /// Replies found releasable at one idle sweep and still held at the next: a wake-up
-    /// from the log was lost (stays 0 unless something is wrong).
+    /// Replies found releasable at one idle sweep and still held at the next (a wake-up
+    /// was lost), and times an event loop was about to sleep on changes it had not
+    /// logged: 0 unless something is wrong.
     pub late_releases: AtomicU64,
     /// Backpressure gauges, one padded slot per event loop (loop `i` uses slot
     /// `i % LOOP_SLOTS`), so loops never share a cache line for them; summed on scrape.
@@ -305,7 +306,7 @@ impl Metrics {
             (
                 "sortd_late_releases_total",
                 "counter",
-                "Replies the log had covered for a whole idle sweep (250 ms) before their event loop sent them: lost wake-ups, 0 unless something is wrong.",
+                "Replies the log had covered for a whole idle sweep (250 ms) before their event loop sent them, and event loops about to sleep on unlogged changes: lost wake-ups, 0 unless something is wrong.",
                 self.late_releases.load(Relaxed),
             ),
             (

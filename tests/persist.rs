@@ -890,3 +890,61 @@ fn replies_held_across_event_loops_are_released_without_a_lost_wake_up() {
         assert_eq!(contents(restarted.addr), before, "{fsync:?}");
     }
 }
+
+/// A connection held back by backpressure (its queued output at half of `--max-output`)
+/// answers more of its pipelined requests as soon as held replies are released; those
+/// changes must be logged before the event loop sleeps, or their replies wait for the next
+/// event or the idle sweep (counted in `sortd_late_releases_total`). 100 pipelined INSERTs,
+/// each answered with up to 2,000 runs (32 KB: the high-water mark of the smallest
+/// `--max-output`), on one event loop under each policy.
+#[test]
+fn pipelined_changes_resumed_after_backpressure_are_logged_before_the_loop_sleeps() {
+    use sortd::frame::{Request, Response, Values};
+    for fsync in [Fsync::EverySec, Fsync::Never, Fsync::Always] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        let config = || Config {
+            threads: 1,
+            max_output: sortd::server::MIN_OUTPUT,
+            persistence: Some(Options {
+                fsync,
+                ..Options::new(&dir)
+            }),
+            ..small_config()
+        };
+        let mut server = Running::start(config());
+        let mut c = Client::connect(server.addr).unwrap();
+        let mut rng = SmallRng::seed_from_u64(5);
+        let mut model: BTreeMap<i64, u64> = BTreeMap::new();
+        let mut ids = Vec::new();
+        for _ in 0..100 {
+            let batch: Vec<i64> = (0..40).map(|_| rng.random_range(0..2000)).collect();
+            for &v in &batch {
+                *model.entry(v).or_default() += 1;
+            }
+            ids.push(c.send(&Request::Insert {
+                values: Values::Slice(&batch),
+                ack_only: false,
+            }));
+        }
+        c.flush().unwrap();
+        for id in ids {
+            let (got, reply) = c.recv().unwrap();
+            assert_eq!(got, id, "{fsync:?}");
+            assert!(
+                matches!(reply, Response::Runs { .. }),
+                "{fsync:?}: {reply:?}"
+            );
+        }
+        assert_eq!(
+            common::metric(server.http, "sortd_late_releases_total"),
+            0,
+            "{fsync:?}: changes waited, unlogged, while the loop slept"
+        );
+        let want: Vec<(i64, u64)> = model.into_iter().collect();
+        assert_eq!(contents(server.addr), want, "{fsync:?}");
+        server.stop().unwrap();
+        drop(server);
+        assert_eq!(contents(Running::start(config()).addr), want, "{fsync:?}");
+    }
+}

@@ -106,6 +106,12 @@ impl Worker {
         // The log's durable count at the last idle sweep.
         let mut swept_durable = None;
         loop {
+            if self.service.has_unlogged(&self.session) {
+                // Never sleep on changes the log has not had: their replies would wait for
+                // the next event or the idle sweep. Counted, as it should never happen.
+                self.service.metrics().late_releases.fetch_add(1, Relaxed);
+                self.log_and_release();
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(IDLE_SWEEP)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -139,14 +145,8 @@ impl Worker {
                 // The log writer (or the acceptor) woke us: send what the log now covers.
                 self.release_held();
             }
-            // Once per iteration: this loop's changes are logged as one batch. Under
-            // `everysec` and `never` this loop wrote them itself: what they cover, here and
-            // on the other loops, can go out now.
-            if self.service.submit(&mut self.session) {
-                self.release_held();
-                self.wake_holding_peers();
-            }
-            self.publish_holding();
+            // Once per iteration: this loop's changes are logged as one batch.
+            self.log_and_release();
 
             if deadline.is_none() && self.shared.shutdown.load(Acquire) {
                 // Shutdown: stop reading, close what owes nothing, flush the rest.
@@ -174,6 +174,7 @@ impl Worker {
                 last_sweep = Instant::now();
                 self.sweep_idle();
                 swept_durable = self.sweep_held(swept_durable);
+                self.log_and_release();
             }
         }
     }
@@ -227,6 +228,24 @@ impl Worker {
             self.release_held();
         }
         Some(durable)
+    }
+
+    /// Logs this loop's changes and releases what that allows. Under `everysec` and
+    /// `never` this loop wrote the records itself: what they cover, here and on the other
+    /// loops, can go out now. Releasing replies can let a connection that was held back
+    /// (its output at the high-water mark) answer more of its buffered requests, whose
+    /// changes are logged in turn, until none are left.
+    fn log_and_release(&mut self) {
+        loop {
+            if self.service.submit(&mut self.session) {
+                self.release_held();
+                self.wake_holding_peers();
+            }
+            self.publish_holding();
+            if !self.service.has_unlogged(&self.session) {
+                return;
+            }
+        }
     }
 
     /// Says whether this loop holds replies, for the loops that log records themselves.

@@ -483,6 +483,14 @@ impl Service {
         session.data_free = true;
     }
 
+    /// Whether the session holds changes not yet handed to [`submit`](Self::submit), or
+    /// logged ones whose wake-ups are still owed: an event loop must submit before it
+    /// sleeps.
+    #[must_use]
+    pub fn has_unlogged(&self, session: &Session) -> bool {
+        session.logged || !session.batch.tickets.is_empty()
+    }
+
     /// Logs the session's changes. Event loops call it once per iteration; without
     /// persistence it does nothing.
     ///
