@@ -71,6 +71,16 @@ pub mod service;
 
 pub use multiset::SortedMultiset;
 
+/// Writes one line to stderr for the operator, ignoring failure: a closed stderr (a log
+/// pipe that died) must not panic an event loop, the log writer, or a signal handler, as
+/// `eprintln!` would.
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub fn warn(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// README.md's Rust examples, compiled and run with the doc tests so they cannot drift.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -559,3 +559,18 @@ fn a_request_followed_at_once_by_fin_is_answered_then_closed() {
         }
     }
 }
+
+/// SIGTERM stops the server even when its stderr is a closed pipe (a log reader that died):
+/// the line it writes on the way out must not panic the signal thread before the shutdown.
+#[test]
+fn sigterm_stops_the_server_when_stderr_is_a_closed_pipe() {
+    let mut server = common::Proc::start(None, &[]).expect("start");
+    drop(server.child.stderr.take());
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let (status, _) = server.wait_exit(Duration::from_secs(30));
+    assert!(status.success(), "{status}");
+}

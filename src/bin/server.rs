@@ -167,7 +167,9 @@ fn main() -> ExitCode {
     let shutdown = server.shutdown_handle();
     std::thread::spawn(move || {
         if let Some(signal) = signals.forever().next() {
-            eprintln!("server: signal {signal}, shutting down");
+            // Not eprintln!, which panics when stderr is a closed pipe: the shutdown must
+            // happen whatever became of the log.
+            sortd::warn(format_args!("server: signal {signal}, shutting down"));
             shutdown.shutdown();
         }
     });
@@ -195,7 +197,7 @@ fn main() -> ExitCode {
     );
     match server.run() {
         Ok(()) => {
-            eprintln!("server: stopped");
+            sortd::warn(format_args!("server: stopped"));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -66,7 +66,7 @@ pub(super) fn compact(dir: &Path, through: u64, log: &Log) -> Result<(), Error> 
         )?;
     }
     for w in warnings {
-        eprintln!("sortd: compaction: {w}");
+        crate::warn(format_args!("sortd: compaction: {w}"));
     }
     // Every live set, empty ones too: a set lives until it is dropped.
     let mut sets = Vec::with_capacity(catalog.names.len() + 1);

@@ -43,8 +43,9 @@
 //! once-a-second fsync and compactions.
 //!
 //! Which replies wait is decided by *tickets*. Every change takes a ticket (a number from
-//! one counter) before it touches the multiset, and the writer publishes how many tickets,
-//! counted from 0 without a gap, are done. A reply waits until every ticket issued before
+//! one counter) before it touches the multiset, and whoever writes the log (the writer
+//! thread under `always`, the event loops otherwise) publishes how many tickets, counted
+//! from 0 without a gap, are done. A reply waits until every ticket issued before
 //! it was made is done. So a reply goes out only after its own change, and every change it
 //! could have observed, has been logged: a client never sees a value that a crash could
 //! take back (under `always`; the other policies bound the loss by time instead).
@@ -327,8 +328,9 @@ pub struct Log {
     /// The next ticket. Taken (fetch_add) before a change touches the multiset, so anyone
     /// who observes the change and then loads `issued` sees a value above its ticket.
     issued: AtomicU64,
-    /// Every ticket below this is logged (written, or fsynced under `always`). Stored by the
-    /// writer with Release after the write/fsync; loaded with Acquire.
+    /// Every ticket below this is logged (written, or fsynced under `always`). Stored, under
+    /// the sink's lock, by whoever wrote (and fsynced) the records, with Release after the
+    /// write; loaded with Acquire.
     durable: AtomicU64,
     /// The first write error; once set, no more tickets are issued.
     failed: OnceLock<String>,
@@ -406,7 +408,9 @@ impl Log {
     /// Records the first failure; from then on no ticket is issued.
     pub(crate) fn fail(&self, reason: &str) {
         if self.failed.set(reason.to_string()).is_ok() {
-            eprintln!("sortd: the log failed, refusing writes from now on: {reason}");
+            crate::warn(format_args!(
+                "sortd: the log failed, refusing writes from now on: {reason}"
+            ));
         }
     }
 
@@ -640,3 +644,4 @@ fn now_ms() -> u64 {
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64
 }
+

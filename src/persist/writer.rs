@@ -183,11 +183,11 @@ impl Writer {
                     match finished.join() {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
-                            eprintln!("sortd: compaction failed, will retry: {e}");
+                            crate::warn(format_args!("sortd: compaction failed, will retry: {e}"));
                             next_compaction = Instant::now() + COMPACTION_RETRY;
                         }
                         Err(_) => {
-                            eprintln!("sortd: the compaction thread panicked");
+                            crate::warn(format_args!("sortd: the compaction thread panicked"));
                             next_compaction = Instant::now() + COMPACTION_RETRY;
                         }
                     }
@@ -205,7 +205,9 @@ impl Writer {
                             }));
                         }
                         Err(e) => {
-                            eprintln!("sortd: cannot start a new log generation: {e}");
+                            crate::warn(format_args!(
+                                "sortd: cannot start a new log generation: {e}"
+                            ));
                             next_compaction = Instant::now() + COMPACTION_RETRY;
                         }
                     }
@@ -225,7 +227,7 @@ impl Writer {
         if let Some(c) = compaction
             && let Ok(Err(e)) = c.join()
         {
-            eprintln!("sortd: compaction failed: {e}");
+            crate::warn(format_args!("sortd: compaction failed: {e}"));
         }
         let mut sink = self.log.sink();
         if sink.dirty {
@@ -318,9 +320,9 @@ fn spawn_syncer(log: &Arc<Log>) -> (Sender<File>, Option<JoinHandle<()>>) {
     match spawned {
         Ok(handle) => (tx, Some(handle)),
         Err(e) => {
-            eprintln!(
+            crate::warn(format_args!(
                 "sortd: cannot start the fsync thread ({e}); the log is fsynced only at rotation and shutdown"
-            );
+            ));
             (tx, None)
         }
     }

@@ -81,7 +81,7 @@ impl Worker {
                 Err(panic) => panic_message(panic.as_ref()).to_string(),
             };
             let what = format!("event loop {} panicked: {panic}", self.index);
-            eprintln!("sortd: {what}");
+            crate::warn(format_args!("sortd: {what}"));
             for (_, conn) in std::mem::take(&mut self.conns) {
                 self.close(conn);
             }
