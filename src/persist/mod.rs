@@ -644,4 +644,3 @@ fn now_ms() -> u64 {
         .unwrap_or(Duration::ZERO)
         .as_millis() as u64
 }
-
