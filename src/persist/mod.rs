@@ -364,12 +364,17 @@ impl Log {
     }
 
     /// The ticket count a reply made now must wait for, if it must wait at all.
-    /// `changed` says whether the request took a ticket itself.
+    /// `changed` says whether the request took a ticket itself, `read` whether it passed
+    /// the check that reads are allowed.
     ///
     /// After a failure a change's reply waits forever (the event loop closes its
     /// connection instead), while a read's reply goes out: reads keep working.
-    pub(crate) fn hold_for(&self, changed: bool) -> Option<u64> {
-        if !changed && self.failed.get().is_some() {
+    pub(crate) fn hold_for(&self, changed: bool, read: bool) -> Option<u64> {
+        // A read that passed its check (`read`) before a failure that left changes unlogged
+        // may show them: it falls through and waits for ever (its connection is dropped).
+        // Other replies after a failure (refusals among them) go out.
+        if !changed && self.failed.get().is_some() && !(read && self.unlogged_failure().is_some())
+        {
             return None;
         }
         // A change we observed was ticketed before it touched the multiset, and our read
