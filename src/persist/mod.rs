@@ -373,8 +373,7 @@ impl Log {
         // A read that passed its check (`read`) before a failure that left changes unlogged
         // may show them: it falls through and waits for ever (its connection is dropped).
         // Other replies after a failure (refusals among them) go out.
-        if !changed && self.failed.get().is_some() && !(read && self.unlogged_failure().is_some())
-        {
+        if !changed && self.failed.get().is_some() && !(read && self.unlogged_failure().is_some()) {
             return None;
         }
         // A change we observed was ticketed before it touched the multiset, and our read
