@@ -4,12 +4,16 @@
 //! records is lost or counted twice when counts move from one index to the next.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 use sortd::SortedMultiset;
+
+#[path = "support/progress.rs"]
+mod progress;
+use progress::Progress;
 
 /// Every statistic of `set` against `model`, at some ranges and positions drawn by `rng`.
 fn check_exact(
@@ -154,26 +158,6 @@ fn build_index_after_a_bulk_load_and_pop_and_drain_keep_it_exact() {
     check_exact(&set, &BTreeMap::new(), &mut rng, "drained");
     set.insert_n(5, 3);
     assert_eq!((set.rank(&6), set.select(2)), (3, Some(5)));
-}
-
-/// Per-value progress of writers: occurrences started and finished.
-struct Progress {
-    started: Vec<AtomicU64>,
-    finished: Vec<AtomicU64>,
-}
-
-impl Progress {
-    fn new(values: usize) -> Self {
-        let zeros = || (0..values).map(|_| AtomicU64::new(0)).collect();
-        Progress {
-            started: zeros(),
-            finished: zeros(),
-        }
-    }
-
-    fn snapshot(counts: &[AtomicU64]) -> Vec<u64> {
-        counts.iter().map(|c| c.load(Ordering::Acquire)).collect()
-    }
 }
 
 /// Distinct values the stress writers draw from: enough for the first build and three

@@ -15,36 +15,20 @@ use rand::{RngExt, SeedableRng};
 use sortd::SortedMultiset;
 use sortd::multiset::Position;
 
+#[path = "support/progress.rs"]
+mod progress;
+use progress::Progress;
+
 /// Values the insert-only writers draw from.
 const VALUES: usize = 256;
 const WRITERS: u64 = 2;
 const INSERTS_PER_WRITER: usize = 60_000;
 
-/// Per-value progress of the insert-only writers.
-struct Progress {
-    started: Vec<AtomicU64>,
-    finished: Vec<AtomicU64>,
-}
-
-impl Progress {
-    fn new() -> Self {
-        let zeros = || (0..VALUES).map(|_| AtomicU64::new(0)).collect();
-        Progress {
-            started: zeros(),
-            finished: zeros(),
-        }
-    }
-
-    fn snapshot(counts: &[AtomicU64]) -> Vec<u64> {
-        counts.iter().map(|c| c.load(Ordering::Acquire)).collect()
-    }
-}
-
 /// Runs insert-only writers beside `read`, which is called until the writers are done
 /// (and at least 20 times) with the progress to bracket its answers by.
 fn with_inserting_writers(read: impl Fn(&SortedMultiset<i64>, &Progress) + Sync) {
     let set = SortedMultiset::new();
-    let progress = Progress::new();
+    let progress = Progress::new(VALUES);
     let done = AtomicBool::new(false);
     thread::scope(|s| {
         let writers: Vec<_> = (0..WRITERS)
