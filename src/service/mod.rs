@@ -804,6 +804,13 @@ mod tests {
     use crate::http;
     use crate::persist::{self, Options};
 
+    /// A service over a fresh data directory in `dir` (`everysec`), with no writer
+    /// thread running: records are written only by `submit` on the calling thread.
+    fn logged_service(dir: &std::path::Path) -> Service {
+        let opened = persist::open(&Options::new(dir)).unwrap();
+        Service::new(Arc::new(opened.default), Limits::default()).with_log(opened.log)
+    }
+
     /// A read that passed its check in the instant before the log failed, with a change
     /// the log never took already applied, must not go out (an adversarial run on a full
     /// disk saw one such reply per run); a read refused after the failure is answered, and
@@ -811,9 +818,7 @@ mod tests {
     #[test]
     fn a_read_racing_a_log_failure_is_held_and_refusals_are_answered() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = persist::open(&Options::new(dir.path())).unwrap();
-        let service =
-            Service::new(Arc::new(opened.default), Limits::default()).with_log(opened.log);
+        let service = logged_service(dir.path());
         let log = service.log().unwrap();
         let mut session = Session::default();
         let mut out = Vec::new();
@@ -847,9 +852,7 @@ mod tests {
 
         // Nothing unlogged: reads after the failure are answered.
         let dir = tempfile::tempdir().unwrap();
-        let opened = persist::open(&Options::new(dir.path())).unwrap();
-        let service =
-            Service::new(Arc::new(opened.default), Limits::default()).with_log(opened.log);
+        let service = logged_service(dir.path());
         let mut session = Session::default();
         service.apply(&insert, 1, &mut out, &mut session);
         service.hold(&mut session);
@@ -888,9 +891,7 @@ mod tests {
     #[test]
     fn only_data_free_replies_skip_the_log() {
         let dir = tempfile::tempdir().unwrap();
-        let opened = persist::open(&Options::new(dir.path())).unwrap();
-        let service =
-            Service::new(Arc::new(opened.default), Limits::default()).with_log(opened.log);
+        let service = logged_service(dir.path());
         let mut session = Session::default();
         let mut out = Vec::new();
         let mut frame = |request: Request<'_>, session: &mut Session| {
