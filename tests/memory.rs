@@ -330,6 +330,113 @@ fn health_requests_allocate_nothing() {
     );
 }
 
+/// Runs `request` 1,000 times per run, up to five runs, and returns the fewest allocations
+/// one run made. The count is process-wide, and the harness's own threads allocate now and
+/// then (13 times during one run in a cold debug build); an allocation per request would
+/// show in every run as 1,000 or more, so it is enough that one run of five shows none.
+#[cfg(feature = "server")]
+fn fewest_allocations(mut request: impl FnMut()) -> usize {
+    request(); // first use: nothing is warm yet
+    let mut fewest = usize::MAX;
+    for _ in 0..5 {
+        let before = GLOBAL.stats().allocations;
+        for _ in 0..1000 {
+            request();
+        }
+        fewest = fewest.min(GLOBAL.stats().allocations - before);
+        if fewest == 0 {
+            break;
+        }
+    }
+    fewest
+}
+
+/// A frame INSERT of a batch (the original's workload: 10–20 values in 0..=100) with its
+/// sorted reply, and the RESP commands a load generator sends (`PING`, `MS.ADD`, a pipelined
+/// pair), cost no allocation once the set holds the values and the buffers exist: the batch
+/// is sorted in a reused scratch buffer, the reply written into the reused output buffer,
+/// and a RESP command's arguments are ranges of the input, in a list the decoder takes back
+/// (as the server's connections give it back).
+#[cfg(feature = "server")]
+#[test]
+fn frame_inserts_and_resp_commands_allocate_nothing() {
+    use sortd::frame::{Decoder, Request, Values};
+    use sortd::service::{Limits, Service, Session};
+    use std::sync::Arc;
+
+    let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    // Every value present, as after the first requests: no insert makes a node.
+    let set = Arc::new(SortedMultiset::from_iter(0..=100));
+    let service = Service::new(set, Limits::default());
+    let mut session = Session::default();
+    let mut out = Vec::with_capacity(1 << 16);
+
+    let batch: Vec<i64> = (0..17).map(|i| (i * 37) % 101).collect();
+    let mut wire = Vec::new();
+    Request::Insert {
+        values: Values::Slice(&batch),
+        ack_only: false,
+    }
+    .encode(7, &mut wire);
+    let mut decoder = Decoder::new(1 << 20);
+    let fewest = fewest_allocations(|| {
+        out.clear();
+        let (used, Some(Ok(frame))) = decoder.decode(&wire) else {
+            panic!("not decoded");
+        };
+        assert_eq!(used, wire.len());
+        service.handle_frame(&frame, &mut out, &mut session);
+    });
+    assert!(out.len() > 101 * 16, "a RUNS reply of the 101 values");
+    assert_eq!(
+        fewest, 0,
+        "allocations in the quietest of five runs of 1,000 INSERT frames"
+    );
+
+    let mut client = sortd::resp::Client::default();
+    let mut decoder = sortd::resp::Decoder::new(sortd::resp::Limits::default());
+    for (what, wire, reply) in [
+        ("PING", &b"*1\r\n$4\r\nPING\r\n"[..], &b"+PONG\r\n"[..]),
+        ("inline PING", b"PING\r\n", b"+PONG\r\n"),
+        (
+            "MS.ADD",
+            b"*3\r\n$6\r\nMS.ADD\r\n$5\r\nbench\r\n$2\r\n42\r\n",
+            b":",
+        ),
+        (
+            "a pipelined pair",
+            b"*2\r\n$7\r\nMS.CARD\r\n$5\r\nbench\r\n*3\r\n$8\r\nMS.COUNT\r\n$5\r\nbench\r\n$2\r\n42\r\n",
+            b":",
+        ),
+    ] {
+        let fewest = fewest_allocations(|| {
+            out.clear();
+            let mut at = 0;
+            while at < wire.len() {
+                let sortd::resp::Decoded::Command { args, used } = decoder.decode(&wire[at..])
+                else {
+                    panic!("{what}: not decoded");
+                };
+                assert!(sortd::resp::respond_ranges(
+                    &wire[at..],
+                    &args,
+                    &service,
+                    &mut session,
+                    &mut client,
+                    &mut out
+                ));
+                decoder.recycle(args);
+                at += used;
+            }
+        });
+        assert!(out.starts_with(reply), "{what}: {:?}", String::from_utf8_lossy(&out));
+        assert_eq!(
+            fewest, 0,
+            "{what}: allocations in the quietest of five runs of 1,000"
+        );
+    }
+}
+
 /// What an empty named set costs, and that dropping sets gives it all back: 10,000 sets
 /// created (the registry's maps, each set's skip list head and striped counters), then
 /// dropped. README states the per-set figure this prints.

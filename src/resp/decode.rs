@@ -58,7 +58,14 @@ pub struct Decoder {
     limits: Limits,
     /// The arguments of the command being read so far, and where the next one starts.
     partial: Option<Partial>,
+    /// A returned command's argument list, given back by [`Decoder::recycle`] for the next
+    /// command to fill, so that a stream of commands costs no allocation each.
+    spare: Vec<Range<usize>>,
 }
+
+/// The largest argument list [`Decoder::recycle`] keeps: a command of a million values
+/// should not leave its 24 MB list behind on an idle connection.
+const SPARE_KEEP: usize = 1024;
 
 #[derive(Debug)]
 struct Partial {
@@ -104,7 +111,38 @@ impl Decoder {
         Decoder {
             limits,
             partial: None,
+            spare: Vec::new(),
         }
+    }
+
+    /// Takes back a command's argument list (from [`Decoded::Command`]) once it has been
+    /// answered, so the next command reuses its room instead of allocating its own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use sortd::resp::{Decoded, Decoder, Limits};
+    ///
+    /// let mut decoder = Decoder::new(Limits::default());
+    /// let Decoded::Command { args, .. } = decoder.decode(b"PING\r\n") else { panic!() };
+    /// decoder.recycle(args);
+    /// let Decoded::Command { args, .. } = decoder.decode(b"ECHO hi\r\n") else { panic!() };
+    /// assert_eq!(args, [0..4, 5..7]);
+    /// ```
+    pub fn recycle(&mut self, mut args: Vec<Range<usize>>) {
+        if args.capacity() <= SPARE_KEEP && args.capacity() > self.spare.capacity() {
+            args.clear();
+            self.spare = args;
+        }
+    }
+
+    /// An empty argument list with room for `room` arguments: the recycled one if it has
+    /// it.
+    fn args(&mut self, room: usize) -> Vec<Range<usize>> {
+        let mut args = std::mem::take(&mut self.spare);
+        args.clear();
+        args.reserve(room);
+        args
     }
 
     /// The next command at the start of `buf` (see [`Decoder`] for the buffer's protocol).
@@ -147,7 +185,7 @@ impl Decoder {
                         left: n,
                         bytes: 0,
                         at: end + 2,
-                        args: Vec::with_capacity(room),
+                        args: self.args(room),
                     }
                 }
                 Some(
@@ -226,7 +264,7 @@ impl Decoder {
         } else {
             end
         };
-        let mut args = Vec::new();
+        let mut args = self.args(0);
         let mut i = 0;
         while i < text_end {
             if buf[i] == b' ' || buf[i] == b'\t' {
@@ -255,6 +293,33 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A recycled list is reused with nothing of the last command in it, and a huge one is
+    /// not kept for an idle connection.
+    #[test]
+    fn recycled_lists_are_cleared_and_bounded() {
+        let mut decoder = Decoder::new(Limits::default());
+        let Decoded::Command { args, .. } = decoder.decode(b"MS.ADD k 1 2 3\r\n") else {
+            panic!()
+        };
+        let room = args.as_ptr();
+        decoder.recycle(args);
+        let Decoded::Command { args, .. } = decoder.decode(b"*1\r\n$4\r\nPING\r\n") else {
+            panic!()
+        };
+        assert_eq!(args.len(), 1);
+        assert_eq!(args[0], 8..12);
+        assert_eq!(args.as_ptr(), room, "the recycled list was reused");
+        decoder.recycle(args);
+
+        let wide = format!("MS.ADD k{}\r\n", " 1".repeat(5000));
+        let Decoded::Command { args, .. } = decoder.decode(wide.as_bytes()) else {
+            panic!()
+        };
+        assert_eq!(args.len(), 5002);
+        decoder.recycle(args);
+        assert!(decoder.spare.capacity() <= SPARE_KEEP);
+    }
 
     fn all(decoder: &mut Decoder, wire: &[u8]) -> Vec<Vec<Vec<u8>>> {
         let mut out = Vec::new();

@@ -29,6 +29,7 @@ mod reply;
 
 pub use commands::{
     Arg, COMMANDS, Client, Command, Ctx, Handler, Kind, Outcome, Refusal, lookup, respond,
+    respond_ranges,
 };
 pub use decode::{Decoded, Decoder, Limits};
 pub use glob::{Pattern, glob_match};

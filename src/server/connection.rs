@@ -361,15 +361,16 @@ impl Connection {
             match resp.0.decode(input) {
                 crate::resp::Decoded::Incomplete => break,
                 crate::resp::Decoded::Command { args, used } => {
-                    let args: Vec<&[u8]> = args.iter().map(|r| &input[r.clone()]).collect();
                     let start = self.output.len();
-                    self.closing = !crate::resp::respond(
+                    self.closing = !crate::resp::respond_ranges(
+                        input,
                         &args,
                         service,
                         session,
                         &mut resp.1,
                         &mut self.output,
                     );
+                    resp.0.recycle(args);
                     self.hold(start, service, session);
                     self.last_active = Instant::now();
                     pos += used;

@@ -131,6 +131,49 @@ pub fn respond(
     !ctx.close
 }
 
+/// [`respond`] to a command as [`Decoder`](super::Decoder) returns it: its arguments as
+/// ranges of `input`. A command of up to 16 arguments (every one a load generator or a
+/// client library sends, but long `MS.ADD`s) borrows them from the stack, so answering it
+/// allocates nothing.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use sortd::resp::{Client, Decoded, Decoder, Limits, respond_ranges};
+/// use sortd::service::{Limits as ServiceLimits, Service, Session};
+///
+/// let service = Service::new(Arc::new(sortd::SortedMultiset::new()), ServiceLimits::default());
+/// let (mut session, mut client, mut out) = (Session::default(), Client::default(), Vec::new());
+/// let wire = b"MS.ADD scores 7 7\r\n";
+/// let Decoded::Command { args, .. } = Decoder::new(Limits::default()).decode(wire) else {
+///     panic!()
+/// };
+/// assert!(respond_ranges(wire, &args, &service, &mut session, &mut client, &mut out));
+/// assert_eq!(out, b":2\r\n");
+/// ```
+pub fn respond_ranges(
+    input: &[u8],
+    args: &[std::ops::Range<usize>],
+    service: &Service,
+    session: &mut Session,
+    client: &mut Client,
+    out: &mut Vec<u8>,
+) -> bool {
+    const ON_STACK: usize = 16;
+    let arg = |r: &std::ops::Range<usize>| input.get(r.clone()).unwrap_or_default();
+    if args.len() <= ON_STACK {
+        let mut slices: [&[u8]; ON_STACK] = [&[]; ON_STACK];
+        for (slice, range) in slices.iter_mut().zip(args) {
+            *slice = arg(range);
+        }
+        respond(&slices[..args.len()], service, session, client, out)
+    } else {
+        let slices: Vec<&[u8]> = args.iter().map(arg).collect();
+        respond(&slices, service, session, client, out)
+    }
+}
+
 /// Checks a command's arity and runs it, or the subcommand `rest` names.
 fn run(ctx: &mut Ctx<'_>, command: &'static Command, rest: &[&[u8]]) -> Outcome {
     ctx.command = (command.name, None);
