@@ -65,8 +65,15 @@ fn main() {
          writers' inserts/s |"
     );
     println!("|---|---|---:|---|---:|---:|---:|---:|---:|");
-    // `SORTD_ORDER_BENCH_SETS=indexed` (or `plain`) runs one kind only.
+    // `SORTD_ORDER_BENCH_SETS=indexed` (or `plain`) runs one kind only;
+    // `SORTD_ORDER_BENCH_INSERTS_ONLY=1` measures only what the index costs inserts, in
+    // `SORTD_ORDER_BENCH_ROUNDS` rounds (default 5).
     let only = std::env::var("SORTD_ORDER_BENCH_SETS").ok();
+    let inserts_only = std::env::var_os("SORTD_ORDER_BENCH_INSERTS_ONLY").is_some();
+    let rounds: usize = std::env::var("SORTD_ORDER_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let mut insert_rates = Vec::new();
     for shape in &shapes {
         let plain = SortedMultiset::new();
@@ -74,14 +81,22 @@ fn main() {
         load(&plain, shape);
         load(&indexed, shape);
         // What the index costs writers: two threads inserting and nothing else, the two
-        // sets in turn, three rounds each.
+        // sets in turn, which one first alternating between rounds (so that a drift in
+        // the machine's speed favours neither).
         let mut rates = [Vec::new(), Vec::new()];
-        for _ in 0..3 {
-            for (i, set) in [&plain, &indexed].into_iter().enumerate() {
-                rates[i].push(insert_rate(set, shape));
+        for round in 0..rounds {
+            let mut order = [0, 1];
+            if round % 2 == 1 {
+                order.reverse();
+            }
+            for i in order {
+                rates[i].push(insert_rate([&plain, &indexed][i], shape));
             }
         }
         insert_rates.push((shape.name, rates));
+        if inserts_only {
+            continue;
+        }
         for (set, is_indexed) in [(&plain, false), (&indexed, true)] {
             let kind = if is_indexed { "indexed" } else { "plain" };
             if only.as_deref().is_some_and(|o| o != kind) {
@@ -94,9 +109,10 @@ fn main() {
     }
     println!();
     println!(
-        "| distinct | plain: inserts/s, 2 writers | indexed | ratio | rounds (plain; indexed) |"
+        "| distinct | plain: inserts/s, 2 writers | indexed | ratio of medians | median of \
+         rounds' ratios | rounds (plain; indexed) |"
     );
-    println!("|---|---:|---:|---:|---|");
+    println!("|---|---:|---:|---:|---:|---|");
     for (name, [plain, indexed]) in insert_rates {
         let median = |v: &[f64]| {
             let mut v = v.to_vec();
@@ -109,11 +125,13 @@ fn main() {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        let ratios: Vec<f64> = indexed.iter().zip(&plain).map(|(i, p)| i / p).collect();
         println!(
-            "| {name} | {:.0} | {:.0} | {:.2}x | {}; {} |",
+            "| {name} | {:.0} | {:.0} | {:.2}x | {:.2}x | {}; {} |",
             median(&plain),
             median(&indexed),
             median(&indexed) / median(&plain),
+            median(&ratios),
             show(&plain),
             show(&indexed)
         );
