@@ -160,9 +160,12 @@ fn build_index_after_a_bulk_load_and_pop_and_drain_keep_it_exact() {
     assert_eq!((set.rank(&6), set.select(2)), (3, Some(5)));
 }
 
-/// Distinct values the stress writers draw from: enough for the first build and three
-/// rebuilds while they run.
-const VALUES: usize = 40_000;
+/// Distinct values the stress writers draw from. A rebuild is due when the distinct values
+/// double from what its last build's planning saw, and planning sees the set as it has
+/// grown by then: with 40,000 values a run whose plans came late never reached a third
+/// build's threshold. The writers' 300,000 draws reach about 95,000 of these, past
+/// thresholds near 4,096, 9,000, 20,000 and 44,000 however late each plan is.
+const VALUES: usize = 100_000;
 
 /// Two threads insert while a third reads: the index is built and rebuilt under them, and
 /// every answer stays between what had finished before the read and what had started
