@@ -402,6 +402,18 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         self.state.load()
     }
 
+    /// The state writes hold while the index is [`dormant`](Self::dormant).
+    pub(super) fn off(&self) -> &State<T> {
+        &self.off
+    }
+
+    /// Whether the index has never been built and no build is due: a write then holds
+    /// `Off`, as [`with_state`](Self::with_state) would give it, and has no upkeep to look
+    /// for afterwards. Read under the writer's pin, like `with_state`.
+    pub(super) fn dormant(&self) -> bool {
+        !self.active.load(Acquire) && !self.work.load(Relaxed)
+    }
+
     /// Runs a write `f` (under the writer's pin) with the state it works under: `Off`
     /// while no index has ever been built, without loading anything, else the current one.
     /// A write that sees `active` still clear is, for the grace period of the first
