@@ -308,21 +308,7 @@ fn health_requests_allocate_nothing() {
         assert!(http::respond(&request, &service, &mut session, out));
         assert_eq!(service.hold(&mut session), None);
     };
-    answer(&mut out); // first use: nothing is warm yet
-    // The count is process-wide, and the harness's own threads allocate now and then (13
-    // times during one run in a cold debug build). An allocation per request would show in
-    // every run as 1,000 or more, so it is enough that one run of five shows none at all.
-    let mut fewest = usize::MAX;
-    for _ in 0..5 {
-        let before = GLOBAL.stats().allocations;
-        for _ in 0..1000 {
-            answer(&mut out);
-        }
-        fewest = fewest.min(GLOBAL.stats().allocations - before);
-        if fewest == 0 {
-            break;
-        }
-    }
+    let fewest = fewest_allocations(|| answer(&mut out));
     assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert_eq!(
         fewest, 0,
