@@ -64,7 +64,7 @@ pub struct Decoder {
 }
 
 /// The largest argument list [`Decoder::recycle`] keeps: a command of a million values
-/// should not leave its 24 MB list behind on an idle connection.
+/// should not leave its 16 MB list behind on an idle connection.
 const SPARE_KEEP: usize = 1024;
 
 #[derive(Debug)]
