@@ -308,7 +308,7 @@ fn health_requests_allocate_nothing() {
         assert!(http::respond(&request, &service, &mut session, out));
         assert_eq!(service.hold(&mut session), None);
     };
-    let fewest = fewest_allocations(|| answer(&mut out));
+    let fewest = fewest_allocations(1000, || answer(&mut out));
     assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
     assert_eq!(
         fewest, 0,
@@ -316,17 +316,18 @@ fn health_requests_allocate_nothing() {
     );
 }
 
-/// Runs `request` 1,000 times per run, up to five runs, and returns the fewest allocations
-/// one run made. The count is process-wide, and the harness's own threads allocate now and
-/// then (13 times during one run in a cold debug build); an allocation per request would
-/// show in every run as 1,000 or more, so it is enough that one run of five shows none.
+/// Calls `request` `calls` times per run (each call one request, or one pipeline of
+/// them), up to five runs, and returns the fewest allocations one run made. The count is
+/// process-wide, and the harness's own threads allocate now and then (13 times during one
+/// run in a cold debug build); an allocation per request would show in every run as 1,000
+/// or more, so it is enough that one run of five shows none.
 #[cfg(feature = "server")]
-fn fewest_allocations(mut request: impl FnMut()) -> usize {
+fn fewest_allocations(calls: usize, mut request: impl FnMut()) -> usize {
     request(); // first use: nothing is warm yet
     let mut fewest = usize::MAX;
     for _ in 0..5 {
         let before = GLOBAL.stats().allocations;
-        for _ in 0..1000 {
+        for _ in 0..calls {
             request();
         }
         fewest = fewest.min(GLOBAL.stats().allocations - before);
@@ -365,7 +366,7 @@ fn frame_inserts_and_resp_commands_allocate_nothing() {
     }
     .encode(7, &mut wire);
     let mut decoder = Decoder::new(1 << 20);
-    let fewest = fewest_allocations(|| {
+    let fewest = fewest_allocations(1000, || {
         out.clear();
         let (used, Some(Ok(frame))) = decoder.decode(&wire) else {
             panic!("not decoded");
@@ -395,7 +396,7 @@ fn frame_inserts_and_resp_commands_allocate_nothing() {
             b":",
         ),
     ] {
-        let fewest = fewest_allocations(|| {
+        let fewest = fewest_allocations(1000, || {
             out.clear();
             let mut at = 0;
             while at < wire.len() {
@@ -421,6 +422,76 @@ fn frame_inserts_and_resp_commands_allocate_nothing() {
             "{what}: allocations in the quietest of five runs of 1,000"
         );
     }
+}
+
+/// The same through a running server, so that the connection's own code is counted too
+/// (taking the argument list back after each command is its job): an in-process server
+/// with one event loop, one RESP connection, commands pipelined 200 at a time, the
+/// process's allocations counted over 1,000 of each (the server's threads, the test's
+/// reads and writes into buffers made beforehand).
+#[cfg(feature = "server")]
+#[test]
+fn resp_commands_through_a_server_allocate_nothing() {
+    use sortd::server::{Config, Server};
+    use std::io::{Read, Write};
+
+    let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    let server = Server::bind(Config {
+        frame_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: None,
+        resp_addr: Some("127.0.0.1:0".parse().unwrap()),
+        threads: 1,
+        ..Config::default()
+    })
+    .expect("bind");
+    let addr = server.resp_addr().expect("RESP is enabled");
+    // Five digits of count before and after the run, so every MS.ADD reply is 8 bytes.
+    server.set().insert_n(42, 10_000);
+    let server = server.spawn().expect("spawn");
+    let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+    conn.set_nodelay(true).expect("nodelay");
+    for (what, command, reply) in [
+        ("PING", &b"*1\r\n$4\r\nPING\r\n"[..], &b"+PONG\r\n"[..]),
+        ("inline PING", b"PING\r\n", b"+PONG\r\n"),
+        (
+            "MS.COUNT",
+            b"*3\r\n$8\r\nMS.COUNT\r\n$7\r\ndefault\r\n$2\r\n42\r\n",
+            b":1",
+        ),
+        (
+            "MS.ADD of a value present",
+            b"*3\r\n$6\r\nMS.ADD\r\n$7\r\ndefault\r\n$2\r\n42\r\n",
+            b":1",
+        ),
+    ] {
+        let wire = command.repeat(200);
+        let reply_len = if reply.starts_with(b":") {
+            8
+        } else {
+            reply.len()
+        };
+        let mut replies = vec![0u8; reply_len * 200];
+        // Five pipelines of 200 a run: 1,000 commands.
+        let fewest = fewest_allocations(5, || {
+            conn.write_all(&wire).expect("write");
+            conn.read_exact(&mut replies).expect("read");
+        });
+        assert!(
+            replies.starts_with(reply),
+            "{what}: {:?}",
+            String::from_utf8_lossy(&replies[..16])
+        );
+        assert!(
+            replies.ends_with(b"\r\n"),
+            "{what}: replies of another length"
+        );
+        assert_eq!(
+            fewest, 0,
+            "{what}: allocations in the quietest of five runs of 1,000 through a server"
+        );
+    }
+    drop(conn);
+    server.stop().expect("stop");
 }
 
 /// What an empty named set costs, and that dropping sets gives it all back: 10,000 sets
