@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
+use std::time::Duration;
 
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
@@ -498,7 +499,6 @@ fn build_index_returns_while_a_thread_is_pinned() {
     use std::ops::ControlFlow;
     use std::sync::Arc;
     use std::sync::mpsc;
-    use std::time::Duration;
 
     let set = Arc::new(SortedMultiset::from_iter(0..10_000i64).into_indexed());
     // From inside its own callback.
@@ -610,4 +610,91 @@ fn a_panicking_clone_during_a_build_leaves_answers_exact() {
         panicked > 20,
         "only {panicked} builds met the injected panic"
     );
+}
+
+/// A value whose `Clone` can be held at a gate: a write that clones it (to link a new leaf)
+/// waits there, pinned, until the test lets it go.
+#[derive(PartialEq, Eq, PartialOrd, Ord, Debug)]
+struct Gated(i64);
+
+/// The value whose clone waits, the signal that a clone reached the gate, and the release.
+type Gate = (
+    i64,
+    std::sync::mpsc::Sender<()>,
+    std::sync::mpsc::Receiver<()>,
+);
+
+/// The gate, set by the test that uses it; taken by the clone that waits at it.
+static GATE: std::sync::Mutex<Option<Gate>> = std::sync::Mutex::new(None);
+
+impl Clone for Gated {
+    fn clone(&self) -> Gated {
+        let gate = GATE.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match gate {
+            Some((v, arrived, release)) if v == self.0 => {
+                let _ = arrived.send(());
+                let _ = release.recv_timeout(Duration::from_secs(60));
+            }
+            other => *GATE.lock().unwrap_or_else(|e| e.into_inner()) = other,
+        }
+        Gated(self.0)
+    }
+}
+
+/// The first build's race: a write that began before the index existed (so it records
+/// nothing by default) adds to a leaf that a write under the new index made meanwhile.
+/// That leaf carries the new index's colour, so the late write's occurrences must be
+/// counted there, or every count above the value is short by them once the build is done.
+#[test]
+fn a_write_begun_before_the_first_build_is_counted_in_it() {
+    use std::sync::mpsc;
+
+    let set = SortedMultiset::indexed();
+    for v in 0..4000i64 {
+        set.insert(Gated(2 * v));
+    }
+    assert_eq!(set.index_builds(), 0, "still below the index's threshold");
+    let late = 1_000_001i64;
+    let (arrived_tx, arrived) = mpsc::channel();
+    let (release, release_rx) = mpsc::channel();
+    *GATE.lock().unwrap() = Some((late, arrived_tx, release_rx));
+    thread::scope(|s| {
+        // Sees no index, then waits in `clone`, pinned, before linking its leaf.
+        let writer = s.spawn(|| set.insert_n(Gated(late), 5));
+        arrived
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the write reached the gate");
+        // The first build publishes its index (and then waits for the pinned writer, so
+        // `build_index` returns with the build under way).
+        for v in 4000..5000i64 {
+            set.insert(Gated(2 * v));
+        }
+        set.build_index();
+        // A write under the new index makes the late value's leaf, in the new colour.
+        set.insert_n(Gated(late), 2);
+        release.send(()).expect("the writer waits");
+        assert_eq!(
+            writer.join().expect("writer"),
+            7,
+            "added to the other write's leaf"
+        );
+    });
+    // Writes finish the build (each takes its steps); `build_index` would start a rebuild,
+    // whose recolouring recounts every leaf and so would hide a count the build missed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while set.index_builds() == 0 && std::time::Instant::now() < deadline {
+        set.insert(Gated(0));
+        set.remove(&Gated(0));
+    }
+    assert_eq!(
+        set.index_builds(),
+        1,
+        "the first build finished, and no other"
+    );
+    let below_late = 5000;
+    assert_eq!(set.rank(&Gated(late)), below_late);
+    assert_eq!(set.rank(&Gated(late + 1)), below_late + 7);
+    assert_eq!(set.count_range(Gated(late)..), 7);
+    assert_eq!(set.count_range(..), set.len());
+    assert_eq!(set.len(), 5007);
 }
