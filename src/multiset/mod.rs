@@ -457,15 +457,26 @@ where
     /// `color` (for an indexed multiset), made under `state`; `None` on an indexed
     /// multiset is `Off` (see [`write`](Self::write)).
     fn record(&self, state: Option<&index::State<T>>, color: u64, value: &T, delta: i64) {
+        let slots = state.map(|s| s.locate(value)).unwrap_or_default();
+        self.record_at(state, slots, color, value, delta);
+    }
+
+    /// [`record`](Self::record) into the buckets `slots` that `state` located beforehand.
+    fn record_at(
+        &self,
+        state: Option<&index::State<T>>,
+        slots: index::Slots,
+        color: u64,
+        value: &T,
+        delta: i64,
+    ) {
         if let Some(indexing) = &self.index {
             match state {
                 // Under `Off` a leaf of colour 0 is counted nowhere; a newer one (made under
                 // a state a build published since) is recorded under the current state.
                 None if color == 0 => {}
-                None => {
-                    indexing.record(indexing.off(), index::Slots::default(), color, value, delta)
-                }
-                Some(state) => indexing.record(state, state.locate(value), color, value, delta),
+                None => indexing.record(indexing.off(), slots, color, value, delta),
+                Some(state) => indexing.record(state, slots, color, value, delta),
             }
         }
     }
@@ -582,16 +593,7 @@ where
         // Where the index will count this, found first so that its cache misses overlap
         // the search below.
         let slots = state.map(|s| s.locate(value)).unwrap_or_default();
-        let record = |color: u64| {
-            if let Some(indexing) = &self.index {
-                // `None` is `Off`, as in `record`.
-                match state {
-                    None if color == 0 => {}
-                    None => indexing.record(indexing.off(), slots, color, value, n as i64),
-                    Some(state) => indexing.record(state, slots, color, value, n as i64),
-                }
-            }
-        };
+        let record = |color: u64| self.record_at(state, slots, color, value, n as i64);
         // Fast path: a live entry exists, so no node is allocated, nothing is cloned, and
         // the entry is borrowed under `guard` without touching its reference count.
         if let Some(entry) = self.map.get(value, guard) {
