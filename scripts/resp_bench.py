@@ -171,17 +171,16 @@ def main():
             print(f"| {load}, {shape} | {was:,.0f} | {now:,.0f} | {now / was:.2f}x |")
     print("\nServer CPU per request, µs of user + system time (from /proc/PID/stat around each "
           "run), medians:\n")
-    print("| load | Redis | sortd, 1 loop | sortd, 2 loops |\n|---|---:|---:|---:|")
-    for (load, shape), by in cost.items():
-        label = "MS.ADD vs ZINCRBY" if load == "ADD" else "PING_INLINE"
-        cells = [f"{median_of([u for u, _ in by[n]]):.2f} + {median_of([s for _, s in by[n]]):.2f}"
-                 for n in ("Redis", "sortd, 1 loop", "sortd, 2 loops")]
-        print(f"| {label}, {shape} | {' | '.join(cells)} |")
+    cpu_table(cost, "| load | Redis | sortd, 1 loop | sortd, 2 loops |")
     print("\nredis-benchmark's own CPU per request (the load generator; from getrusage of the "
           "finished child), medians: when it is above the server's, the client sets the pace\n")
-    print("| load | against Redis | against sortd, 1 loop | against sortd, 2 loops |\n"
-          "|---|---:|---:|---:|")
-    for (load, shape), by in client.items():
+    cpu_table(client, "| load | against Redis | against sortd, 1 loop | against sortd, 2 loops |")
+
+
+def cpu_table(samples, header):
+    """A Markdown table of median user + system µs per request, per load and server."""
+    print(f"{header}\n|---|---:|---:|---:|")
+    for (load, shape), by in samples.items():
         label = "MS.ADD vs ZINCRBY" if load == "ADD" else "PING_INLINE"
         cells = [f"{median_of([u for u, _ in by[n]]):.2f} + {median_of([s for _, s in by[n]]):.2f}"
                  for n in ("Redis", "sortd, 1 loop", "sortd, 2 loops")]
