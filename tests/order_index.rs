@@ -629,13 +629,14 @@ static GATE: std::sync::Mutex<Option<Gate>> = std::sync::Mutex::new(None);
 
 impl Clone for Gated {
     fn clone(&self) -> Gated {
-        let gate = GATE.lock().unwrap_or_else(|e| e.into_inner()).take();
-        match gate {
-            Some((v, arrived, release)) if v == self.0 => {
-                let _ = arrived.send(());
-                let _ = release.recv_timeout(Duration::from_secs(60));
-            }
-            other => *GATE.lock().unwrap_or_else(|e| e.into_inner()) = other,
+        // Taken under one lock only by the clone of the gated value; others leave it.
+        let gate = {
+            let mut gate = GATE.lock().unwrap_or_else(|e| e.into_inner());
+            gate.take_if(|(v, ..)| *v == self.0)
+        };
+        if let Some((_, arrived, release)) = gate {
+            let _ = arrived.send(());
+            let _ = release.recv_timeout(Duration::from_secs(60));
         }
         Gated(self.0)
     }
