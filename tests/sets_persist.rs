@@ -306,6 +306,75 @@ fn a_data_directory_from_before_named_sets_opens_as_default() {
     assert_eq!(state, want);
 }
 
+/// A data directory written by the version before the compact log (a version 2 log with
+/// named sets, a removal, a drop and a clear, in `tests/fixtures/v2-data`, made by that
+/// server) opens with every set as it was; the server goes on in version 3, and both
+/// generations replay together, then compact.
+#[test]
+fn a_data_directory_from_before_the_compact_log_opens_as_it_was() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2-data");
+    for entry in fs::read_dir(&fixture).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    let old = fs::read(log_path(dir, 1)).unwrap();
+    assert_eq!(
+        &old[8..12],
+        2u32.to_le_bytes(),
+        "the fixture is a version 2 log"
+    );
+    let default: &[(i64, u64)] = &[
+        (i64::MIN, 1),
+        (-7, 1),
+        (3, 1),
+        (5, 1),
+        (42, 1),
+        (100, 2),
+        (i64::MAX, 1),
+    ];
+    let scores: &[(i64, u64)] = &[(1, 1), (2, 1), (3, 1)];
+    let (state, warnings, server) = open(dir, false);
+    let want = expect(&[("cleared", &[]), ("default", default), ("scores", scores)]);
+    assert_eq!(state, want, "{warnings:?}");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let server = server.spawn().unwrap();
+    let mut c = Client::connect(server.frame_addr()).unwrap();
+    c.use_set(Some("scores")).unwrap();
+    c.insert_ack(&[1, 9]).unwrap();
+    c.use_set(Some("gone")).unwrap();
+    c.insert_ack(&[8]).unwrap();
+    server.stop().unwrap();
+    let new = fs::read(log_path(dir, 2)).unwrap();
+    assert_eq!(&new[8..12], 3u32.to_le_bytes(), "new logs are version 3");
+
+    let scores: &[(i64, u64)] = &[(1, 2), (2, 1), (3, 1), (9, 1)];
+    let want = expect(&[
+        ("cleared", &[]),
+        ("default", default),
+        ("gone", &[(8, 1)]),
+        ("scores", scores),
+    ]);
+    let (state, _, server) = open(dir, true);
+    assert_eq!(state, want);
+    let server = server.spawn().unwrap();
+    let mut c = Client::connect(server.frame_addr()).unwrap();
+    c.insert_ack(&[-7]).unwrap(); // a change, for compaction to look
+    wait_for_compaction(&mut c);
+    server.stop().unwrap();
+    let (state, _, _) = open(dir, false);
+    let mut default = default.to_vec();
+    default[1].1 = 2;
+    let want = expect(&[
+        ("cleared", &[]),
+        ("default", &default),
+        ("gone", &[(8, 1)]),
+        ("scores", scores),
+    ]);
+    assert_eq!(state, want, "after compacting both layouts");
+}
+
 fn log_path(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("{generation:020}.log"))
 }
@@ -474,7 +543,8 @@ fn a_record_that_makes_no_sense_stops_the_start_unless_repaired() {
         ("drop of default", {
             let mut out = Vec::new();
             Record::Drop { set: 1 }.encode(&mut out);
-            out[9..17].copy_from_slice(&0u64.to_le_bytes()); // set 0
+            assert_eq!(out[8..], [3, 1], "DROP, then set 1 as a one-byte varint");
+            out[9] = 0; // set 0
             let crc = crc32(&out[8..]);
             out[4..8].copy_from_slice(&crc.to_le_bytes());
             out

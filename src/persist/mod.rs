@@ -71,6 +71,7 @@ mod compact;
 pub mod record;
 mod recovery;
 pub mod snapshot;
+mod varint;
 mod writer;
 
 use std::fmt;
