@@ -156,6 +156,38 @@ fn binary_subcommands() {
     assert!(server.set.is_empty());
 }
 
+/// A reader that stops early (`client get --runs | head -1`) closes the pipe while the
+/// client is still writing: the client stops quietly with success, where `println!`
+/// would have panicked ("failed printing to stdout: Broken pipe").
+#[test]
+fn binary_stops_quietly_when_its_reader_does() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let server = Running::start(small_config());
+    let mut c = Client::connect(server.addr).unwrap();
+    for chunk in (0..60_000).collect::<Vec<i64>>().chunks(10_000) {
+        c.insert_ack(chunk).unwrap();
+    }
+    // 60,000 lines, several times what a pipe buffers: the client is still writing.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &server.addr.to_string(), "get", "--runs"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run client");
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "0\t1\n");
+    // The reader is dropped here: the pipe is closed.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}
+
 /// A refused connection names the address, suggests starting the server, exits non-zero.
 #[test]
 fn binary_refused_connection() {

@@ -14,6 +14,17 @@ use serde_json::json;
 use sortd::bench::{self, Distribution, Mix};
 use sortd::client::{Client, Error};
 
+/// `println!`, but a closed stdout (a reader that stopped early: `client get | head`) ends
+/// the program quietly instead of panicking; any other write error is returned.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        match writeln!(io::stdout().lock(), $($arg)*) {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+            written => written.map_err(Error::Io)?,
+        }
+    };
+}
+
 /// Client for the sortd sorted-multiset server.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -200,13 +211,7 @@ fn parse_batch(s: &str) -> Result<RangeInclusive<usize>, String> {
 fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(Command::Bench { .. }) = &args.command {
-        return match run_bench(&args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("client: {e}");
-                ExitCode::FAILURE
-            }
-        };
+        return exit_code(run_bench(&args));
     }
     let mut client = match Client::connect(&args.addr) {
         Ok(client) => client,
@@ -218,7 +223,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(&args, &mut client) {
+    exit_code(run(&args, &mut client))
+}
+
+/// Success, or the error said on stderr.
+fn exit_code(result: Result<(), Error>) -> ExitCode {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("client: {e}");
@@ -233,7 +243,7 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
         return original(args, client);
     };
     match command {
-        Command::Insert { values } => print_values(args, &client.insert(values)?),
+        Command::Insert { values } => print_values(args, &client.insert(values)?)?,
         Command::Get {
             min,
             max,
@@ -243,14 +253,14 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
             let (got, truncated) = client.get(*min, *max, *limit)?;
             if *runs {
                 if args.json {
-                    println!("{}", json!({ "runs": got, "truncated": truncated }));
+                    out!("{}", json!({ "runs": got, "truncated": truncated }));
                 } else {
                     for (v, n) in &got {
-                        println!("{v}\t{n}");
+                        out!("{v}\t{n}");
                     }
                 }
             } else {
-                print_values(args, &sortd::client::expand(&got)?);
+                print_values(args, &sortd::client::expand(&got)?)?;
             }
             if truncated && !args.json {
                 eprintln!("(truncated: more values matched; raise --limit or page with --min)");
@@ -259,26 +269,26 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
         Command::Add => {
             let (value, len) = client.add_random()?;
             if args.json {
-                println!("{}", json!({ "value": value, "len": len }));
+                out!("{}", json!({ "value": value, "len": len }));
             } else {
-                println!("{value}");
+                out!("{value}");
             }
         }
-        Command::Remove { value, n } => print_count(args, "removed", client.remove(*value, *n)?),
-        Command::Count { value } => print_count(args, "count", client.count(*value)?),
-        Command::Clear => print_count(args, "removed", client.clear()?),
-        Command::Rank { value } => print_count(args, "rank", client.rank(*value)?),
+        Command::Remove { value, n } => print_count(args, "removed", client.remove(*value, *n)?)?,
+        Command::Count { value } => print_count(args, "count", client.count(*value)?)?,
+        Command::Clear => print_count(args, "removed", client.clear()?)?,
+        Command::Rank { value } => print_count(args, "rank", client.rank(*value)?)?,
         Command::CountRange { min, max } => {
-            print_count(args, "count", client.count_range(*min, *max)?);
+            print_count(args, "count", client.count_range(*min, *max)?)?;
         }
         Command::Select { k } => {
             let value = client.select(*k)?;
             if args.json {
-                println!("{}", json!({ "k": k, "value": value }));
+                out!("{}", json!({ "k": k, "value": value }));
             } else {
                 match value {
-                    Some(v) => println!("{v}"),
-                    None => println!("-"),
+                    Some(v) => out!("{v}"),
+                    None => out!("-"),
                 }
             }
         }
@@ -290,13 +300,13 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
                     .enumerate()
                     .map(|(i, q)| json!({ "q": q, "value": values.get(i) }))
                     .collect();
-                println!("{}", json!(rows));
+                out!("{}", json!(rows));
             } else {
                 for (i, q) in q.iter().enumerate() {
                     let v = values
                         .get(i)
                         .map_or_else(|| "-".to_string(), i64::to_string);
-                    println!("{q:?}\t{v}");
+                    out!("{q:?}\t{v}");
                 }
             }
         }
@@ -320,10 +330,10 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
                 if let Some(log) = log {
                     out["persistence"] = log;
                 }
-                println!("{out}");
+                out!("{out}");
             } else {
                 let show = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
-                println!(
+                out!(
                     "len {}\ndistinct {}\nmin {}\nmax {}",
                     s.len,
                     s.distinct,
@@ -332,7 +342,7 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
                 );
                 if let Some(serde_json::Value::Object(fields)) = log {
                     for (name, value) in fields {
-                        println!("{name} {value}");
+                        out!("{name} {value}");
                     }
                 }
             }
@@ -342,11 +352,11 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
         Command::Drop { name } => {
             let dropped = client.drop_set(name)?;
             if args.json {
-                println!("{}", json!({ "dropped": dropped }));
+                out!("{}", json!({ "dropped": dropped }));
             } else if dropped {
-                println!("dropped {name}");
+                out!("dropped {name}");
             } else {
-                println!("no set named {name}");
+                out!("no set named {name}");
             }
         }
         Command::Ping => {
@@ -354,9 +364,9 @@ fn run(args: &Args, client: &mut Client) -> Result<(), Error> {
             client.ping(b"sortd")?;
             let micros = started.elapsed().as_micros();
             if args.json {
-                println!("{}", json!({ "pong": true, "micros": micros }));
+                out!("{}", json!({ "pong": true, "micros": micros }));
             } else {
-                println!("PONG in {micros} µs");
+                out!("PONG in {micros} µs");
             }
         }
     }
@@ -439,11 +449,12 @@ fn original(args: &Args, client: &mut Client) -> Result<(), Error> {
         let batch: Vec<i64> = (0..rng.random_range(10..=20))
             .map(|_| rng.random_range(0..=100))
             .collect();
-        print_values(args, &client.insert(&batch)?);
+        print_values(args, &client.insert(&batch)?)?;
         left -= 1;
         if interactive && left == 0 {
-            print!("Send more? [y/N] ");
-            io::stdout().flush()?;
+            let mut stdout = io::stdout().lock();
+            write!(stdout, "Send more? [y/N] ")?;
+            stdout.flush()?;
             let mut answer = String::new();
             io::stdin().lock().read_line(&mut answer)?;
             if answer.trim().eq_ignore_ascii_case("y") {
@@ -454,21 +465,23 @@ fn original(args: &Args, client: &mut Client) -> Result<(), Error> {
     Ok(())
 }
 
-fn print_values(args: &Args, values: &[i64]) {
+fn print_values(args: &Args, values: &[i64]) -> Result<(), Error> {
     if args.json {
-        println!("{}", json!(values));
+        out!("{}", json!(values));
     } else {
         let text: Vec<String> = values.iter().map(i64::to_string).collect();
-        println!("[{}]", text.join(", "));
+        out!("[{}]", text.join(", "));
     }
+    Ok(())
 }
 
-fn print_count(args: &Args, key: &str, n: u64) {
+fn print_count(args: &Args, key: &str, n: u64) -> Result<(), Error> {
     if args.json {
-        println!("{}", json!({ key: n }));
+        out!("{}", json!({ key: n }));
     } else {
-        println!("{n}");
+        out!("{n}");
     }
+    Ok(())
 }
 
 fn run_bench(args: &Args) -> Result<(), Error> {
@@ -520,9 +533,9 @@ fn run_bench(args: &Args) -> Result<(), Error> {
         other => other,
     })?;
     if args.json {
-        println!("{}", report.to_json());
+        out!("{}", report.to_json());
     } else {
-        println!("{report}");
+        out!("{report}");
     }
     if report.verified == Some(false) {
         return Err(Error::Protocol("verification failed".into()));
