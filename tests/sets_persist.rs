@@ -518,6 +518,67 @@ fn a_drop_is_one_record() {
     assert_eq!(state, expect(&[("default", &[])]));
 }
 
+/// Compaction adds up the logs in a hash map: the snapshot it writes must still hold each
+/// set's runs in ascending order with no zero nets, whatever order the values came in and
+/// whatever was removed again.
+#[test]
+fn compaction_writes_runs_in_order_without_zero_nets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (_, _, server) = open(dir, true);
+    let server = server.spawn().unwrap();
+    let mut c = Client::connect(server.frame_addr()).unwrap();
+    let mut model: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
+    // A fixed scramble of 3,000 distinct values, most of them far apart.
+    let values: Vec<i64> = (0..3_000i64)
+        .map(|i| (i * 7_919 % 3_000 - 1_500) * 1_000_003)
+        .collect();
+    for (name, set) in [(None, "default"), (Some("other"), "other")] {
+        c.use_set(name).unwrap();
+        for chunk in values.chunks(97) {
+            c.insert_ack(chunk).unwrap();
+            for &v in chunk {
+                *model.entry(set.into()).or_default().entry(v).or_default() += 1;
+            }
+        }
+        // Every third value removed again: nets of 0 in the logs.
+        for &v in values.iter().step_by(3) {
+            assert_eq!(c.remove(v, 1).unwrap(), 1);
+            model.get_mut(set).unwrap().remove(&v);
+        }
+    }
+    wait_for_compaction(&mut c);
+    server.stop().unwrap();
+    let mut runs: BTreeMap<u64, Vec<(i64, i64)>> = BTreeMap::new();
+    let mut names = BTreeMap::new();
+    sortd::persist::snapshot::read(
+        &dir.join("snapshot"),
+        |id, name| {
+            names.insert(id, name.to_string());
+        },
+        |id, v, n| runs.entry(id).or_default().push((v, n)),
+    )
+    .unwrap()
+    .unwrap();
+    for (id, runs) in &runs {
+        assert!(
+            runs.windows(2).all(|w| w[0].0 < w[1].0),
+            "set {id} out of order"
+        );
+        assert!(runs.iter().all(|&(_, n)| n != 0), "set {id} has a zero net");
+    }
+    let got: State = names
+        .iter()
+        .map(|(id, name)| {
+            let runs = runs.get(id).map_or(Vec::new(), |r| {
+                r.iter().map(|&(v, n)| (v, n as u64)).collect()
+            });
+            (name.clone(), runs)
+        })
+        .collect();
+    assert_eq!(got, model_state(&model));
+}
+
 /// Waits (up to a deadline) until the server has finished a compaction.
 fn wait_for_compaction(c: &mut Client) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
