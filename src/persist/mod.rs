@@ -315,6 +315,24 @@ pub(crate) struct Batch {
     pub(crate) bytes: Vec<u8>,
 }
 
+impl Batch {
+    /// The most buffer capacity a batch keeps for the next one: a large change's records
+    /// (a 300,000-value insert's, say) are not held on to by an idle loop.
+    pub(crate) const KEEP: usize = 1 << 20;
+
+    /// Empties the batch, keeping the buffers' capacity up to [`KEEP`](Self::KEEP) bytes.
+    fn clear(&mut self) {
+        self.tickets.clear();
+        self.bytes.clear();
+        if self.bytes.capacity() > Self::KEEP {
+            self.bytes = Vec::new();
+        }
+        if self.tickets.capacity() * size_of::<u64>() > Self::KEEP {
+            self.tickets = Vec::new();
+        }
+    }
+}
+
 pub(crate) enum Msg {
     Batch(Batch),
     /// Look at compaction now: the log has outgrown its threshold, or a compaction ended.
@@ -434,12 +452,22 @@ impl Log {
     /// Redis's event loop appends to its AOF): one `write` into the page cache, and the
     /// replies it covers go out in the same loop iteration, with no hand-off to another
     /// thread and back.
-    pub(crate) fn submit(&self, batch: Batch) -> bool {
+    ///
+    /// Leaves `batch` empty; under `everysec` and `never` its buffers keep their capacity
+    /// (up to [`Batch::KEEP`]), so a loop's next batch allocates nothing.
+    pub(crate) fn submit(&self, batch: &mut Batch) -> bool {
         if self.fsync == Fsync::Always {
             // The writer only stops after every event loop has ended.
-            let _ = self.tx.send(Msg::Batch(batch));
+            let _ = self.tx.send(Msg::Batch(std::mem::take(batch)));
             return false;
         }
+        let released = self.write_batch(batch);
+        batch.clear();
+        released
+    }
+
+    /// [`submit`](Self::submit) under `everysec` and `never`: the loop writes.
+    fn write_batch(&self, batch: &Batch) -> bool {
         let mut sink = self.sink();
         // Checked under the lock: after a failure nothing more is written, so the file
         // ends at (or inside) the record that failed.

@@ -28,11 +28,16 @@ pub fn unzigzag(u: u64) -> i64 {
 
 /// Appends `u`'s encoding.
 pub fn put(out: &mut Vec<u8>, mut u: u64) {
+    // Built on the stack and appended at once: one capacity check, not one a byte.
+    let mut buf = [0u8; MAX_LEN];
+    let mut n = 0;
     while u >= 0x80 {
-        out.push(u as u8 | 0x80);
+        buf[n] = u as u8 | 0x80;
         u >>= 7;
+        n += 1;
     }
-    out.push(u as u8);
+    buf[n] = u as u8;
+    out.extend_from_slice(&buf[..=n]);
 }
 
 /// The length of `u`'s encoding, 1 to [`MAX_LEN`].

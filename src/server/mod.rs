@@ -695,6 +695,7 @@ impl Server {
                 config: self.config.clone(),
                 session: Session::default(),
                 held: Vec::new(),
+                releasing: Vec::new(),
                 conns: slab::Slab::new(),
                 stop: self.shutdown_handle(),
                 peers: Arc::clone(&peers),

@@ -36,6 +36,8 @@ pub(super) struct Worker {
     pub(super) session: Session,
     /// Connections with replies waiting for the log; looked at when the writer wakes us.
     pub(super) held: Vec<usize>,
+    /// The list `held` was swapped out for while it is walked, kept for its capacity.
+    pub(super) releasing: Vec<usize>,
     /// This loop's connections, by token.
     pub(super) conns: Slab<Connection>,
     /// Stops the whole server when this loop cannot go on.
@@ -291,7 +293,11 @@ impl Worker {
 
     /// Gives every connection with held replies a chance to send what was released.
     fn release_held(&mut self) {
-        for key in std::mem::take(&mut self.held) {
+        // Walked from a second list, since connections still held go back on `held`; both
+        // keep their capacity, so releasing allocates nothing.
+        let mut releasing = std::mem::take(&mut self.releasing);
+        std::mem::swap(&mut releasing, &mut self.held);
+        for key in releasing.drain(..) {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -307,6 +313,7 @@ impl Worker {
                 .unwrap_or(Next::Close);
             self.settle(key, next);
         }
+        self.releasing = releasing;
     }
 
     /// Applies what a connection asked for: new interest, or removal.

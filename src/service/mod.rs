@@ -517,7 +517,7 @@ impl Service {
         if let Some(log) = &self.log
             && !session.batch.tickets.is_empty()
         {
-            logged |= log.submit(std::mem::take(&mut session.batch));
+            logged |= log.submit(&mut session.batch);
         }
         logged
     }
@@ -750,7 +750,7 @@ impl Service {
                         set.name(),
                         &entries,
                     );
-                    session.logged |= log.submit(crate::persist::Batch { tickets, bytes });
+                    session.logged |= log.submit(&mut crate::persist::Batch { tickets, bytes });
                 }
                 (r, keep)
             })
