@@ -332,6 +332,95 @@ fn resp_replies_longer_than_the_budget_are_refused_or_paged() {
     );
 }
 
+/// Replies that grow with the number of arguments keep to the budget too: `COMMAND DOCS`
+/// and `COMMAND INFO` of one name asked for 2,000 times are refused with the budget's
+/// error instead of answered (found by an adversarial review: a 1,000,000-name `COMMAND
+/// DOCS` queued 589 MB for a 14 MB request, 1.19 GB of RSS), however many are pipelined
+/// unread, and the same commands within the budget are answered whole.
+#[test]
+fn resp_replies_that_grow_with_their_arguments_keep_to_the_budget() {
+    // The smallest budget there is: 32 KiB.
+    let p = Proc::start(
+        None,
+        &["--max-output", "65536", "--resp-addr", "127.0.0.1:0"],
+    )
+    .unwrap();
+    let budget = 65536 / 2;
+    let url = format!("redis://{}/", p.resp.unwrap());
+    let mut r = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let repeated = |sub: &str, n: usize| {
+        let mut cmd = redis::cmd("COMMAND");
+        cmd.arg(sub);
+        for _ in 0..n {
+            cmd.arg("ms.range");
+        }
+        cmd
+    };
+    for sub in ["DOCS", "INFO"] {
+        let Err(e) = repeated(sub, 2_000).query::<redis::Value>(&mut r) else {
+            panic!("{sub} of 2,000 names answered");
+        };
+        assert!(
+            e.to_string()
+                .contains(&format!("would pass {budget} bytes")),
+            "{sub}: {e}"
+        );
+        // Within the budget: every name answered, repeats included, as Redis does.
+        let reply: redis::Value = repeated(sub, 3).query(&mut r).unwrap();
+        assert_eq!(top_level_names(&reply), ["ms.range"; 3], "{sub}: {reply:?}");
+    }
+    // Pipelined and unread: 300 requests that would each make 600 KB (COMMAND DOCS) or
+    // 83 KB (INFO) of reply queue 300 short errors.
+    let rss_before = p.rss_kib();
+    let mut s = TcpStream::connect(p.resp.unwrap()).unwrap();
+    let wire = [
+        repeated("DOCS", 1_000).get_packed_command(),
+        repeated("INFO", 1_000).get_packed_command(),
+    ]
+    .concat();
+    s.write_all(&wire.repeat(150)).unwrap();
+    let label = "sortd_resp_commands_total{command=\"command\"}";
+    assert!(
+        eventually(Duration::from_secs(20), || metric(p.http, label) >= 300 + 4),
+        "the pipelined commands were never answered"
+    );
+    let queued = metric(p.http, "sortd_output_queued_bytes");
+    assert!(queued < 64 << 10, "{queued} bytes queued for 300 refusals");
+    let grown = p.rss_kib().saturating_sub(rss_before);
+    assert!(grown < 48 << 10, "server RSS grew by {grown} KiB");
+    let mut reader = std::io::BufReader::new(s);
+    for i in 0..300 {
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+        assert!(
+            line.starts_with("-ERR the reply would pass"),
+            "reply {i}: {line}"
+        );
+    }
+}
+
+/// The command names a `COMMAND DOCS` (in RESP2, a flat array of name, docs, ...) or
+/// `COMMAND INFO` (an array of entries, each starting with the name) reply holds.
+fn top_level_names(reply: &redis::Value) -> Vec<String> {
+    let text = |v: &redis::Value| match v {
+        redis::Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        other => format!("{other:?}"),
+    };
+    let redis::Value::Array(items) = reply else {
+        panic!("not an array: {reply:?}");
+    };
+    match items.first() {
+        Some(redis::Value::Array(_)) => items
+            .iter()
+            .map(|entry| match entry {
+                redis::Value::Array(fields) => text(&fields[0]),
+                other => text(other),
+            })
+            .collect(),
+        _ => items.iter().step_by(2).map(text).collect(),
+    }
+}
+
 /// Flags that would overflow a size or a deadline are refused at start, with the reason.
 #[test]
 fn out_of_range_flags_are_refused_at_start() {

@@ -53,12 +53,30 @@ pub struct Ctx<'a> {
     command: (&'static str, Option<&'static str>),
     /// Set by `QUIT`: close once the reply is out.
     close: bool,
+    /// Where this command's reply starts in `out`.
+    start: usize,
 }
 
 impl Ctx<'_> {
     /// A writer for this connection's replies.
     fn reply(&mut self) -> Reply<'_> {
         Reply::new(self.out, self.client.resp3)
+    }
+
+    /// Whether the reply written so far has passed the reply budget. A handler whose
+    /// reply grows with its arguments (`COMMAND INFO a a a ...`) checks as it goes, and
+    /// refuses with [`Ctx::too_long`] before it builds more.
+    fn over_budget(&self) -> bool {
+        self.out.len() - self.start > self.service.limits().max_reply_bytes
+    }
+
+    /// Takes back the reply written so far and refuses: it would not fit the budget.
+    fn too_long(&mut self) -> Refusal {
+        self.out.truncate(self.start);
+        Refusal(format!(
+            "ERR the reply would pass {} bytes, the most one reply may take (--max-output)",
+            self.service.limits().max_reply_bytes
+        ))
     }
 
     /// Redis's error for a wrong number of arguments.
@@ -106,6 +124,7 @@ pub fn respond(
     let Some((&name, rest)) = args.split_first() else {
         return true; // an empty inline line: Redis answers nothing
     };
+    let start = out.len();
     let mut ctx = Ctx {
         service,
         session,
@@ -113,6 +132,7 @@ pub fn respond(
         out,
         command: ("", None),
         close: false,
+        start,
     };
     let outcome = match table::position(COMMANDS, name) {
         Some(i) => {
@@ -124,6 +144,12 @@ pub fn respond(
             service.data_free(ctx.session);
             Err(unknown_command(name, rest))
         }
+    };
+    // Every reply keeps to the budget: the handlers whose replies can grow check as they
+    // write; this catches any other, so none is ever sent past it, nor cut short.
+    let outcome = match outcome {
+        Ok(()) if ctx.over_budget() => Err(ctx.too_long()),
+        outcome => outcome,
     };
     if let Err(Refusal(text)) = outcome {
         ctx.reply().error(&text);
@@ -277,4 +303,64 @@ fn is_word(bytes: &[u8], word: &str) -> bool {
 /// Redis's error for an option it cannot read.
 fn syntax_error() -> Refusal {
     Refusal("ERR syntax error".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    /// The dispatcher's net under the handlers' own checks: a reply past the budget from a
+    /// handler that does not check (all of `COMMAND`, about 12 KB, against 1 KB here) is
+    /// taken back whole and refused, and the next command is answered as usual.
+    #[test]
+    fn no_reply_passes_the_budget() {
+        let limits = crate::service::Limits {
+            max_reply_bytes: 1024,
+            ..crate::service::Limits::default()
+        };
+        let service = Service::new(Arc::new(crate::SortedMultiset::new()), limits);
+        let (mut session, mut client) = (Session::default(), Client::default());
+        let mut out = b"+earlier reply\r\n".to_vec();
+        assert!(respond(
+            &[b"COMMAND"],
+            &service,
+            &mut session,
+            &mut client,
+            &mut out
+        ));
+        let text = String::from_utf8_lossy(&out);
+        assert_eq!(
+            text,
+            "+earlier reply\r\n-ERR the reply would pass 1024 bytes, the most one reply may \
+             take (--max-output)\r\n"
+        );
+        out.clear();
+        assert!(respond(
+            &[b"PING"],
+            &service,
+            &mut session,
+            &mut client,
+            &mut out
+        ));
+        assert_eq!(out, b"+PONG\r\n");
+        // Within the budget, the same command is answered.
+        let roomy = Service::new(
+            Arc::new(crate::SortedMultiset::new()),
+            crate::service::Limits::default(),
+        );
+        out.clear();
+        assert!(respond(
+            &[b"COMMAND"],
+            &roomy,
+            &mut session,
+            &mut client,
+            &mut out
+        ));
+        assert!(
+            out.starts_with(b"*") && out.len() > 1024,
+            "{} bytes",
+            out.len()
+        );
+    }
 }

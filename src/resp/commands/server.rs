@@ -111,12 +111,16 @@ pub fn command_info(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     if args.is_empty() {
         return command_all(ctx, args);
     }
-    let mut r = ctx.reply();
-    r.array(args.len());
+    ctx.reply().array(args.len());
     for name in args {
+        let mut r = ctx.reply();
         match lookup_full(name) {
             Some((c, parent)) => info_entry(&mut r, c, parent),
             None => r.null(),
+        }
+        // A name may be asked for again and again: the reply grows with the request.
+        if ctx.over_budget() {
+            return Err(ctx.too_long());
         }
     }
     Ok(())
@@ -130,11 +134,15 @@ pub fn command_docs(ctx: &mut Ctx<'_>, args: &[&[u8]]) -> Outcome {
     } else {
         args.iter().filter_map(|n| lookup_full(n)).collect()
     };
-    let mut r = ctx.reply();
-    r.map(chosen.len());
+    ctx.reply().map(chosen.len());
     for (c, parent) in chosen {
+        let mut r = ctx.reply();
         r.bulk(full_name(c, parent).as_bytes());
         docs_entry(&mut r, c);
+        // As in `COMMAND INFO`: a name asked for many times is documented each time.
+        if ctx.over_budget() {
+            return Err(ctx.too_long());
+        }
     }
     Ok(())
 }
