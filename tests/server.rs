@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -452,6 +453,71 @@ fn graceful_shutdown_flushes_then_closes() {
     }
     assert_eq!(ids, (0..50).collect::<Vec<_>>());
     assert!(TcpStream::connect(server.addr).is_err(), "port still open");
+}
+
+/// Shutdown writes every reply already owed, not only what the kernel already holds: 200
+/// pipelined INSERTs whose replies (15,001 runs, 240 KB each) fill the server's queue to
+/// its decoding limit (half of `--max-output`, so about 140 are decoded) when the stop
+/// begins, the client reading only then. Every request the server applied is answered,
+/// whole and in order, then EOF; the ones it had not read get nothing and change nothing.
+/// (An adversarial review's mutant that closes connections at shutdown without flushing
+/// passed the test above, whose 50 small replies are in the kernel before the stop;
+/// against this one it loses most replies.)
+#[test]
+fn shutdown_flushes_replies_still_queued_in_the_server() {
+    let mut server = Running::start(small_config());
+    let set = Arc::clone(&server.set);
+    let values: Vec<i64> = (0..15_000).map(|v| v * 3).collect();
+    sortd::client::Client::connect(server.addr)
+        .unwrap()
+        .insert_ack(&values)
+        .unwrap();
+    let mut conn = Conn::open(server.addr);
+    let mut wire = Vec::new();
+    for id in 0..200u32 {
+        Request::Insert {
+            values: Values::Slice(&[1]),
+            ack_only: false,
+        }
+        .encode(id, &mut wire);
+    }
+    // Written from a thread: the server stops reading once its queue is full.
+    let mut writer = conn.stream.try_clone().unwrap();
+    let writing = thread::spawn(move || writer.write_all(&wire));
+    // Replies waiting in the queue: far more than socket buffers hold.
+    let queued = || common::metric(server.http, "sortd_output_queued_bytes");
+    assert!(
+        common::eventually(Duration::from_secs(20), || queued() > 30 << 20),
+        "only {} bytes queued",
+        queued()
+    );
+    let stopping = thread::spawn(move || server.stop());
+    let mut ids = Vec::new();
+    while let Some((id, reply)) = conn.recv() {
+        let Response::Runs {
+            runs, truncated, ..
+        } = reply
+        else {
+            panic!("reply {id}: {reply:?}");
+        };
+        assert!(runs.len() == 15_001 && !truncated, "reply {id} cut");
+        ids.push(id);
+    }
+    stopping.join().unwrap().expect("clean shutdown");
+    // The writer ends either way: all sent, or the connection closed under it.
+    let _ = writing.join().unwrap();
+    let applied = set.count(&1);
+    assert!(
+        ids.len() >= 120 && ids.iter().copied().eq(0..ids.len() as u32),
+        "{} replies arrived, the last {:?}",
+        ids.len(),
+        ids.last()
+    );
+    assert_eq!(
+        applied,
+        ids.len() as u64,
+        "INSERTs applied against answered"
+    );
 }
 
 /// A panic while handling a request (injected: a PING with a magic payload) costs only the
