@@ -928,5 +928,46 @@ mod tests {
             http("POST /array/random HTTP/1.1\r\n\r\n", &mut session),
             Some(2)
         );
+
+        let mut client = crate::resp::Client::default();
+        let mut resp = |line: &str, session: &mut Session| {
+            let args: Vec<&[u8]> = line.split(' ').map(str::as_bytes).collect();
+            crate::resp::respond(&args, &service, session, &mut client, &mut Vec::new());
+            service.hold(session)
+        };
+        // Everything that reports on a set or on which sets exist waits for the log...
+        for read in [
+            "MS.CARD default",
+            "MS.COUNT default 4",
+            "MS.RANGE default 0 9",
+            "MS.RANK default 4",
+            "MS.SELECT default 0",
+            "MS.COUNTRANGE default 0 9",
+            "MS.QUANTILE default 0.5",
+            "MS.SCAN default 0",
+            "MS.STATS default",
+            "EXISTS default",
+            "TYPE default",
+            "KEYS *",
+            "SCAN 0",
+            "DBSIZE",
+            "INFO",
+        ] {
+            assert_eq!(resp(read, &mut session), Some(2), "{read}");
+        }
+        // ... a reply with nothing of the data in it does not ...
+        for free in [
+            "PING",
+            "ECHO x",
+            "HELLO 2",
+            "CLIENT ID",
+            "SELECT 0",
+            "COMMAND COUNT",
+            "NO.SUCH command",
+        ] {
+            assert_eq!(resp(free, &mut session), None, "{free}");
+        }
+        // ... and a change waits for itself.
+        assert_eq!(resp("MS.ADD default 7", &mut session), Some(3));
     }
 }
