@@ -446,13 +446,17 @@ fn graceful_shutdown_flushes_then_closes() {
     conn.stream.write_all(&wire).unwrap();
     let (first, _) = conn.recv().expect("first reply");
     assert_eq!(first, 0);
-    server.stop().expect("clean shutdown");
+    let addr = server.addr;
+    let stopping = thread::spawn(move || server.stop());
     let mut ids = vec![first];
     while let Some((id, _)) = conn.recv() {
         ids.push(id);
     }
     assert_eq!(ids, (0..50).collect::<Vec<_>>());
-    assert!(TcpStream::connect(server.addr).is_err(), "port still open");
+    // The server lingers for the client's end of stream once its replies are out.
+    drop(conn);
+    stopping.join().unwrap().expect("clean shutdown");
+    assert!(TcpStream::connect(addr).is_err(), "port still open");
 }
 
 /// Shutdown writes every reply already owed, not only what the kernel already holds: 200
@@ -503,6 +507,8 @@ fn shutdown_flushes_replies_still_queued_in_the_server() {
         assert!(runs.len() == 15_001 && !truncated, "reply {id} cut");
         ids.push(id);
     }
+    // Seen the end of stream: close, as a client does (the server lingers until then).
+    drop(conn);
     stopping.join().unwrap().expect("clean shutdown");
     // The writer ends either way: all sent, or the connection closed under it.
     let _ = writing.join().unwrap();
@@ -512,6 +518,63 @@ fn shutdown_flushes_replies_still_queued_in_the_server() {
         "{} replies arrived, the last {:?}",
         ids.len(),
         ids.last()
+    );
+    assert_eq!(
+        applied,
+        ids.len() as u64,
+        "INSERTs applied against answered"
+    );
+}
+
+/// Shutdown closes without a reset: requests still unread in the kernel when the server
+/// stops (100 INSERTs of 2,000 values, far more than the server reads while its queue is at
+/// the high-water mark of the smallest `--max-output` it allows here, 1 MiB) must not turn
+/// the close into a TCP reset, which would throw away replies the kernel still holds for
+/// the client. Every applied INSERT is answered, then EOF (an adversarial review saw
+/// 9 replies, then "connection reset", for 17 applied).
+#[test]
+fn shutdown_with_requests_left_unread_answers_every_applied_one() {
+    let mut server = Running::start(Config {
+        max_output: 1 << 20,
+        ..small_config()
+    });
+    let set = Arc::clone(&server.set);
+    let mut conn = Conn::open(server.addr);
+    let mut wire = Vec::new();
+    for id in 0..100u32 {
+        let values: Vec<i64> = (0..2_000).map(|v| i64::from(id) * 2_000 + v).collect();
+        Request::Insert {
+            values: Values::Slice(&values),
+            ack_only: false,
+        }
+        .encode(id, &mut wire);
+    }
+    let mut writer = conn.stream.try_clone().unwrap();
+    let writing = thread::spawn(move || writer.write_all(&wire));
+    // The server stops reading at the high-water mark: requests wait in the kernel.
+    assert!(
+        common::eventually(Duration::from_secs(20), || {
+            common::metric(server.http, "sortd_connections_stalled") >= 1
+        }),
+        "the connection never stalled"
+    );
+    let stopping = thread::spawn(move || server.stop());
+    let mut ids = Vec::new();
+    while let Some((id, reply)) = conn.recv() {
+        // Replies past half of `--max-output` are cut (and say so): still whole frames.
+        let Response::Runs { .. } = reply else {
+            panic!("reply {id}: {reply:?}");
+        };
+        ids.push(id);
+    }
+    // Seen the end of stream: close, as a client does (the server lingers until then).
+    drop(conn);
+    stopping.join().unwrap().expect("clean shutdown");
+    let _ = writing.join().unwrap();
+    let applied = set.len() / 2_000;
+    assert!(
+        !ids.is_empty() && ids.iter().copied().eq(0..ids.len() as u32),
+        "replies {ids:?}"
     );
     assert_eq!(
         applied,

@@ -5,7 +5,8 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::time::Instant;
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
@@ -19,6 +20,16 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Buffer capacity a connection keeps between requests; a larger buffer (a long reply, a
 /// large request) is given back once it empties, so an idle connection holds little.
 const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
+
+/// How long a connection closing on the server's side waits for the peer's end of stream
+/// after its last reply (see [`Connection::linger`]).
+/// As nginx's `lingering_time`, and bounded at shutdown by the grace period too.
+pub(super) const LINGER: Duration = Duration::from_secs(5);
+
+/// Bytes a lingering connection discards before it gives up on the peer's end of stream
+/// (a client pipelining far ahead may still be sending when its last reply goes out). It
+/// bounds the time one call of [`Connection::linger`] spends reading.
+const LINGER_MAX_BYTES: usize = 64 << 20;
 
 /// Which protocol a connection speaks (decided by the port it came in on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +73,11 @@ pub(super) struct Connection {
     pub(super) last_active: Instant,
     /// Set after a fatal protocol error or EOF: flush what is queued, then close.
     closing: bool,
+    /// The peer's end of stream was read.
+    saw_eof: bool,
+    /// Half-closed after the last reply, reading to the peer's end of stream until then
+    /// (see [`linger`](Self::linger)), and the bytes discarded meanwhile.
+    lingering: Option<(Instant, usize)>,
     /// The socket may hold bytes not read yet. Readiness is edge-triggered, so no new event
     /// comes for them: set by a READABLE event, cleared by a read that drains the socket.
     unread: bool,
@@ -121,6 +137,8 @@ impl Connection {
             listed: false,
             last_active: Instant::now(),
             closing: false,
+            saw_eof: false,
+            lingering: None,
             unread: false,
             peer_closed: false,
             stalled: false,
@@ -176,7 +194,7 @@ impl Connection {
             }
         }
         if self.closing && self.pending_output() == 0 {
-            return Ok(Next::Close);
+            return Ok(self.linger());
         }
         if self.is_held() && service.log().is_some_and(crate::persist::Log::has_failed) {
             // Held replies acknowledge changes the log never took: never send them.
@@ -185,6 +203,55 @@ impl Connection {
         Ok(Next::Keep {
             wants_write: self.written < self.sendable(),
         })
+    }
+
+    /// Ends a connection whose last reply is written. Closing a socket with bytes still
+    /// unread in its receive queue makes the kernel send a reset, which also discards the
+    /// replies it has not yet delivered; so, unless the peer has already ended its side,
+    /// this shuts the write side (the peer reads every reply, then end of stream) and reads
+    /// and drops whatever still comes until the peer's end of stream, [`LINGER`] passes
+    /// (the worker's sweep closes it, see [`linger_expired`](Self::linger_expired)) or
+    /// more than `LINGER_MAX_BYTES` arrive. Nothing read here is decoded.
+    pub(super) fn linger(&mut self) -> Next {
+        if self.saw_eof {
+            return Next::Close;
+        }
+        let (_, discarded) = self.lingering.get_or_insert_with(|| {
+            // An error means the peer is already gone: the reads below say so.
+            let _ = self.stream.shutdown(Shutdown::Write);
+            (Instant::now() + LINGER, 0)
+        });
+        self.filled = 0;
+        if self.input.len() < READ_CHUNK {
+            self.input.resize(READ_CHUNK, 0);
+        }
+        loop {
+            match self.stream.read(&mut self.input) {
+                Ok(0) => return Next::Close,
+                Ok(n) => {
+                    *discarded += n;
+                    if *discarded > LINGER_MAX_BYTES {
+                        return Next::Close;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Next::Keep { wants_write: false };
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    /// Whether requests may be waiting: undecoded bytes in the buffer, or unread ones in
+    /// the socket (a readable edge not yet drained, or decoding stalled behind output).
+    pub(super) fn may_have_input(&self) -> bool {
+        self.filled > 0 || self.unread || self.stalled
+    }
+
+    /// Whether the connection has lingered (see [`linger`](Self::linger)) past its time.
+    pub(super) fn linger_expired(&self, now: Instant) -> bool {
+        self.lingering.is_some_and(|(until, _)| now >= until)
     }
 
     /// Whether some reply is waiting for the log.
@@ -262,6 +329,7 @@ impl Connection {
             match self.stream.read(&mut self.input[self.filled..]) {
                 Ok(0) => {
                     self.unread = false;
+                    self.saw_eof = true;
                     return Ok(true);
                 }
                 Ok(n) => {

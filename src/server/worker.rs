@@ -151,16 +151,22 @@ impl Worker {
             self.log_and_release();
 
             if deadline.is_none() && self.shared.shutdown.load(Acquire) {
-                // Shutdown: stop reading, close what owes nothing, flush the rest.
+                // Shutdown: stop reading, flush what is owed, then close, lingering where
+                // the peer may still be sending (see `Connection::linger`). One that owes
+                // nothing and has no request waiting is caught up with its peer and closes
+                // now, so idle clients (a pool's spare connections) do not hold the
+                // shutdown for the grace.
                 // The grace is bounded (Config::validate), so this cannot overflow.
                 deadline = Some(Instant::now() + self.config.shutdown_grace);
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                 for key in keys {
-                    let next = match self.conns[key].pending_output() {
-                        0 => Next::Close,
+                    let conn = &mut self.conns[key];
+                    conn.close_after_flush();
+                    let next = match conn.pending_output() {
+                        0 if !conn.may_have_input() => Next::Close,
+                        0 => conn.linger(),
                         _ => Next::Keep { wants_write: true },
                     };
-                    self.conns[key].close_after_flush();
                     self.settle(key, next);
                 }
             }
@@ -369,14 +375,15 @@ impl Worker {
             .fetch_sub(1, Relaxed);
     }
 
-    /// Drops connections that neither sent nor took a byte within the idle timeout:
-    /// slowloris senders and dead peers.
+    /// Drops connections that neither sent nor took a byte within the idle timeout
+    /// (slowloris senders and dead peers), and those that lingered past their time.
     fn sweep_idle(&mut self) {
         let timeout = self.config.idle_timeout;
+        let now = Instant::now();
         let idle: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.last_active.elapsed() >= timeout)
+            .filter(|(_, c)| c.last_active.elapsed() >= timeout || c.linger_expired(now))
             .map(|(k, _)| k)
             .collect();
         for key in idle {
