@@ -158,7 +158,8 @@ fn binary_subcommands() {
 
 /// A reader that stops early (`client get --runs | head -1`) closes the pipe while the
 /// client is still writing: the client stops quietly with success, where `println!`
-/// would have panicked ("failed printing to stdout: Broken pipe").
+/// would have panicked ("failed printing to stdout: Broken pipe"), on every command that
+/// prints a lot, whichever way it writes (`scan` and `sets` print through a buffer).
 #[test]
 fn binary_stops_quietly_when_its_reader_does() {
     use std::io::{BufRead, BufReader};
@@ -169,23 +170,40 @@ fn binary_stops_quietly_when_its_reader_does() {
     for chunk in (0..60_000).collect::<Vec<i64>>().chunks(10_000) {
         c.insert_ack(chunk).unwrap();
     }
-    // 60,000 lines, several times what a pipe buffers: the client is still writing.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
-        .args(["--addr", &server.addr.to_string(), "get", "--runs"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run client");
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    assert_eq!(first, "0\t1\n");
-    // The reader is dropped here: the pipe is closed.
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{:?}: {stderr}", out.status);
-    assert!(stderr.is_empty(), "{stderr}");
+    // 400 sets with 250-byte names: 100 KB of `sets` output.
+    for i in 0..400 {
+        c.use_set(Some(&format!("{i:0>250}"))).unwrap();
+        c.insert_ack(&[i]).unwrap();
+    }
+    let addr = server.addr.to_string();
+    // 60,000 lines (or pages of them), several times what a pipe buffers: the client is
+    // still writing when the reader goes.
+    for args in [
+        &["get", "--runs"][..],
+        &["get"],
+        &["scan", "--page", "100"],
+        &["--json", "scan", "--page", "7"],
+        &["sets"],
+        &["--json", "sets"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_client"))
+            .args(["--addr", &addr])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run client");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(first.ends_with('\n'), "{args:?}: {first:?}");
+        // The reader is dropped here: the pipe is closed.
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?}: {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
 }
 
 /// A refused connection names the address, suggests starting the server, exits non-zero.

@@ -25,6 +25,34 @@ macro_rules! out {
     };
 }
 
+/// Buffered stdout for commands that print page after page. A closed stdout (`client scan
+/// | head`) is the reader saying it has seen enough: the program ends quietly with success,
+/// as [`out!`] does, while a broken connection to the server stays an error.
+struct PagedOut(io::BufWriter<io::StdoutLock<'static>>);
+
+impl PagedOut {
+    fn new() -> Self {
+        PagedOut(io::BufWriter::new(io::stdout().lock()))
+    }
+
+    fn quiet<T>(result: io::Result<T>) -> io::Result<T> {
+        match result {
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => std::process::exit(0),
+            other => other,
+        }
+    }
+}
+
+impl Write for PagedOut {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        Self::quiet(self.0.write(buf))
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Self::quiet(self.0.flush())
+    }
+}
+
 /// Client for the sortd sorted-multiset server.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -381,7 +409,7 @@ fn list_sets(
     mut after: Option<String>,
     page: u32,
 ) -> Result<(), Error> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut out = PagedOut::new();
     loop {
         let list = client.list_sets(after.as_deref(), page)?;
         for (name, len) in &list.sets {
@@ -409,7 +437,7 @@ fn scan(
     page_size: u32,
     runs: bool,
 ) -> Result<(), Error> {
-    let mut out = io::BufWriter::new(io::stdout().lock());
+    let mut out = PagedOut::new();
     let (mut from, mut skip) = (min, 0);
     loop {
         let page = client.page(from, skip, max, page_size)?;
