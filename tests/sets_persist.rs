@@ -697,6 +697,13 @@ fn a_record_that_makes_no_sense_stops_the_start_unless_repaired() {
             out[4..8].copy_from_slice(&crc.to_le_bytes());
             out
         }),
+        // An id with no room above it: the next creation would wrap into default's 0
+        // (an adversarial review got a set created as id 0 that way).
+        ("set id past the largest", {
+            let mut out = Vec::new();
+            create(u64::MAX, "x").encode(&mut out);
+            out
+        }),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();

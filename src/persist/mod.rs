@@ -224,7 +224,7 @@ impl fmt::Display for Error {
                 reason,
             } => write!(
                 f,
-                "{}: bad record at byte {offset} ({reason}) with more data after it; \
+                "{}: bad record at byte {offset} ({reason}); \
                  start with --repair to truncate the log there, losing what follows",
                 path.display()
             ),

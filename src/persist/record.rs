@@ -60,6 +60,10 @@ pub const LOG_HEADER_LEN: usize = 20;
 pub const RECORD_HEADER_LEN: usize = 8;
 /// One `(value, delta)` entry of a version 1 or 2 log.
 pub const FIXED_ENTRY_LEN: usize = 16;
+/// The largest set id a log or snapshot may hold. Ids are never reused and one is taken
+/// per creation; 2^62 of them would take a century and a half at one a nanosecond, and
+/// the room above keeps the next id from wrapping into `default`'s 0, whatever a file says.
+pub const MAX_SET_ID: u64 = 1 << 62;
 /// Most entries one record holds; larger changes are split into several records. This
 /// bounds what a reader allocates for one record (a payload of at most 21 MiB, and 16 MiB
 /// of entries) before checking its CRC.
@@ -294,6 +298,9 @@ pub fn parse_record(version: u32, body: &[u8]) -> Result<Record, String> {
             Entries::parse(bytes).map_err(|e| format!("a {kind} record: {e}"))
         }
     };
+    if set > MAX_SET_ID {
+        return Err(format!("set id {set} is past the largest, {MAX_SET_ID}"));
+    }
     match kind {
         KIND_DELTAS if rest.is_empty() => Err("a DELTAS record with no entries".into()),
         KIND_DELTAS => Ok(Record::Deltas {
@@ -566,25 +573,30 @@ impl<R: Read> LogReader<R> {
         }
         let (len, crc) = match check_record_header(self.version, &header) {
             Ok(h) => h,
-            Err(reason) => return self.end_bad(&header, reason, false),
+            Err(reason) => return self.end_bad(&header, reason),
         };
         self.payload.resize(len, 0);
         let got = read_full(&mut self.inner, &mut self.payload)?;
         if got < len {
-            return self.end_torn(format!("{got} of {len} payload bytes"));
+            // The file ends inside the record: a write cut short, unless its length is
+            // wrong and the records it swallowed are still there.
+            let seen = [&header[..], &self.payload[..got]].concat();
+            return self.end_bad(&seen, format!("{got} of {len} payload bytes"));
         }
-        let seen = || [&header[..], &self.payload].concat();
         if crc32fast::hash(&self.payload) != crc {
-            let seen = seen();
-            return self.end_bad(&seen, "CRC mismatch".into(), true);
+            let seen = [&header[..], &self.payload].concat();
+            return self.end_bad(&seen, "CRC mismatch".into());
         }
         // A whole record with a valid CRC that makes no sense was written that way: never
         // a torn tail.
         let record = match parse_record(self.version, &self.payload) {
             Ok(record) => record,
             Err(reason) => {
-                let seen = seen();
-                return self.end_bad(&seen, reason, false);
+                self.done = true;
+                return Ok(Item::End(End::Corrupt {
+                    offset: self.offset,
+                    reason: format!("{reason}, in a record whose CRC is right"),
+                }));
             }
         };
         self.offset += (RECORD_HEADER_LEN + len) as u64;
@@ -599,29 +611,62 @@ impl<R: Read> LogReader<R> {
         }))
     }
 
-    /// A bad record at the current offset, `seen` its bytes read so far. It is a torn tail
-    /// when nothing but zeros follows (a crash can leave a zero-filled tail), or when it is
-    /// the last record and `at_eof_is_torn` (its write was cut short in place).
-    fn end_bad(&mut self, seen: &[u8], reason: String, at_eof_is_torn: bool) -> io::Result<Item> {
+    /// A bad record (a header that is not a record's, a length past the end of the file,
+    /// or a CRC mismatch) at the current offset, `seen` its bytes read so far. What a crash
+    /// leaves behind a write cut short (a part of it, zeros where pages never reached the
+    /// disk, or both) holds no whole record: it is a torn tail. If a whole, valid record
+    /// starts anywhere after the bad one's first byte, in its own bytes (a wrong length
+    /// swallows the records behind it) or after them, this was not a crash's doing: the
+    /// log is corrupt. The bytes after it are read to decide, at most [`SCAN_LIMIT`] of
+    /// them (past that, corrupt: nothing is dropped unasked).
+    fn end_bad(&mut self, seen: &[u8], reason: String) -> io::Result<Item> {
         self.done = true;
-        let mut zeros = seen.iter().all(|&b| b == 0);
-        let mut rest = 0u64;
-        let mut chunk = [0u8; 8192];
-        loop {
-            let n = read_full(&mut self.inner, &mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            rest += n as u64;
-            zeros &= chunk[..n].iter().all(|&b| b == 0);
-        }
+        let mut tail = seen.get(1..).unwrap_or_default().to_vec();
+        let limit = SCAN_LIMIT as u64;
+        (&mut self.inner).take(limit + 1).read_to_end(&mut tail)?;
         let offset = self.offset;
-        Ok(Item::End(if zeros || (rest == 0 && at_eof_is_torn) {
-            End::Torn { offset, reason }
-        } else {
-            End::Corrupt { offset, reason }
-        }))
+        let too_long = tail.len() as u64 > limit;
+        Ok(Item::End(
+            if !too_long && !holds_a_record(self.version, &tail) {
+                End::Torn { offset, reason }
+            } else {
+                End::Corrupt {
+                    offset,
+                    reason: format!("{reason}, with more data after it"),
+                }
+            },
+        ))
     }
+}
+
+/// The most bytes after a bad record that are searched for a valid one; past it a log
+/// counts as corrupt. A torn tail is at most one event loop's write of records, far less.
+pub const SCAN_LIMIT: usize = 64 << 20;
+
+/// Whether a whole record with a valid CRC, whose body parses, starts anywhere in
+/// `bytes`. Most offsets fail at the length check; the CRCs computed are bounded in all
+/// (past the bound, the answer is yes: corrupt, the cautious side).
+fn holds_a_record(version: u32, bytes: &[u8]) -> bool {
+    let mut hashed = 0usize;
+    for start in 0..bytes.len() {
+        let Some((header, body)) = bytes[start..].split_first_chunk::<RECORD_HEADER_LEN>() else {
+            return false;
+        };
+        let Ok((len, crc)) = check_record_header(version, header) else {
+            continue;
+        };
+        let Some(body) = body.get(..len) else {
+            continue;
+        };
+        hashed += len;
+        if hashed > 4 * SCAN_LIMIT {
+            return true;
+        }
+        if crc32fast::hash(body) == crc && parse_record(version, body).is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 /// Reads until `buf` is full or EOF; returns the bytes read.
@@ -678,12 +723,12 @@ mod tests {
     fn record() -> impl Strategy<Value = Record> {
         let entries = prop::collection::vec((any::<i64>(), any::<i64>()), 0..40);
         prop_oneof![
-            (any::<u64>(), entries.clone())
+            (0..=MAX_SET_ID, entries.clone())
                 .prop_filter("DELTAS has entries", |(_, e)| !e.is_empty())
                 .prop_map(|(set, entries)| Record::Deltas { set, entries }),
-            (1..u64::MAX, "[a-z][a-z0-9:._-]{0,30}", entries)
+            (1..=MAX_SET_ID, "[a-z][a-z0-9:._-]{0,30}", entries)
                 .prop_map(|(set, name, entries)| Record::Create { set, name, entries }),
-            (1..u64::MAX).prop_map(|set| Record::Drop { set }),
+            (1..=MAX_SET_ID).prop_map(|set| Record::Drop { set }),
         ]
     }
 

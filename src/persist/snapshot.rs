@@ -197,6 +197,12 @@ pub fn read(
             )));
         }
     };
+    if covers.next_id > super::record::MAX_SET_ID + 1 {
+        return Ok(Err(format!(
+            "the next set id, {}, is past the largest",
+            covers.next_id
+        )));
+    }
     if sets > r.left / SET_HEADER_LEN {
         return Ok(Err(format!(
             "header says {sets} sets but only {} bytes follow",
@@ -207,6 +213,9 @@ pub fn read(
         let Ok([id]) = r.u64s::<1>()? else {
             return Ok(Err("a set header runs past the end".into()));
         };
+        if id > super::record::MAX_SET_ID {
+            return Ok(Err(format!("set id {id} is past the largest")));
+        }
         let mut len = [0u8];
         let mut name = [0u8; 255];
         let name = match r.read(&mut len)? {

@@ -275,11 +275,20 @@ impl Sets {
                 ),
             ));
         }
-        Ok(Set::new(
-            self.next_id.fetch_add(1, Relaxed),
-            name,
-            Arc::new(SortedMultiset::indexed()),
-        ))
+        // Ids are never reused: past the largest the log can hold, no set is created (a
+        // wrap would hand out `default`'s 0).
+        let max_id = crate::persist::record::MAX_SET_ID;
+        let Ok(id) = self
+            .next_id
+            .fetch_update(Relaxed, Relaxed, |id| (id <= max_id).then_some(id + 1))
+        else {
+            self.count.fetch_sub(1, Relaxed);
+            return Err(Error::new(
+                ErrorCode::TOO_MANY_SETS,
+                format!("this server has used every set id (up to {max_id})"),
+            ));
+        };
+        Ok(Set::new(id, name, Arc::new(SortedMultiset::indexed())))
     }
 
     /// Makes a reserved set findable. Call under `changing` (no other creation or drop of
@@ -451,6 +460,21 @@ mod tests {
 
     fn names(sets: &[Set]) -> Vec<&str> {
         sets.iter().map(|s| s.name()).collect()
+    }
+
+    #[test]
+    fn ids_stop_at_the_largest_instead_of_wrapping() {
+        let max = crate::persist::record::MAX_SET_ID;
+        let sets = Sets::restore(Arc::default(), Vec::new(), max, 10);
+        assert_eq!(sets.get_or_create("last").unwrap().id(), max);
+        let err = sets.get_or_create("one more").unwrap_err();
+        assert_eq!(err.code, ErrorCode::TOO_MANY_SETS);
+        assert!(sets.get("one more").is_none());
+        assert_eq!(sets.len(), 2);
+        // The refused creation gave back the room it reserved.
+        let reserved = sets.count.load(Relaxed);
+        assert!(sets.get_or_create("and another").is_err());
+        assert_eq!(sets.count.load(Relaxed), reserved);
     }
 
     #[test]
