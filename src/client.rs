@@ -697,7 +697,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// As [`recv`](Client::recv).
+    /// As [`recv`](Client::recv); [`Error::Protocol`] for a page that is not in ascending
+    /// order or holds more than `limit` occurrences (when `limit` is not 0).
     ///
     /// # Examples
     ///
@@ -720,10 +721,25 @@ impl Client {
             max,
             limit,
         })? {
-            Response::Page { runs, next, .. } => Ok(Page {
-                runs,
-                next: next.map(|(value, skip)| Position { value, skip }),
-            }),
+            Response::Page { runs, next, .. } => {
+                // A page is what was asked: ascending runs, within `limit` occurrences. A
+                // reply that is not (a faulty or hostile server) is refused here, before a
+                // caller expands a count of 2^63 or pages through values out of order.
+                let total = runs.iter().try_fold(0u64, |t, &(_, n)| t.checked_add(n));
+                let ascending = runs.windows(2).all(|w| w[0].0 < w[1].0);
+                if !ascending || runs.iter().any(|&(_, n)| n == 0) {
+                    return Err(Error::Protocol("a PAGE reply out of order".into()));
+                }
+                if limit > 0 && total.is_none_or(|t| t > u64::from(limit)) {
+                    return Err(Error::Protocol(format!(
+                        "a PAGE reply of more than the {limit} occurrences asked"
+                    )));
+                }
+                Ok(Page {
+                    runs,
+                    next: next.map(|(value, skip)| Position { value, skip }),
+                })
+            }
             other => Err(unexpected("PAGE", &other)),
         }
     }

@@ -293,3 +293,76 @@ fn binary_bench_multiplexed_verifies() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
+
+/// A server that answers each request with the next of `replies` (a faulty or hostile
+/// one); its address.
+fn fake_server(replies: Vec<Response>) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut decoder = sortd::frame::Decoder::new(1 << 20);
+        let (mut buf, mut replies) = (Vec::new(), replies.into_iter());
+        loop {
+            let (used, frame) = decoder.decode(&buf);
+            if let Some(frame) = frame {
+                let id = frame.unwrap().header.request_id;
+                buf.drain(..used);
+                let Some(reply) = replies.next() else { return };
+                let mut out = Vec::new();
+                reply.encode(id, &mut out);
+                stream.write_all(&out).unwrap();
+                continue;
+            }
+            let mut chunk = [0; 4096];
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    addr
+}
+
+/// A PAGE reply that is not what was asked (more occurrences than the limit, a count of
+/// 2^63 that `client scan` would print forever, runs out of order) is a protocol error,
+/// and `client scan` stops with it instead of printing.
+#[test]
+fn page_replies_that_break_the_contract_are_refused() {
+    let page = |runs: Vec<(i64, u64)>| Response::Page {
+        total: 0,
+        runs,
+        next: None,
+    };
+    let addr = fake_server(vec![
+        page(vec![(1, 1 << 63)]),
+        page(vec![(5, 1), (2, 1)]),
+        page(vec![(1, 60), (2, 40)]),
+    ]);
+    let mut c = Client::connect(addr).unwrap();
+    for _ in 0..2 {
+        let e = c.page(0, 0, 100, 100).unwrap_err();
+        assert!(matches!(e, Error::Protocol(_)), "{e}");
+    }
+    // Exactly the limit is fine.
+    let ok = c.page(0, 0, 100, 100).unwrap();
+    assert_eq!(ok.runs, [(1, 60), (2, 40)]);
+
+    let addr = fake_server(vec![page(vec![(1, 1 << 63)])]);
+    let out = Command::new(env!("CARGO_BIN_EXE_client"))
+        .args(["--addr", &addr.to_string(), "scan", "--page", "100"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("PAGE"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -196,6 +196,7 @@ fn original_routes() {
     let r = one(a, &request("GET", "/get_array", ""));
     assert_eq!(r.status, 413, "{}", r.body);
     assert!(r.body.contains("format=runs"), "{}", r.body);
+    assert!(r.body.contains("1000002 values"), "{}", r.body);
     let r = one(a, &request("GET", "/array", ""));
     let listing: serde_json::Value = serde_json::from_str(&r.body).unwrap();
     assert_eq!(listing["values"], serde_json::json!([1, 1]));

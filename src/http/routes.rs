@@ -377,11 +377,12 @@ fn route(req: &Request<'_>, service: &Service, session: &mut Session) -> Reply {
             }
             match listed(set, i64::MIN, i64::MAX, usize::MAX, text_budget(service), 2) {
                 (values, false) => Reply::Body(TEXT, format!("{values:?}\n").into()),
-                (values, true) => Reply::Error(
+                // The count, not what fitted: one value of a huge count fits none.
+                (_, true) => Reply::Error(
                     413,
                     format!(
-                        "more than {} values; use GET /array?format=runs",
-                        values.len()
+                        "{} values do not fit in one reply; use GET /array?format=runs",
+                        set.data().len()
                     ),
                 ),
             }
