@@ -22,8 +22,8 @@ const READ_CHUNK: usize = 64 * 1024;
 const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
 
 /// How long a connection closing on the server's side waits for the peer's end of stream
-/// after its last reply (see [`Connection::linger`]).
-/// As nginx's `lingering_time`, and bounded at shutdown by the grace period too.
+/// after its last reply (see [`Connection::linger`]), as nginx's `lingering_time` does; at
+/// shutdown the grace period bounds it too.
 pub(super) const LINGER: Duration = Duration::from_secs(5);
 
 /// Bytes a lingering connection discards before it gives up on the peer's end of stream
