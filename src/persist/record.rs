@@ -640,7 +640,8 @@ impl<R: Read> LogReader<R> {
 }
 
 /// The most bytes after a bad record that are searched for a valid one; past it a log
-/// counts as corrupt. A torn tail is at most one event loop's write of records, far less.
+/// counts as corrupt (the start-up stops and `--repair` decides). A torn tail is what is
+/// left of one write of an event loop's records, nearly always far less.
 pub const SCAN_LIMIT: usize = 64 << 20;
 
 /// Whether a whole record with a valid CRC, whose body parses, starts anywhere in
