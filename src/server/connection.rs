@@ -213,13 +213,18 @@ impl Connection {
     /// (the worker's sweep closes it, see [`linger_expired`](Self::linger_expired)) or
     /// more than `LINGER_MAX_BYTES` arrive. Nothing read here is decoded.
     pub(super) fn linger(&mut self) -> Next {
+        self.linger_for(LINGER)
+    }
+
+    /// [`linger`](Self::linger), for at most `time` if it has not begun yet.
+    pub(super) fn linger_for(&mut self, time: Duration) -> Next {
         if self.saw_eof {
             return Next::Close;
         }
         let (_, discarded) = self.lingering.get_or_insert_with(|| {
             // An error means the peer is already gone: the reads below say so.
             let _ = self.stream.shutdown(Shutdown::Write);
-            (Instant::now() + LINGER, 0)
+            (Instant::now() + time, 0)
         });
         self.filled = 0;
         if self.input.len() < READ_CHUNK {
@@ -241,12 +246,6 @@ impl Connection {
                 Err(_) => return Next::Close,
             }
         }
-    }
-
-    /// Whether requests may be waiting: undecoded bytes in the buffer, or unread ones in
-    /// the socket (a readable edge not yet drained, or decoding stalled behind output).
-    pub(super) fn may_have_input(&self) -> bool {
-        self.filled > 0 || self.unread || self.stalled
     }
 
     /// Whether the connection has lingered (see [`linger`](Self::linger)) past its time.

@@ -24,6 +24,11 @@ pub(super) const WAKER: Token = Token(usize::MAX);
 /// How often idle connections are looked for when nothing else wakes the loop.
 const IDLE_SWEEP: Duration = Duration::from_millis(250);
 
+/// How long shutdown lingers on a connection that owed nothing when it began: enough for a
+/// request sent meanwhile to arrive (and be dropped) rather than turn the close into a
+/// reset, short enough that idle clients do not hold the shutdown.
+const IDLE_LINGER: Duration = Duration::from_millis(200);
+
 pub(super) struct Worker {
     /// This loop's number, for its metrics slot.
     pub(super) index: usize,
@@ -151,11 +156,11 @@ impl Worker {
             self.log_and_release();
 
             if deadline.is_none() && self.shared.shutdown.load(Acquire) {
-                // Shutdown: stop reading, flush what is owed, then close, lingering where
-                // the peer may still be sending (see `Connection::linger`). One that owes
-                // nothing and has no request waiting is caught up with its peer and closes
-                // now, so idle clients (a pool's spare connections) do not hold the
-                // shutdown for the grace.
+                // Shutdown: stop reading, flush what is owed, then close, lingering for
+                // the peer's end of stream (see `Connection::linger`): a request may have
+                // arrived since the poll. One that owes nothing lingers only `IDLE_LINGER`,
+                // so idle clients (a pool's spare connections) do not hold the shutdown for
+                // the grace.
                 // The grace is bounded (Config::validate), so this cannot overflow.
                 deadline = Some(Instant::now() + self.config.shutdown_grace);
                 let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -163,8 +168,7 @@ impl Worker {
                     let conn = &mut self.conns[key];
                     conn.close_after_flush();
                     let next = match conn.pending_output() {
-                        0 if !conn.may_have_input() => Next::Close,
-                        0 => conn.linger(),
+                        0 => conn.linger_for(IDLE_LINGER),
                         _ => Next::Keep { wants_write: true },
                     };
                     self.settle(key, next);
