@@ -442,16 +442,7 @@ pub fn check_record_header(
     if len == 0 {
         return Err("record length 0".into());
     }
-    // Before the entries: a kind and set id, and a CREATE's name.
-    let name = 1 + crate::frame::MAX_SET_NAME;
-    let (least, most) = match version {
-        1 => (FIXED_ENTRY_LEN, MAX_ENTRIES * FIXED_ENTRY_LEN),
-        2 => (
-            V2_BODY_HEADER_LEN,
-            V2_BODY_HEADER_LEN + name + MAX_ENTRIES * FIXED_ENTRY_LEN,
-        ),
-        _ => (2, 1 + varint::MAX_LEN + name + MAX_ENTRIES * MAX_ENTRY_LEN),
-    };
+    let (least, most) = length_bounds(version);
     if len < least || (version == 1 && !len.is_multiple_of(FIXED_ENTRY_LEN)) {
         return Err(format!("record length {len} is not a record's"));
     }
@@ -459,6 +450,60 @@ pub fn check_record_header(
         return Err(format!("record length {len} exceeds {most}"));
     }
     Ok((len, crc))
+}
+
+/// The shortest and longest record body of layout `version`.
+fn length_bounds(version: u32) -> (usize, usize) {
+    // Before the entries: a kind and set id, and a CREATE's name.
+    let name = 1 + crate::frame::MAX_SET_NAME;
+    match version {
+        1 => (FIXED_ENTRY_LEN, MAX_ENTRIES * FIXED_ENTRY_LEN),
+        2 => (
+            V2_BODY_HEADER_LEN,
+            V2_BODY_HEADER_LEN + name + MAX_ENTRIES * FIXED_ENTRY_LEN,
+        ),
+        _ => (2, 1 + varint::MAX_LEN + name + MAX_ENTRIES * MAX_ENTRY_LEN),
+    }
+}
+
+/// Whether `body` (of a record `len` bytes long) could begin a record of layout
+/// `version`: a known kind, a set id within bounds, a CREATE's valid name, a DROP's exact
+/// length. Cheap, so that a search for valid records checks CRCs only where one may be.
+fn plausible_body(version: u32, body: &[u8], len: usize) -> bool {
+    if version == 1 {
+        return true;
+    }
+    let Some((&kind, mut rest)) = body.split_first() else {
+        return false;
+    };
+    let set = if version == 2 {
+        match rest.split_first_chunk::<8>() {
+            Some((set, after)) => {
+                rest = after;
+                u64::from_le_bytes(*set)
+            }
+            None => return false,
+        }
+    } else {
+        match varint::get(&mut rest) {
+            Ok(set) => set,
+            Err(_) => return false,
+        }
+    };
+    let header = body.len() - rest.len();
+    set <= MAX_SET_ID
+        && match kind {
+            KIND_DELTAS => len > header,
+            KIND_DROP => len == header && set != 0,
+            KIND_CREATE => {
+                set != 0
+                    && rest.split_first().is_some_and(|(&n, name)| {
+                        name.get(..usize::from(n))
+                            .is_some_and(|name| crate::frame::check_set_name(name).is_ok())
+                    })
+            }
+            _ => false,
+        }
 }
 
 /// The `(value, delta)` entries of a version 1 or 2 payload whose length was checked.
@@ -618,14 +663,24 @@ impl<R: Read> LogReader<R> {
     /// starts anywhere after the bad one's first byte, in its own bytes (a wrong length
     /// swallows the records behind it) or after them, this was not a crash's doing: the
     /// log is corrupt. The bytes after it are read to decide, at most [`SCAN_LIMIT`] of
-    /// them (past that, corrupt: nothing is dropped unasked).
+    /// them searched (past that, anything but zeros makes it corrupt: nothing is dropped
+    /// unasked), and so is a search that would take too long.
     fn end_bad(&mut self, seen: &[u8], reason: String) -> io::Result<Item> {
         self.done = true;
         let mut tail = seen.get(1..).unwrap_or_default().to_vec();
         let limit = SCAN_LIMIT as u64;
-        (&mut self.inner).take(limit + 1).read_to_end(&mut tail)?;
+        (&mut self.inner).take(limit).read_to_end(&mut tail)?;
+        // Past the limit only zeros may follow (a zero-filled tail holds no record).
+        let mut too_long = false;
+        let mut chunk = [0u8; 8192];
+        loop {
+            let n = read_full(&mut self.inner, &mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            too_long |= chunk[..n].iter().any(|&b| b != 0);
+        }
         let offset = self.offset;
-        let too_long = tail.len() as u64 > limit;
         Ok(Item::End(
             if !too_long && !holds_a_record(self.version, &tail) {
                 End::Torn { offset, reason }
@@ -639,26 +694,35 @@ impl<R: Read> LogReader<R> {
     }
 }
 
-/// The most bytes after a bad record that are searched for a valid one; past it a log
-/// counts as corrupt (the start-up stops and `--repair` decides). A torn tail is what is
-/// left of one write of an event loop's records, nearly always far less.
+/// The most bytes after a bad record that are searched for a valid one; if anything but
+/// zeros lies past them the log counts as corrupt (the start-up stops and `--repair`
+/// decides). A torn tail is what is left of one write of an event loop's records, nearly
+/// always far less.
 pub const SCAN_LIMIT: usize = 64 << 20;
 
 /// Whether a whole record with a valid CRC, whose body parses, starts anywhere in
 /// `bytes`. Most offsets fail at the length check; the CRCs computed are bounded in all
 /// (past the bound, the answer is yes: corrupt, the cautious side).
 fn holds_a_record(version: u32, bytes: &[u8]) -> bool {
+    let (least, most) = length_bounds(version);
     let mut hashed = 0usize;
     for start in 0..bytes.len() {
         let Some((header, body)) = bytes[start..].split_first_chunk::<RECORD_HEADER_LEN>() else {
             return false;
         };
-        let Ok((len, crc)) = check_record_header(version, header) else {
+        // `check_record_header`'s test without its error messages: this runs at every
+        // offset.
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        if len < least || len > most || (version == 1 && !len.is_multiple_of(FIXED_ENTRY_LEN)) {
             continue;
-        };
+        }
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
         let Some(body) = body.get(..len) else {
             continue;
         };
+        if !plausible_body(version, body, len) {
+            continue;
+        }
         hashed += len;
         if hashed > 4 * SCAN_LIMIT {
             return true;
@@ -719,6 +783,45 @@ mod tests {
         w.add(100, 1);
         w.finish();
         assert_eq!(out.len(), RECORD_HEADER_LEN + 2 + 3);
+    }
+
+    /// A crash inside a large removal (a `clear`: entries `02 01` over and over, which read
+    /// as a plausible record length at every other offset) leaves its first bytes and then
+    /// zeros: a torn tail, found without giving up on the search (an adversarial review
+    /// saw such a tail refused as corrupt when the search ran out of budget).
+    #[test]
+    fn a_zero_filled_cut_in_a_large_removal_is_a_torn_tail() {
+        let mut log = Vec::new();
+        encode_log_header(1, &mut log);
+        let mut w = RecordWriter::begin(&mut log, 0);
+        w.add(-5, 1);
+        w.finish();
+        let first = log.len();
+        // Nine records of 2^20 entries: 18 MiB, so that the plausible lengths (16.9 M)
+        // fit in what follows a cut.
+        let mut w = RecordWriter::begin(&mut log, 0);
+        for v in 0..9 * MAX_ENTRIES as i64 {
+            w.remove(v, 1);
+        }
+        w.finish();
+        assert_eq!(&log[first + 12..first + 16], [2, 1, 2, 1]);
+        for cut in [first + 9, first + 1_000_001] {
+            let mut torn = log[..cut].to_vec();
+            torn.resize(log.len() + 4096, 0);
+            let (records, end) = read_all(&torn);
+            assert_eq!(records.len(), 1, "cut at {cut}");
+            assert!(
+                matches!(end, End::Torn { offset, .. } if offset == first as u64),
+                "cut at {cut}: {end:?}"
+            );
+        }
+        // A valid record after the damage still makes it corrupt.
+        let mut damaged = log[..first + 3_000_000].to_vec();
+        damaged[first + 500_000] ^= 0x40;
+        let mut w = RecordWriter::begin(&mut damaged, 0);
+        w.add(7, 1);
+        w.finish();
+        assert!(matches!(read_all(&damaged).1, End::Corrupt { .. }));
     }
 
     fn record() -> impl Strategy<Value = Record> {
