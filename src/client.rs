@@ -698,7 +698,8 @@ impl Client {
     /// # Errors
     ///
     /// As [`recv`](Client::recv); [`Error::Protocol`] for a page that is not in ascending
-    /// order or holds more than `limit` occurrences (when `limit` is not 0).
+    /// order, holds more than `limit` occurrences (when `limit` is not 0) or values outside
+    /// `from..=max`, or whose `next` does not move past `(from, skip)`.
     ///
     /// # Examples
     ///
@@ -734,6 +735,20 @@ impl Client {
                     return Err(Error::Protocol(format!(
                         "a PAGE reply of more than the {limit} occurrences asked"
                     )));
+                }
+                // Within the range asked, and a next page that moves on: a cursor that
+                // went back or stood still would repeat values or page forever.
+                let within = |v: i64| from <= v && v <= max;
+                let moves_on = next.is_none_or(|(value, next_skip)| {
+                    within(value)
+                        && (value, next_skip) > (from, skip)
+                        && runs.last().is_none_or(|&(last, _)| value >= last)
+                });
+                if !runs.iter().all(|&(v, _)| within(v)) || !moves_on {
+                    return Err(Error::Protocol(
+                        "a PAGE reply outside the range asked, or a cursor that does not move on"
+                            .into(),
+                    ));
                 }
                 Ok(Page {
                     runs,

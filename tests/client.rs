@@ -335,13 +335,24 @@ fn page_replies_that_break_the_contract_are_refused() {
         runs,
         next: None,
     };
+    let paged = |runs: Vec<(i64, u64)>, next| Response::Page {
+        total: 0,
+        runs,
+        next: Some(next),
+    };
     let addr = fake_server(vec![
         page(vec![(1, 1 << 63)]),
         page(vec![(5, 1), (2, 1)]),
+        // Below `from`, past `max`, a cursor back, one standing still, one behind the page.
+        page(vec![(-1, 1)]),
+        page(vec![(101, 1)]),
+        paged(vec![(5, 1)], (-3, 0)),
+        paged(vec![], (0, 0)),
+        paged(vec![(7, 1)], (6, 0)),
         page(vec![(1, 60), (2, 40)]),
     ]);
     let mut c = Client::connect(addr).unwrap();
-    for _ in 0..2 {
+    for _ in 0..7 {
         let e = c.page(0, 0, 100, 100).unwrap_err();
         assert!(matches!(e, Error::Protocol(_)), "{e}");
     }
