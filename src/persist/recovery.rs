@@ -148,7 +148,12 @@ impl Replaying {
     /// and how many values stayed capped at MAX_COUNT.
     fn finish(&mut self) -> (Vec<(i64, u64)>, usize) {
         let mut short = Vec::new();
-        for (value, n) in std::mem::take(&mut self.removals) {
+        // In value order: each removal's search then finds the list's nodes where the last
+        // one left them in cache (in the hash map's order, 12 M removals took 30 s).
+        let mut removals: Vec<(i64, u64)> =
+            std::mem::take(&mut self.removals).into_iter().collect();
+        removals.sort_unstable_by_key(|&(value, _)| value);
+        for (value, n) in removals {
             let over = self.excess.remove(&value).unwrap_or(0);
             let rest = n.saturating_sub(over);
             let missing = rest - self.set.remove_n(&value, rest);
