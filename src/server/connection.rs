@@ -27,9 +27,11 @@ const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
 pub(super) const LINGER: Duration = Duration::from_secs(5);
 
 /// Bytes a lingering connection discards before it gives up on the peer's end of stream
-/// (a client pipelining far ahead may still be sending when its last reply goes out). It
-/// bounds the time one call of [`Connection::linger`] spends reading.
+/// (a client pipelining far ahead may still be sending when its last reply goes out).
 const LINGER_MAX_BYTES: usize = 64 << 20;
+
+/// Bytes one call of [`Connection::linger`] discards at most.
+const LINGER_CALL_BYTES: usize = 1 << 20;
 
 /// Which protocol a connection speaks (decided by the port it came in on).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -230,13 +232,20 @@ impl Connection {
         if self.input.len() < READ_CHUNK {
             self.input.resize(READ_CHUNK, 0);
         }
+        // At most LINGER_CALL_BYTES a call, so a peer flooding a lingering connection does
+        // not hold up the loop's others: the data it keeps sending raises new events.
+        let mut this_call = 0;
         loop {
             match self.stream.read(&mut self.input) {
                 Ok(0) => return Next::Close,
                 Ok(n) => {
                     *discarded += n;
+                    this_call += n;
                     if *discarded > LINGER_MAX_BYTES {
                         return Next::Close;
+                    }
+                    if this_call >= LINGER_CALL_BYTES {
+                        return Next::Keep { wants_write: false };
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
