@@ -729,7 +729,9 @@ impl Client {
                 let total = runs.iter().try_fold(0u64, |t, &(_, n)| t.checked_add(n));
                 let ascending = runs.windows(2).all(|w| w[0].0 < w[1].0);
                 if !ascending || runs.iter().any(|&(_, n)| n == 0) {
-                    return Err(Error::Protocol("a PAGE reply out of order".into()));
+                    return Err(Error::Protocol(
+                        "a PAGE reply out of order, or with an empty run".into(),
+                    ));
                 }
                 if limit > 0 && total.is_none_or(|t| t > u64::from(limit)) {
                     return Err(Error::Protocol(format!(

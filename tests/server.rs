@@ -606,10 +606,14 @@ fn shutdown_amid_request_response_clients_resets_none() {
                         ack_only: true,
                     }
                     .encode(1, &mut wire);
-                    // A write after the server's end is refused, by EOF or a reset: both
-                    // end the client; only a reset while reading is what this test is about.
-                    if conn.stream.write_all(&wire).is_err() {
-                        return;
+                    // The client writes only after a reply, never after EOF: a write
+                    // refused by a reset is the failure this test looks for, too.
+                    match conn.stream.write_all(&wire) {
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                            panic!("client {c}, request {i}: {e}")
+                        }
+                        Err(_) => return,
+                        Ok(()) => {}
                     }
                     let mut byte = [0; 1];
                     match conn.stream.peek(&mut byte) {

@@ -24,7 +24,7 @@ const KEEP_CAPACITY: usize = 4 * READ_CHUNK;
 /// How long a connection closing on the server's side waits for the peer's end of stream
 /// after its last reply (see [`Connection::linger`]), as nginx's `lingering_time` does; at
 /// shutdown the grace period bounds it too.
-pub(super) const LINGER: Duration = Duration::from_secs(5);
+const LINGER: Duration = Duration::from_secs(5);
 
 /// Bytes a lingering connection discards before it gives up on the peer's end of stream
 /// (a client pipelining far ahead may still be sending when its last reply goes out).
