@@ -43,7 +43,7 @@
 //! `len` under concurrent writes are weakly consistent. The exact statement is on
 //! [`SortedMultiset`](SortedMultiset#consistency).
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "server")]

@@ -172,3 +172,54 @@ fn owned_strings() {
     assert_eq!(set.pop_last().as_deref(), Some("pear"));
     assert_eq!(set.len(), 2);
 }
+
+/// A set whose hot entries are cached (each value inserted twice: the second insert caches
+/// its entry) keeps working after it moves, by value and inside a growing `Vec`: the cache
+/// points into the set's list, which must not move with it.
+#[test]
+fn a_set_with_cached_entries_can_move() {
+    let set = SortedMultiset::new();
+    for v in [1_i64, 2, 3, 1, 2, 3] {
+        set.insert(v);
+    }
+    let moved = set;
+    assert_eq!(moved.insert(1), 3);
+    let mut sets = vec![moved];
+    for i in 0..64_i64 {
+        let s = SortedMultiset::new();
+        s.insert(i);
+        s.insert(i);
+        sets.push(s); // reallocates the Vec, moving every set in it
+    }
+    assert_eq!(sets[0].insert(1), 4);
+    assert_eq!(sets[0].count(&2), 2);
+    assert!(sets[0].remove(&3));
+    assert_eq!(sets[0].count(&3), 1);
+    for (i, s) in sets.iter().enumerate().skip(1) {
+        let v = i as i64 - 1;
+        assert_eq!(s.insert(v), 3, "set {i}");
+        assert_eq!(s.remove_n(&v, 5), 3, "set {i}");
+        assert_eq!(s.count(&v), 0, "set {i}");
+        assert_eq!(
+            s.insert(v),
+            1,
+            "set {i}: reborn, not added to the dead entry"
+        );
+    }
+}
+
+/// An add through a cached entry refuses to pass `MAX_COUNT` as the search path does.
+#[test]
+fn cached_entry_refuses_overflow() {
+    let set = SortedMultiset::new();
+    set.insert(9_u32);
+    set.insert(9_u32); // cached
+    assert_eq!(set.try_insert_n(9, sortd::multiset::MAX_COUNT), None);
+    assert_eq!(set.count(&9), 2);
+    assert_eq!(
+        set.try_insert_n(9, sortd::multiset::MAX_COUNT - 2),
+        Some(sortd::multiset::MAX_COUNT)
+    );
+    assert_eq!(set.try_insert_n(9, 1), None);
+    assert_eq!(set.len(), sortd::multiset::MAX_COUNT);
+}

@@ -292,3 +292,94 @@ fn iteration_during_writes_is_sorted() {
         }
     });
 }
+
+/// The shared cache of hot entries (plain calls on `i64`, `String`): many more distinct
+/// values than its 256 slots, each repeated often, so slots are taken over by other values
+/// while adds and removals go through the entries they held.
+#[test]
+fn hot_cache_slot_turnover_nothing_lost() {
+    mixed_workload(40_000, |rng| rng.random_range(0..1_000), false);
+}
+
+/// The race of [`insert_races_removal_of_last_occurrence`] with the value's entry in the
+/// shared cache first (its second insert put it there): the remover empties the cached
+/// entry while the inserter adds through the cache. Exactly one occurrence remains.
+#[test]
+fn insert_races_removal_of_a_shared_cached_entry() {
+    let set = SortedMultiset::new();
+    let barrier = Barrier::new(2);
+    for round in 0..2_000i64 {
+        set.insert(round);
+        set.insert(round);
+        thread::scope(|s| {
+            s.spawn(|| {
+                barrier.wait();
+                assert_eq!(set.remove_n(&round, 2), 2, "round {round}");
+            });
+            s.spawn(|| {
+                barrier.wait();
+                set.insert(round);
+            });
+        });
+        assert_eq!(set.count(&round), 1, "round {round}");
+        // Reborn and cached again, then emptied by `clear`: later counts see nothing.
+        set.insert(round);
+        assert_eq!(set.clear(), 2, "round {round}");
+        assert_eq!(set.count(&round), 0, "round {round}");
+        assert!(!set.remove(&round), "round {round}");
+    }
+    assert!(set.is_empty());
+    assert_eq!(set.distinct_len(), 0);
+}
+
+/// The cache's `String` path (hashed by its bytes): threads add and remove a few repeated
+/// strings and pop the smallest; every occurrence is accounted for.
+#[test]
+fn string_values_through_the_hot_cache_nothing_lost() {
+    let set: SortedMultiset<String> = SortedMultiset::new();
+    let barrier = Barrier::new(THREADS);
+    let ledgers: Vec<BTreeMap<String, i64>> = thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (set, barrier) = (&set, &barrier);
+                s.spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(100 + t as u64);
+                    let mut ledger = BTreeMap::<String, i64>::new();
+                    barrier.wait();
+                    for _ in 0..20_000 {
+                        let v = format!("key-{}", rng.random_range(0..12));
+                        let delta = match rng.random_range(0..10) {
+                            0..=4 => {
+                                set.insert(v.clone());
+                                1
+                            }
+                            5..=8 => -i64::from(set.remove(&v)),
+                            _ => {
+                                if let Some(p) = set.pop_last() {
+                                    *ledger.entry(p).or_default() -= 1;
+                                }
+                                0
+                            }
+                        };
+                        *ledger.entry(v).or_default() += delta;
+                    }
+                    ledger
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let mut expected = BTreeMap::<String, i64>::new();
+    for ledger in ledgers {
+        for (v, d) in ledger {
+            *expected.entry(v).or_default() += d;
+        }
+    }
+    expected.retain(|_, c| *c != 0);
+    let got: BTreeMap<String, i64> = set.runs().map(|(v, c)| (v, c as i64)).collect();
+    assert_eq!(got, expected);
+    for (v, c) in &expected {
+        assert_eq!(set.count(v) as i64, *c, "{v}");
+    }
+    assert_eq!(set.len() as i64, expected.values().sum::<i64>());
+}

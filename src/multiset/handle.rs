@@ -221,9 +221,13 @@ impl<'a, T: Ord + Clone + Hash + Send + 'static> Handle<'a, T> {
         if let Some(entry) = self.cached(slot, value) {
             let count = entry.value();
             if live_count(count).is_some() {
+                let guard = &epoch::pin();
                 let taken = take_from(count, n, || {
-                    entry.remove(&epoch::pin());
+                    entry.remove(guard);
                 });
+                if taken.died {
+                    self.set.hot.forget(value, guard);
+                }
                 if taken.n > 0 {
                     self.set.counters.sub(taken.n, u64::from(taken.died));
                     return taken.n;

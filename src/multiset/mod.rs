@@ -7,6 +7,7 @@
 //! between losing to `Mutex<BTreeMap>` and beating it (README.md, "Benchmarks").
 
 mod handle;
+mod hot;
 mod index;
 mod iter;
 mod order;
@@ -22,6 +23,7 @@ use crossbeam_epoch::{self as epoch, Guard};
 use crossbeam_skiplist::base::{self, SkipList};
 
 pub use handle::Handle;
+use hot::HotEntries;
 use iter::Cursor;
 pub use iter::{Iter, Runs};
 pub use order::{Page, Position};
@@ -174,8 +176,12 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 /// [`quantiles`]: SortedMultiset::quantiles
 /// [`page`]: SortedMultiset::page
 /// [`distinct_len`]: SortedMultiset::distinct_len
-pub struct SortedMultiset<T> {
-    map: SkipList<T, AtomicU64>,
+pub struct SortedMultiset<T: 'static> {
+    /// Entries writers hit, so that a repeated value skips the search. Declared before
+    /// `map` so that it is dropped first: its entries borrow the list (see `hot`).
+    hot: HotEntries<T>,
+    /// Boxed so that it never moves, for the same reason.
+    map: Box<SkipList<T, AtomicU64>>,
     counters: Striped,
     /// The counted index, for multisets made with [`indexed`](Self::indexed).
     index: Option<Box<index::Indexing<T>>>,
@@ -310,7 +316,8 @@ where
     #[must_use]
     pub fn new() -> Self {
         SortedMultiset {
-            map: SkipList::new(epoch::default_collector().clone()),
+            hot: HotEntries::new(),
+            map: Box::new(SkipList::new(epoch::default_collector().clone())),
             counters: Striped::new(),
             index: None,
         }
@@ -596,10 +603,21 @@ where
         let record = |color: u64| self.record_at(state, slots, color, value, n as i64);
         // Fast path: a live entry exists, so no node is allocated, nothing is cloned, and
         // the entry is borrowed under `guard` without touching its reference count.
+        if let Some(entry) = self.hot.get(value, guard) {
+            match add_to(entry.value(), n) {
+                Added::To(after, color) => {
+                    record(color);
+                    return Ok((after, keep.then(|| entry.clone())));
+                }
+                Added::Overflow(count) => return Err(count),
+                Added::Dead => {}
+            }
+        }
         if let Some(entry) = self.map.get(value, guard) {
             match add_to(entry.value(), n) {
                 Added::To(after, color) => {
                     record(color);
+                    self.hot.offer(value, &entry, after, guard);
                     return Ok((after, keep.then(|| entry.pin()).flatten()));
                 }
                 Added::Overflow(count) => return Err(count),
@@ -735,17 +753,32 @@ where
     /// ```
     pub fn remove_n(&self, value: &T, n: u64) -> u64 {
         self.write(1, |guard, state| {
+            let took = |taken: Taken| {
+                if taken.n > 0 {
+                    self.record(state, taken.color, value, -(taken.n as i64));
+                    self.counters.sub(taken.n, u64::from(taken.died));
+                }
+                if taken.died {
+                    self.hot.forget(value, guard);
+                }
+                taken.n
+            };
+            // A cached entry that still holds occurrences is the value's only live entry
+            // (invariant 2); one that holds none sends us to the list, as a miss does.
+            if let Some(entry) = self.hot.get(value, guard) {
+                let taken = take_from(entry.value(), n, || {
+                    entry.remove(guard);
+                });
+                if taken.n > 0 {
+                    return took(taken);
+                }
+            }
             let Some(entry) = self.map.get(value, guard) else {
                 return 0;
             };
-            let taken = take_from(entry.value(), n, || {
+            took(take_from(entry.value(), n, || {
                 entry.remove();
-            });
-            if taken.n > 0 {
-                self.record(state, taken.color, value, -(taken.n as i64));
-                self.counters.sub(taken.n, u64::from(taken.died));
-            }
-            taken.n
+            }))
         })
     }
 
@@ -772,8 +805,16 @@ where
     /// assert_eq!(set.count(&5), 0);
     /// ```
     pub fn count(&self, value: &T) -> u64 {
+        let guard = &epoch::pin();
+        if let Some(n) = self
+            .hot
+            .get(value, guard)
+            .and_then(|e| live_count(e.value()))
+        {
+            return n;
+        }
         self.map
-            .get(value, &epoch::pin())
+            .get(value, guard)
             .and_then(|e| live_count(e.value()))
             .unwrap_or(0)
     }
@@ -883,6 +924,9 @@ where
                         if took.n > 0 {
                             self.record(state, took.color, entry.key(), -(took.n as i64));
                             self.counters.sub(took.n, u64::from(took.died));
+                            if took.died {
+                                self.hot.forget(entry.key(), guard);
+                            }
                             taken(entry.key(), took.n);
                         }
                         ControlFlow::Continue(())
@@ -948,7 +992,9 @@ where
     /// assert_eq!(set.pop_first(), None);
     /// ```
     pub fn pop_first(&self) -> Option<T> {
-        self.write(1, |guard, state| self.pop_from(self.map.iter(guard), state))
+        self.write(1, |guard, state| {
+            self.pop_from(self.map.iter(guard), guard, state)
+        })
     }
 
     /// Removes one occurrence of the largest value and returns it (weakly consistent, as
@@ -963,13 +1009,14 @@ where
     /// ```
     pub fn pop_last(&self) -> Option<T> {
         self.write(1, |guard, state| {
-            self.pop_from(self.map.iter(guard).rev(), state)
+            self.pop_from(self.map.iter(guard).rev(), guard, state)
         })
     }
 
     fn pop_from<'a: 'g, 'g>(
         &'a self,
         entries: impl Iterator<Item = base::Entry<'a, 'g, T, AtomicU64>>,
+        guard: &'g Guard,
         state: Option<&index::State<T>>,
     ) -> Option<T> {
         for entry in entries {
@@ -979,6 +1026,9 @@ where
             if taken.n == 1 {
                 self.record(state, taken.color, entry.key(), -1);
                 self.counters.sub(1, u64::from(taken.died));
+                if taken.died {
+                    self.hot.forget(entry.key(), guard);
+                }
                 return Some(entry.key().clone());
             }
         }
