@@ -120,6 +120,10 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 /// 4. An insert that returned has added its occurrences exactly once: the CAS that succeeds
 ///    on a non-dead count is the only place a count grows. Whether the inserter's own node
 ///    went into the skip list does not matter (a racing `get_or_insert` may discard it).
+/// 5. An entry reached through a cache (the set's shared one, or a [`Handle`]'s) is the
+///    one a search would find whenever its count is not `DEAD` (by 2, a value has at most
+///    one live entry), so the caches add to or take from an entry only through the same
+///    compare-and-swap on a live count, and fall back to the search when they see `DEAD`.
 ///
 /// Counts use `AcqRel` read-modify-writes and `Acquire` loads, so a thread that observes an
 /// insert also observes everything the inserting thread did before it.
@@ -130,8 +134,16 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 /// epoch that could still see them, so memory is returned a little after [`clear`], not at
 /// once. Iterators hold no reference into the list between steps (each step re-seeks past
 /// the last key it returned, under a short pin), so neither a slow iterator nor one that is
-/// dropped early keeps anything alive; `tests/multiset_memory.rs` checks that every walk
+/// dropped early keeps anything alive; `tests/memory.rs` checks that every walk
 /// leaves the heap where it started once the values are cleared.
+///
+/// A set of primitive integers, `char`, `bool` or `String` values keeps a shared cache of
+/// the entries its writers hit (256 slots: 2 KiB, allocated by the first add of a value
+/// already present, plus 16 bytes per slot in use), so that `insert`, `remove` and `count`
+/// of a repeated value skip the search. Whoever empties a cached entry takes it out of
+/// the cache, so removed values are freed as above; a search that found an entry just
+/// before its last occurrence was removed may still cache it afterwards, which keeps that
+/// one node until another value takes its slot.
 ///
 /// # Why `T: Clone + Send + 'static`
 ///
