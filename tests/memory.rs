@@ -59,6 +59,12 @@ fn settle(baseline: i128, slack: i128) -> i128 {
     }
 }
 
+/// Settles (see [`settle`]), then the KiB still allocated over `baseline`, if more than `slack`.
+fn kib_left(baseline: i128, slack: i128) -> Option<i128> {
+    let after = settle(baseline, slack);
+    (after - baseline > slack).then_some((after - baseline) >> 10)
+}
+
 /// Every way of walking the multiset, each consuming the whole walk.
 #[allow(clippy::type_complexity)]
 fn walks() -> Vec<(&'static str, fn(&SortedMultiset<i64>) -> u64)> {
@@ -134,11 +140,9 @@ fn every_walk_gives_its_memory_back_after_clear() {
             set.clear();
         }
         assert!(set.is_empty(), "{name}");
-        let after = settle(baseline, SLACK);
-        if after - baseline > SLACK {
+        if let Some(kib) = kib_left(baseline, SLACK) {
             failures.push(format!(
-                "{name}: {} KiB still allocated after {CYCLES} cycles",
-                (after - baseline) >> 10
+                "{name}: {kib} KiB still allocated after {CYCLES} cycles"
             ));
         }
     }
@@ -199,24 +203,16 @@ fn cached_entries_are_released_when_emptied_and_on_drop() {
         fill(&set);
         empty(&set, &values);
         assert!(set.is_empty(), "{name}");
-        let after = settle(baseline, SLACK);
-        if after - baseline > SLACK {
-            failures.push(format!(
-                "{name}: {} KiB still allocated",
-                (after - baseline) >> 10
-            ));
+        if let Some(kib) = kib_left(baseline, SLACK) {
+            failures.push(format!("{name}: {kib} KiB still allocated"));
         }
     }
     let baseline = quiet_baseline();
     let other = SortedMultiset::new();
     fill(&other);
     drop(other);
-    let after = settle(baseline, SLACK);
-    if after - baseline > SLACK {
-        failures.push(format!(
-            "drop: {} KiB still allocated",
-            (after - baseline) >> 10
-        ));
+    if let Some(kib) = kib_left(baseline, SLACK) {
+        failures.push(format!("drop: {kib} KiB still allocated"));
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
