@@ -47,22 +47,22 @@ trait Contender: Send + Sync + 'static {
     /// does).
     fn insert_one(&self, value: i64);
     /// One thread's run of `iters` operations over `pool`: per-thread state lives here.
-    fn thread_run(&self, pool: &[Vec<i64>], iters: usize, op: Op, thread: u64) -> u64 {
+    fn thread_run(&self, pool: &Pool, iters: usize, op: Op, thread: u64) -> u64 {
         let mut scratch = Vec::with_capacity(32);
         let mut seq = 0;
         let mut seen = 0;
         for i in 0..iters {
-            let batch = &pool[i % POOL];
+            let (batch, salt) = pool.batch(i);
             match op {
                 Op::Batches { mixed: true } if i % 10 == 9 => {
-                    seen += self.range_read(batch[0].min(i64::MAX - RANGE_WIDTH));
+                    seen += self.range_read(range_start(batch, salt));
                 }
                 Op::Batches { .. } => {
                     scratch.clear();
-                    scratch.extend_from_slice(batch);
+                    scratch.extend(batch.iter().map(|&v| v ^ salt));
                     self.insert_batch(&mut scratch, thread, &mut seq);
                 }
-                Op::PerCall => batch.iter().for_each(|&v| self.insert_one(v)),
+                Op::PerCall => batch.iter().for_each(|&v| self.insert_one(v ^ salt)),
             }
         }
         seen
@@ -107,7 +107,12 @@ impl Contender for Indexed {
         Indexed(SortedMultiset::indexed())
     }
     fn prefill(&self, mut values: Vec<i64>) {
-        self.0.insert_batch(&mut values);
+        // In the chunks every contender prefills in: how many of a search's loads miss
+        // the cache depends on the order the nodes were allocated in, and one sorted batch
+        // of 50,000 would lay them out in key order.
+        for chunk in values.chunks_mut(1024) {
+            self.0.insert_batch(chunk);
+        }
         self.0.build_index();
     }
     fn insert_batch(&self, batch: &mut [i64], _: u64, _: &mut u64) {
@@ -138,23 +143,23 @@ impl Contender for WithHandle {
     fn insert_one(&self, value: i64) {
         self.0.insert(value);
     }
-    fn thread_run(&self, pool: &[Vec<i64>], iters: usize, op: Op, _: u64) -> u64 {
+    fn thread_run(&self, pool: &Pool, iters: usize, op: Op, _: u64) -> u64 {
         let mut h = self.0.handle();
         let mut scratch = Vec::with_capacity(32);
         let mut seen = 0;
         for i in 0..iters {
-            let batch = &pool[i % POOL];
+            let (batch, salt) = pool.batch(i);
             match op {
                 Op::Batches { mixed: true } if i % 10 == 9 => {
-                    seen += self.0.range_read(batch[0].min(i64::MAX - RANGE_WIDTH));
+                    seen += self.0.range_read(range_start(batch, salt));
                 }
                 Op::Batches { .. } => {
                     scratch.clear();
-                    scratch.extend_from_slice(batch);
+                    scratch.extend(batch.iter().map(|&v| v ^ salt));
                     h.insert_batch(&mut scratch);
                 }
                 Op::PerCall => batch.iter().for_each(|&v| {
-                    h.insert(v);
+                    h.insert(v ^ salt);
                 }),
             }
         }
@@ -282,7 +287,8 @@ impl Contender for NodePerOccurrence {
 enum Dist {
     /// The service's own: batches of 10..=20 values in 0..=100.
     Service,
-    /// Batches of 10..=20 uniform `i64`s: almost every value distinct.
+    /// Batches of 10..=20 uniform `i64`s, new ones on every pass over the pool (see
+    /// [`Pool`]): almost every insert adds a distinct value.
     Uniform,
 }
 
@@ -301,15 +307,53 @@ impl Dist {
         }
     }
 
-    fn batches(self, seed: u64) -> Vec<Vec<i64>> {
+    fn pool(self, seed: u64) -> Pool {
         let mut rng = SmallRng::seed_from_u64(seed);
-        (0..POOL)
+        let batches = (0..POOL)
             .map(|_| {
                 let len = rng.random_range(10..=20);
                 (0..len).map(|_| self.value(&mut rng)).collect()
             })
-            .collect()
+            .collect();
+        Pool {
+            batches,
+            fresh: matches!(self, Dist::Uniform),
+        }
     }
+}
+
+/// One thread's pre-generated batches, replayed round-robin.
+///
+/// Replayed as they are, uniform values would repeat from the second pass on, and the
+/// workload would become increments of some 58,000 values already present. So a `fresh`
+/// pool XORs each pass's values with a salt of its own (zero on the first pass): still
+/// uniform, new with overwhelming probability, and the same for every contender, at the
+/// price of one XOR per value.
+struct Pool {
+    batches: Vec<Vec<i64>>,
+    fresh: bool,
+}
+
+impl Pool {
+    /// Iteration `i`'s batch, and the salt to XOR its values with.
+    fn batch(&self, i: usize) -> (&[i64], i64) {
+        let pass = (i / POOL) as u64;
+        let salt = if self.fresh {
+            pass.wrapping_mul(0x9E37_79B9_7F4A_7C15) as i64
+        } else {
+            0
+        };
+        (&self.batches[i % POOL], salt)
+    }
+
+    fn values(&self) -> usize {
+        self.batches.iter().map(Vec::len).sum()
+    }
+}
+
+/// Where a mixed workload's range read of `batch` starts.
+fn range_start(batch: &[i64], salt: i64) -> i64 {
+    (batch[0] ^ salt).min(i64::MAX - RANGE_WIDTH)
 }
 
 /// The operations one thread runs over batches drawn from `dist`.
@@ -330,7 +374,7 @@ impl Workload {
 
 /// Runs `iters` batches on each of `threads` threads against a fresh, prefilled contender;
 /// returns the wall time from the start barrier to the last thread's finish.
-fn run<C: Contender>(workload: &Workload, pools: &[Arc<Vec<Vec<i64>>>], iters: u64) -> Duration {
+fn run<C: Contender>(workload: &Workload, pools: &[Arc<Pool>], iters: u64) -> Duration {
     let set = Arc::new(C::new());
     let mut rng = SmallRng::seed_from_u64(7);
     set.prefill(
@@ -368,13 +412,10 @@ fn bench_workload(c: &mut Criterion, workload: Workload) {
         .measurement_time(Duration::from_secs(2))
         .sample_size(20);
     for threads in [1usize, 2, 4] {
-        let pools: Vec<Arc<Vec<Vec<i64>>>> = (0..threads)
-            .map(|t| Arc::new(workload.dist.batches(1000 + t as u64)))
+        let pools: Vec<Arc<Pool>> = (0..threads)
+            .map(|t| Arc::new(workload.dist.pool(1000 + t as u64)))
             .collect();
-        let values: usize = pools
-            .iter()
-            .map(|p| p.iter().map(Vec::len).sum::<usize>())
-            .sum();
+        let values: usize = pools.iter().map(|p| p.values()).sum();
         // Per iteration, each thread handles one batch of the mean length.
         group.throughput(Throughput::Elements((values / POOL) as u64));
 
