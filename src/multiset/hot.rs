@@ -70,6 +70,27 @@ pub(super) struct HotEntries<T: 'static> {
     slots: OnceLock<Box<[Atomic<Cached<T>>]>>,
 }
 
+/// A cached entry as [`HotEntries::get`] lends it: its node can be read and its count
+/// changed while the guard is held, but the reference is the cache's, which the cache may
+/// release at any moment (a thread emptying the entry takes it out and releases it at
+/// once). So it is not a reference the caller may keep: it offers no `clone`. (crossbeam's
+/// `RefEntry::clone` does not check that the node still has references: a clone taken
+/// after that release counted nothing, and kept past the guard it pointed at freed memory.
+/// An adversarial review found that use-after-free through a `Handle`'s miss.)
+pub(super) struct Borrowed<'a, 'g, T: 'static>(&'g RefEntry<'a, T, AtomicU64>);
+
+impl<'a, 'g, T: Ord + Send + 'static> Borrowed<'a, 'g, T> {
+    /// The entry's count word.
+    pub(super) fn value(&self) -> &'g AtomicU64 {
+        self.0.value()
+    }
+
+    /// Unlinks the entry from the list (see `RefEntry::remove`); `true` if this call did.
+    pub(super) fn remove(&self, guard: &Guard) -> bool {
+        self.0.remove(guard)
+    }
+}
+
 /// What a slot points to: one counted reference to an entry of the multiset's list.
 struct Cached<T: 'static> {
     entry: RefEntry<'static, T, AtomicU64>,
@@ -83,12 +104,8 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
     }
 
     /// The cached entry of `value`, if the cache holds it (live or not: the caller checks
-    /// the count). Valid while `guard` is held.
-    pub(super) fn get<'a, 'g>(
-        &'a self,
-        value: &T,
-        guard: &'g Guard,
-    ) -> Option<&'g RefEntry<'a, T, AtomicU64>>
+    /// the count), borrowed for as long as `guard` is held.
+    pub(super) fn get<'a, 'g>(&'a self, value: &T, guard: &'g Guard) -> Option<Borrowed<'a, 'g, T>>
     where
         'a: 'g,
     {
@@ -99,7 +116,7 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
         // slot is freed only through `guard.defer_destroy`, after every thread pinned
         // when it was taken out (this one, since it loaded it under `guard`) has unpinned.
         let cached = unsafe { shared.as_ref() }?;
-        (cached.entry.key() == value).then_some(&cached.entry)
+        (cached.entry.key() == value).then_some(Borrowed(&cached.entry))
     }
 
     /// Offers `entry`, which an add of `value` just found by searching the list (its
@@ -114,27 +131,43 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
         after: u64,
         guard: &Guard,
     ) {
-        let Some(slot) = slot_of(value) else {
-            return;
-        };
-        let slot = &self.slots.get_or_init(empty_slots)[slot];
-        // SAFETY: as in `get`: loaded under `guard`, freed only after it unpins.
-        if let Some(held) = unsafe { slot.load(Acquire, guard).as_ref() }
-            && held.entry.value().load(Relaxed) != DEAD
-            && (held.entry.key() == value || !after.is_multiple_of(REPLACE_EVERY))
+        if let Some(slot) = self.wanted(value, after, guard)
+            // A node being removed refuses new references: leave the slot as it is.
+            && let Some(entry) = entry.pin()
         {
-            return;
+            put(slot, entry, guard);
         }
-        // A node being removed refuses new references: leave the slot as it is.
-        let Some(entry) = entry.pin() else {
-            return;
-        };
-        // SAFETY: the entry borrows the multiset's boxed list, which outlives this cache
-        // (rules 1 and 2 above); `get` re-binds it to the cache's borrow before anyone
-        // sees it.
-        let entry: RefEntry<'static, T, AtomicU64> = unsafe { std::mem::transmute(entry) };
-        let old = slot.swap(Owned::new(Cached { entry }), AcqRel, guard);
-        retire(old, guard);
+    }
+
+    /// [`offer`](Self::offer) for a counted reference the caller owns: kept by the cache
+    /// if it takes it, released otherwise.
+    pub(super) fn offer_owned(
+        &self,
+        value: &T,
+        entry: RefEntry<'_, T, AtomicU64>,
+        after: u64,
+        guard: &Guard,
+    ) {
+        match self.wanted(value, after, guard) {
+            Some(slot) => put(slot, entry, guard),
+            None => entry.release(guard),
+        }
+    }
+
+    /// The slot an entry of `value` (its count `after` the add that found it) should
+    /// take, if any: see [`offer`](Self::offer).
+    fn wanted(&self, value: &T, after: u64, guard: &Guard) -> Option<&Atomic<Cached<T>>> {
+        let slot = &self.slots.get_or_init(empty_slots)[slot_of(value)?];
+        // SAFETY: as in `get`: loaded under `guard`, freed only after it unpins.
+        match unsafe { slot.load(Acquire, guard).as_ref() } {
+            Some(held)
+                if held.entry.value().load(Relaxed) != DEAD
+                    && (held.entry.key() == value || !after.is_multiple_of(REPLACE_EVERY)) =>
+            {
+                None
+            }
+            _ => Some(slot),
+        }
     }
 
     /// Empties `value`'s slot if it holds `value`'s entry and that entry is dead: called by
@@ -160,6 +193,16 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
             retire(held, guard);
         }
     }
+}
+
+/// Puts `entry` (which must belong to the list the slot's cache is kept for: rule 1 above)
+/// in `slot`, retiring what the slot held.
+fn put<T: 'static>(slot: &Atomic<Cached<T>>, entry: RefEntry<'_, T, AtomicU64>, guard: &Guard) {
+    // SAFETY: the entry borrows the multiset's boxed list, which outlives this cache (rules
+    // 1 and 2 above); `get` re-binds it to the cache's borrow before anyone sees it.
+    let entry: RefEntry<'static, T, AtomicU64> = unsafe { std::mem::transmute(entry) };
+    let old = slot.swap(Owned::new(Cached { entry }), AcqRel, guard);
+    retire(old, guard);
 }
 
 /// Releases the entry of a box just taken out of its slot (by a swap or an exchange,
@@ -209,6 +252,17 @@ fn as_type<U: 'static, T: 'static>(value: &T) -> Option<&U> {
     } else {
         None
     }
+}
+
+/// Whether cloning a `T` costs nothing: the primitive types the cache hashes (so not
+/// `String`). A constant once monomorphised.
+pub(super) fn clone_is_free<T: 'static>() -> bool {
+    macro_rules! any_of {
+        ($($t:ty),*) => { $(TypeId::of::<T>() == TypeId::of::<$t>())||* };
+    }
+    any_of!(
+        i64, u64, i32, u32, i16, u16, i8, u8, isize, usize, char, bool, i128, u128
+    )
 }
 
 /// The slot of `value`, for the types the cache can hash (see the module's docs): a
