@@ -217,6 +217,56 @@ fn cached_entries_are_released_when_emptied_and_on_drop() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
+/// README's cost of slot turnover: an add of a value already present allocates only when
+/// it takes a cache slot, which a live value's slot changes hands on at most one add in 32
+/// (when the newcomer's count reaches a multiple of 32); each change allocates a 16-byte box
+/// and a share of the epoch's deferred-free lists, and none of it is kept.
+///
+/// 5,000 values share 256 slots, so every slot is contested; each round adds every value
+/// once, in lockstep, so in 64 rounds each value's count crosses a multiple of 32 twice.
+#[test]
+fn slot_turnover_allocates_at_most_on_one_add_in_32_and_keeps_nothing() {
+    let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    const VALUES: i64 = 5_000;
+    const ROUNDS: u64 = 64;
+    let set = SortedMultiset::from_iter(0..VALUES);
+    for v in 0..VALUES {
+        set.insert(v); // the second add of each finds it by searching and may cache it
+    }
+    let baseline = quiet_baseline();
+    let (allocations, bytes) = {
+        let before = GLOBAL.stats();
+        for _ in 0..ROUNDS {
+            for v in 0..VALUES {
+                set.insert(v);
+            }
+        }
+        let after = GLOBAL.stats();
+        (
+            after.allocations - before.allocations,
+            after.bytes_allocated - before.bytes_allocated,
+        )
+    };
+    let adds = ROUNDS * VALUES as u64;
+    let changes = adds / 32;
+    // Each change: its box, and a bag of the epoch's deferred frees every 64 or so.
+    assert!(
+        allocations as u64 <= changes + changes / 8 + 64,
+        "{allocations} allocations in {adds} adds of present values (at most {changes} slot \
+         changes)"
+    );
+    assert!(
+        allocations > 0,
+        "no slot changed hands: the test no longer contests the slots"
+    );
+    let per = bytes / allocations;
+    assert!(per <= 128, "{per} B per allocation on average");
+    assert_eq!(set.count(&0), ROUNDS + 2);
+    if let Some(kib) = kib_left(baseline, 16 << 10) {
+        panic!("{kib} KiB kept after {allocations} slot changes");
+    }
+}
+
 /// A 16 MiB `POST /array` body of zeros (8 million values, over the 1,000,000 limit) is
 /// refused with 413 while costing little more than the values kept up to the limit.
 /// cad8c18 built a `serde_json::Value` tree of the whole body first: about 272 MiB.
