@@ -254,15 +254,23 @@ fn as_type<U: 'static, T: 'static>(value: &T) -> Option<&U> {
     }
 }
 
+/// Calls macro `$m` with the primitive types the cache hashes by their bits (`i128`,
+/// `u128` and `String` are hashed apart): one list for [`slot_of`] and [`clone_is_free`].
+macro_rules! word_types {
+    ($m:ident) => {
+        $m!(
+            i64, u64, i32, u32, i16, u16, i8, u8, isize, usize, char, bool
+        )
+    };
+}
+
 /// Whether cloning a `T` costs nothing: the primitive types the cache hashes (so not
 /// `String`). A constant once monomorphised.
 pub(super) fn clone_is_free<T: 'static>() -> bool {
     macro_rules! any_of {
         ($($t:ty),*) => { $(TypeId::of::<T>() == TypeId::of::<$t>())||* };
     }
-    any_of!(
-        i64, u64, i32, u32, i16, u16, i8, u8, isize, usize, char, bool, i128, u128
-    )
+    word_types!(any_of) || any_of!(i128, u128)
 }
 
 /// The slot of `value`, for the types the cache can hash (see the module's docs): a
@@ -285,9 +293,7 @@ fn slot_of<T: 'static>(value: &T) -> Option<usize> {
             }
         };
     }
-    let word: u64 = word!(
-        i64, u64, i32, u32, i16, u16, i8, u8, isize, usize, char, bool
-    )?;
+    let word: u64 = word_types!(word)?;
     Some((word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOT_BITS)) as usize)
 }
 
@@ -303,6 +309,13 @@ mod tests {
         assert!(slot_of(&u128::MAX).is_some());
         assert_eq!(slot_of(&(1, 2)), None);
         assert_eq!(slot_of(&"str"), None);
+    }
+
+    #[test]
+    fn free_clones_are_the_hashed_primitives() {
+        assert!(clone_is_free::<i64>() && clone_is_free::<bool>() && clone_is_free::<u128>());
+        assert!(!clone_is_free::<String>());
+        assert!(!clone_is_free::<(i64, i64)>());
     }
 
     #[test]

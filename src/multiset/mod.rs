@@ -659,27 +659,25 @@ where
                 |c| c.load(Acquire) == DEAD,
                 guard,
             );
-            let added = add_to(entry.value(), n);
-            let kept = match added {
-                Added::To(..) if keep => Some(entry),
-                // Found or linked: the cache may keep the reference instead of releasing it.
-                Added::To(after, _) => {
-                    self.hot.offer_owned(value, entry, after, guard);
-                    None
-                }
-                _ => {
-                    entry.release(guard);
-                    None
-                }
-            };
-            match added {
+            match add_to(entry.value(), n) {
                 Added::To(after, color) => {
+                    // Found or linked: a handle keeps the reference; otherwise the cache
+                    // may keep it instead of its being released.
+                    let kept = if keep {
+                        Some(entry)
+                    } else {
+                        self.hot.offer_owned(value, entry, after, guard);
+                        None
+                    };
                     record(color);
                     return Ok((after, kept));
                 }
-                Added::Overflow(count) => return Err(count),
+                Added::Overflow(count) => {
+                    entry.release(guard);
+                    return Err(count);
+                }
                 // The entry died between linking and our increment: replace it.
-                Added::Dead => {}
+                Added::Dead => entry.release(guard),
             }
         }
     }
