@@ -290,6 +290,10 @@ enum Dist {
     /// Batches of 10..=20 uniform `i64`s, new ones on every pass over the pool (see
     /// [`Pool`]): almost every insert adds a distinct value.
     Uniform,
+    /// Scores in 0..5,000 (a leaderboard's, a latency histogram's milliseconds): every
+    /// value present after the prefill, as in the service's workload, but twenty to each of
+    /// the shared cache's 256 slots, so most adds miss it and find their entry by a search.
+    Scores,
 }
 
 impl Dist {
@@ -297,6 +301,7 @@ impl Dist {
         match self {
             Dist::Service => "service",
             Dist::Uniform => "uniform_i64",
+            Dist::Scores => "scores_5000",
         }
     }
 
@@ -304,6 +309,7 @@ impl Dist {
         match self {
             Dist::Service => rng.random_range(0..=100),
             Dist::Uniform => rng.random(),
+            Dist::Scores => rng.random_range(0..5_000),
         }
     }
 
@@ -487,6 +493,7 @@ fn benches(c: &mut Criterion) {
         (Dist::Uniform, Op::Batches { mixed: false }),
         (Dist::Service, Op::Batches { mixed: true }),
         (Dist::Uniform, Op::PerCall),
+        (Dist::Scores, Op::PerCall),
     ] {
         bench_workload(c, Workload { dist, op });
     }

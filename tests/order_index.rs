@@ -438,10 +438,22 @@ fn a_long_walk_after_an_ascending_load_makes_a_rebuild_due() {
 #[test]
 fn two_sets_written_in_turn_both_get_an_index() {
     let sets = [SortedMultiset::indexed(), SortedMultiset::indexed()];
-    for v in 0..50_000i64 {
-        for set in &sets {
-            set.insert(v * 2);
+    let write = |values: std::ops::Range<i64>| {
+        for v in values {
+            for set in &sets {
+                set.insert(v * 2);
+            }
         }
+    };
+    write(0..50_000);
+    // A build's grace period waits for every pinned thread, and another test in this
+    // binary holds a pin for up to a second on purpose: so the writes go on (with values
+    // above those checked) until both sets have built, within a deadline.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut next = 50_000;
+    while sets.iter().any(|s| s.index_builds() == 0) && std::time::Instant::now() < deadline {
+        write(next..next + 1_000);
+        next += 1_000;
     }
     for (i, set) in sets.iter().enumerate() {
         assert!(set.index_builds() >= 1, "set {i} never built its index");
@@ -698,4 +710,132 @@ fn a_write_begun_before_the_first_build_is_counted_in_it() {
     assert_eq!(set.count_range(Gated(late)..), 7);
     assert_eq!(set.count_range(..), set.len());
     assert_eq!(set.len(), 5007);
+}
+
+thread_local! {
+    /// The value `Touchy`'s `Ord` panics on when compared on this thread, if any.
+    static POISON: std::cell::Cell<Option<i64>> = const { std::cell::Cell::new(None) };
+}
+
+/// A value whose `Ord` panics when it meets the poisoned value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Touchy(i64);
+
+impl Ord for Touchy {
+    fn cmp(&self, other: &Touchy) -> std::cmp::Ordering {
+        if let Some(p) = POISON.with(|p| p.get())
+            && (self.0 == p || other.0 == p)
+        {
+            panic!("Touchy::cmp met {p} (a test's injected panic)");
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl PartialOrd for Touchy {
+    fn partial_cmp(&self, other: &Touchy) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A write whose user `Ord` panics while it finds its bucket changes nothing: not the
+/// leaves, not the index, not the length. Writes find their bucket after their search;
+/// the first version of that ran the block's comparisons after the count had changed, so
+/// a panic there left the occurrence in the leaf and out of the index and `len` for good
+/// (found by review). Each write below panics on a bound that is no longer a value, so
+/// that only the scan of its block of bounds compares with it, and must panic: otherwise
+/// the test would prove nothing.
+#[test]
+fn a_panicking_ord_while_a_write_finds_its_bucket_changes_nothing() {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let set = SortedMultiset::from_iter((0..10_000i64).map(|v| Touchy(2 * v))).into_indexed();
+    assert!(set.build_index());
+    let mut model: BTreeMap<i64, u64> = (0..10_000i64).map(|v| (2 * v, 1)).collect();
+    // A bound of the plan (every 64th value: 766 is the sixth) that is not a fence (every
+    // 16th bound), removed so that no skip-list search compares with it any more.
+    let bound = 2 * (6 * 64 - 1);
+    assert_eq!(set.remove_all(&Touchy(bound)), 1);
+    model.remove(&bound);
+    let check = |set: &SortedMultiset<Touchy>, model: &BTreeMap<i64, u64>, what: &str| {
+        let total: u64 = model.values().sum();
+        assert_eq!(set.len(), total, "{what}: len");
+        assert_eq!(
+            set.distinct_len(),
+            model.len() as u64,
+            "{what}: distinct_len"
+        );
+        let runs: Vec<(i64, u64)> = set.runs().map(|(v, n)| (v.0, n)).collect();
+        let want: Vec<(i64, u64)> = model.iter().map(|(&v, &n)| (v, n)).collect();
+        assert_eq!(runs, want, "{what}: runs");
+        assert_eq!(set.count_range(..), total, "{what}: count_range(..)");
+        for v in (-1..20_002).step_by(37) {
+            let below: u64 = model.range(..v).map(|(_, n)| n).sum();
+            assert_eq!(set.rank(&Touchy(v)), below, "{what}: rank({v})");
+        }
+        let last = model.keys().next_back().copied().map(Touchy);
+        assert_eq!(set.select(total - 1), last, "{what}: select(len - 1)");
+    };
+    check(&set, &model, "before");
+    set.insert(Touchy(bound + 3));
+    *model.entry(bound + 3).or_default() += 1;
+    type Write = (
+        &'static str,
+        fn(&SortedMultiset<Touchy>, i64) -> u64,
+        i64,
+        i64,
+    );
+    let writes: [Write; 6] = [
+        (
+            "insert of a new value",
+            |s, v| s.insert(Touchy(v)),
+            bound + 1,
+            1,
+        ),
+        (
+            "insert_n of a new value",
+            |s, v| s.insert_n(Touchy(v), 3),
+            bound - 1,
+            3,
+        ),
+        (
+            "insert of a value present",
+            |s, v| s.insert(Touchy(v)),
+            bound + 3,
+            1,
+        ),
+        (
+            "remove of one of two",
+            |s, v| u64::from(s.remove(&Touchy(v))),
+            bound + 2,
+            -1,
+        ),
+        (
+            "remove of the last",
+            |s, v| u64::from(s.remove(&Touchy(v))),
+            bound + 4,
+            -1,
+        ),
+        ("remove_all", |s, v| s.remove_all(&Touchy(v)), bound + 6, -1),
+    ];
+    set.insert(Touchy(bound + 2));
+    *model.entry(bound + 2).or_default() += 1;
+    check(&set, &model, "set up");
+    for (what, write, v, delta) in writes {
+        POISON.with(|p| p.set(Some(bound)));
+        let wrote = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write(&set, v)));
+        POISON.with(|p| p.set(None));
+        assert!(
+            wrote.is_err(),
+            "{what}: the write did not meet the poisoned bound"
+        );
+        check(&set, &model, &format!("after a panicking {what}"));
+        // The same write, with an `Ord` that behaves, counts as usual.
+        write(&set, v);
+        let n = model.entry(v).or_default();
+        *n = n.saturating_add_signed(delta);
+        model.retain(|_, n| *n > 0);
+        check(&set, &model, &format!("after a {what} that went through"));
+    }
+    std::panic::set_hook(hook);
 }

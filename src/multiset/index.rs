@@ -16,10 +16,11 @@
 //! `FENCE`-th of those, ...), scanning at most `FENCE` entries a level, down to a block
 //! of `FENCE` bounds. It does so before its skip-list search and only prefetches that
 //! block and its counters, which are far larger than a core's cache at millions of
-//! values, and scans the block when it records, after the search: so those misses
-//! overlap the search's instead of adding to them. At 10 million values writes run at
-//! about 0.95 of an unindexed multiset's rate (`cargo bench --bench order`); a binary
-//! search of the block before the skip-list search gave 0.83.
+//! values, and scans the block after the search (and before it changes a count: the scan
+//! runs the user's `Ord`): so those misses overlap the search's instead of adding to
+//! them. At 10 million values writes run at 0.90–0.93 of an unindexed multiset's rate
+//! (`cargo bench --bench order`); a binary search of the block before the skip-list
+//! search gave 0.83–0.84.
 //!
 //! # Exactness: colours
 //!
@@ -244,7 +245,7 @@ impl<T: Ord> Index<T> {
     /// Where `value`'s bucket is, found as far as its block of bounds, whose cache lines
     /// and counters' the CPU is asked to fetch without waiting for them: a write locates
     /// its spot before its skip-list search, so that those misses overlap the search's,
-    /// and reads the block at [`record`](State::record_at) time, once the lines are in.
+    /// and scans the block ([`State::find`]) after it, once the lines are in.
     fn touch(&self, value: &T) -> Spot {
         let block = self.block_of(value);
         let lanes = match block {
@@ -305,12 +306,19 @@ impl<T: Ord> Index<T> {
     }
 }
 
-/// The buckets one write records into: in the old and the new index while a rebuild
-/// runs, in the one index otherwise.
+/// Where the buckets are that one write records into, as far as [`State::locate`] went:
+/// in the old and the new index while a rebuild runs, in the one index otherwise.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Slots {
     old: Option<Spot>,
     new: Option<Spot>,
+}
+
+/// The buckets one write records into, found by [`State::find`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Buckets {
+    old: Option<usize>,
+    new: Option<usize>,
 }
 
 /// Where a value's bucket is in one index, as far as [`Index::touch`] went: the block of
@@ -360,31 +368,48 @@ impl<T: Ord> State<T> {
         }
     }
 
-    /// Records a write of `delta` occurrences of `value` to a leaf whose count word had
-    /// colour `color` when the write changed it. Returns `false`, recording nothing, when
-    /// the colour is newer than this state: the leaf was made under the state published
-    /// since, which the caller must record into instead.
-    #[must_use]
-    pub(super) fn record(&self, color: u64, value: &T, delta: i64) -> bool {
-        self.record_at(self.locate(value), color, value, delta)
+    /// The buckets of `value` where [`locate`](Self::locate) left off (`slots`, under
+    /// this state). This is where the user's `Ord` runs on the bounds, so a write calls
+    /// it before it changes a count: a panic then leaves nothing changed, where one after
+    /// the change would leave a leaf's occurrences out of the index.
+    pub(super) fn find(&self, slots: Slots, value: &T) -> Buckets {
+        let at = |index: &Index<T>, spot: Option<Spot>| spot.map(|s| index.bucket_at(s, value));
+        match self {
+            State::Off => Buckets::default(),
+            State::Moving { old, new } => Buckets {
+                old: old.as_ref().and_then(|old| at(old, slots.old)),
+                new: at(new, slots.new),
+            },
+            State::On(index) => Buckets {
+                old: None,
+                new: at(index, slots.new),
+            },
+        }
     }
 
-    /// [`record`](Self::record) into the buckets [`locate`](Self::locate) found.
+    /// [`locate`](Self::locate) and [`find`](Self::find) at once, for a write with no
+    /// search to overlap.
+    pub(super) fn buckets_of(&self, value: &T) -> Buckets {
+        self.find(self.locate(value), value)
+    }
+
+    /// Records a write of `delta` occurrences to a leaf whose count word had colour
+    /// `color` when the write changed it, into `buckets` (found under this state).
+    /// Returns `false`, recording nothing, when the colour is newer than this state: the
+    /// leaf was made under the state published since, which the caller must record into
+    /// instead. Runs no user code.
     #[must_use]
-    pub(super) fn record_at(&self, slots: Slots, color: u64, value: &T, delta: i64) -> bool {
-        let add = |index: &Index<T>, spot: Spot| {
-            index.add_bucket(index.bucket_at(spot, value), delta);
-        };
+    pub(super) fn record_at(&self, buckets: Buckets, color: u64, delta: i64) -> bool {
         match self {
             State::Off => color == 0,
             State::Moving { old, new } => {
-                if let (Some(old), Some(spot)) = (old, slots.old) {
-                    add(old, spot);
+                if let (Some(old), Some(j)) = (old, buckets.old) {
+                    old.add_bucket(j, delta);
                 }
                 if color == new.color
-                    && let Some(spot) = slots.new
+                    && let Some(j) = buckets.new
                 {
-                    add(new, spot);
+                    new.add_bucket(j, delta);
                 }
                 true
             }
@@ -392,8 +417,8 @@ impl<T: Ord> State<T> {
                 if color != index.color {
                     return false;
                 }
-                if let Some(spot) = slots.new {
-                    add(index, spot);
+                if let Some(j) = buckets.new {
+                    index.add_bucket(j, delta);
                 }
                 true
             }
@@ -512,18 +537,27 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
     }
 
     /// Records a write made under `held` (loaded under the writer's pin, which it still
-    /// holds) to a leaf of colour `color`.
+    /// holds) to a leaf of colour `color`, into the `buckets` found under `held`.
     ///
     /// A leaf can be newer than the state the writer loaded: a rebuild published its new
     /// index, and a writer under that state made the leaf, with the new colour, before this
     /// one changed it. The state this writer holds has no index for that colour, so the
     /// write is recorded under the current state instead; that one is the rebuild's
     /// `Moving` state, since recolouring (and so anything after it) waits for every thread
-    /// pinned before the swap, this writer among them.
-    pub(super) fn record(&self, held: &State<T>, slots: Slots, color: u64, value: &T, delta: i64) {
-        if !held.record_at(slots, color, value, delta) {
+    /// pinned before the swap, this writer among them. Its buckets are found then, after
+    /// the leaf changed: the one place a write runs the user's `Ord` after its change (a
+    /// panic there leaves the write out of the new index).
+    pub(super) fn record(
+        &self,
+        held: &State<T>,
+        buckets: Buckets,
+        color: u64,
+        value: &T,
+        delta: i64,
+    ) {
+        if !held.record_at(buckets, color, delta) {
             let current = self.state.load();
-            let recorded = current.record(color, value, delta);
+            let recorded = current.record_at(current.buckets_of(value), color, delta);
             debug_assert!(recorded && matches!(&**current, State::Moving { .. }));
         }
     }

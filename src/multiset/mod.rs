@@ -472,19 +472,21 @@ where
         r
     }
 
-    /// Records a change of `delta` occurrences of `value` in a count word of colour
-    /// `color` (for an indexed multiset), made under `state`; `None` on an indexed
-    /// multiset is `Off` (see [`write`](Self::write)).
-    fn record(&self, state: Option<&index::State<T>>, color: u64, value: &T, delta: i64) {
-        let slots = state.map(|s| s.locate(value)).unwrap_or_default();
-        self.record_at(state, slots, color, value, delta);
+    /// The index's buckets for a write of `value` under `state` (for an indexed
+    /// multiset; `None` on one is `Off`, see [`write`](Self::write)). Found before the
+    /// write changes a count, because finding them runs the user's `Ord`: a panic then
+    /// changes nothing.
+    fn buckets(&self, state: Option<&index::State<T>>, value: &T) -> index::Buckets {
+        state.map(|s| s.buckets_of(value)).unwrap_or_default()
     }
 
-    /// [`record`](Self::record) into the buckets `slots` that `state` located beforehand.
-    fn record_at(
+    /// Records a change of `delta` occurrences of `value` in a count word of colour
+    /// `color` (for an indexed multiset), made under `state`, into the `buckets` found for
+    /// it under `state` before the change.
+    fn record(
         &self,
         state: Option<&index::State<T>>,
-        slots: index::Slots,
+        buckets: index::Buckets,
         color: u64,
         value: &T,
         delta: i64,
@@ -494,8 +496,8 @@ where
                 // Under `Off` a leaf of colour 0 is counted nowhere; a newer one (made under
                 // a state a build published since) is recorded under the current state.
                 None if color == 0 => {}
-                None => indexing.record(indexing.off(), slots, color, value, delta),
-                Some(state) => indexing.record(state, slots, color, value, delta),
+                None => indexing.record(indexing.off(), buckets, color, value, delta),
+                Some(state) => indexing.record(state, buckets, color, value, delta),
             }
         }
     }
@@ -609,18 +611,21 @@ where
         keep: bool,
         state: Option<&index::State<T>>,
     ) -> Result<(u64, Option<base::RefEntry<'a, T, AtomicU64>>), u64> {
-        // Where the index will count this, found first so that its cache misses overlap
-        // the search below.
+        // Where the index will count this, located first so that its cache misses overlap
+        // the search below; its buckets are found (the user's `Ord` on the bounds) after
+        // the search and before the count changes.
         let slots = state.map(|s| s.locate(value)).unwrap_or_default();
-        let record = |color: u64| self.record_at(state, slots, color, value, n as i64);
+        let find = || state.map(|s| s.find(slots, value)).unwrap_or_default();
+        let record = |buckets, color| self.record(state, buckets, color, value, n as i64);
         // Fast path: a live entry exists, so no node is allocated, nothing is cloned, and
         // the entry is borrowed under `guard` without touching its reference count. Not
         // for a caller that keeps a reference (a handle): the cache's may be released
         // at any moment, so one is taken by a search below, which checks the node's.
         if !keep && let Some(entry) = self.hot.get(value, guard) {
+            let buckets = find();
             match add_to(entry.value(), n) {
                 Added::To(after, color) => {
-                    record(color);
+                    record(buckets, color);
                     return Ok((after, None));
                 }
                 Added::Overflow(count) => return Err(count),
@@ -635,9 +640,10 @@ where
         if !(hot::clone_is_free::<T>() && n <= MAX_COUNT)
             && let Some(entry) = self.map.get(value, guard)
         {
+            let buckets = find();
             match add_to(entry.value(), n) {
                 Added::To(after, color) => {
-                    record(color);
+                    record(buckets, color);
                     self.hot.offer(value, &entry, after, guard);
                     return Ok((after, keep.then(|| entry.pin()).flatten()));
                 }
@@ -659,6 +665,7 @@ where
                 |c| c.load(Acquire) == DEAD,
                 guard,
             );
+            let buckets = find();
             match add_to(entry.value(), n) {
                 Added::To(after, color) => {
                     // Found or linked: a handle keeps the reference; otherwise the cache
@@ -669,7 +676,7 @@ where
                         self.hot.offer_owned(value, entry, after, guard);
                         None
                     };
-                    record(color);
+                    record(buckets, color);
                     return Ok((after, kept));
                 }
                 Added::Overflow(count) => {
@@ -777,9 +784,10 @@ where
     /// ```
     pub fn remove_n(&self, value: &T, n: u64) -> u64 {
         self.write(1, |guard, state| {
+            let buckets = self.buckets(state, value);
             let took = |taken: Taken| {
                 if taken.n > 0 {
-                    self.record(state, taken.color, value, -(taken.n as i64));
+                    self.record(state, buckets, taken.color, value, -(taken.n as i64));
                     self.counters.sub(taken.n, u64::from(taken.died));
                 }
                 if taken.died {
@@ -942,11 +950,13 @@ where
                     iter::BATCH,
                     guard,
                     |entry| {
+                        let buckets = self.buckets(state, entry.key());
                         let took = take_from(entry.value(), u64::MAX, || {
                             entry.remove();
                         });
                         if took.n > 0 {
-                            self.record(state, took.color, entry.key(), -(took.n as i64));
+                            let delta = -(took.n as i64);
+                            self.record(state, buckets, took.color, entry.key(), delta);
                             self.counters.sub(took.n, u64::from(took.died));
                             if took.died {
                                 self.hot.forget(entry.key(), guard);
@@ -1044,11 +1054,12 @@ where
         state: Option<&index::State<T>>,
     ) -> Option<T> {
         for entry in entries {
+            let buckets = self.buckets(state, entry.key());
             let taken = take_from(entry.value(), 1, || {
                 entry.remove();
             });
             if taken.n == 1 {
-                self.record(state, taken.color, entry.key(), -1);
+                self.record(state, buckets, taken.color, entry.key(), -1);
                 self.counters.sub(1, u64::from(taken.died));
                 if taken.died {
                     self.hot.forget(entry.key(), guard);
