@@ -837,5 +837,23 @@ fn a_panicking_ord_while_a_write_finds_its_bucket_changes_nothing() {
         model.retain(|_, n| *n > 0);
         check(&set, &model, &format!("after a {what} that went through"));
     }
+    // A drain goes value by value; the first value whose block of bounds holds the
+    // poisoned one (every value from the plan's first bound, 126, on) panics before it
+    // changes: the values below it are gone, every one counted, and the rest stay.
+    POISON.with(|p| p.set(Some(bound)));
+    let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set.drain_runs()));
+    POISON.with(|p| p.set(None));
+    assert!(
+        drained.is_err(),
+        "the drain did not meet the poisoned bound"
+    );
+    model.retain(|&v, _| v >= 2 * 63);
+    check(&set, &model, "after a panicking drain");
+    let rest = set.drain_runs();
+    assert_eq!(rest.len(), model.len(), "the rest drains");
+    assert_eq!(
+        (set.len(), set.distinct_len(), set.count_range(..)),
+        (0, 0, 0)
+    );
     std::panic::set_hook(hook);
 }
