@@ -181,8 +181,7 @@ impl<T: Ord> Index<T> {
 
     /// The bucket `value` falls in: how many bounds are at or below it.
     pub(super) fn bucket_of(&self, value: &T) -> usize {
-        self.block_of(value)
-            .map_or(0, |block| self.bucket_in(block, value))
+        self.bucket_at(Spot(self.block_of(value)), value)
     }
 
     /// Where in the bounds `value`'s bucket is found: `None` when it is below every
@@ -201,11 +200,6 @@ impl<T: Ord> Index<T> {
             at = scan(level, at.checked_sub(1)? * FENCE, value);
         }
         Some(at.checked_sub(1)? * FENCE)
-    }
-
-    /// The bucket `value` falls in, given its [`block_of`](Self::block_of).
-    fn bucket_in(&self, block: usize, value: &T) -> usize {
-        scan(&self.bounds, block, value)
     }
 
     /// The block and lane of bucket `j`'s counter (see the `buckets` field).
@@ -263,9 +257,10 @@ impl<T: Ord> Index<T> {
         Spot(block)
     }
 
-    /// The bucket at `spot`, found by [`touch`](Self::touch) for `value`.
+    /// The bucket at `spot`, found by [`touch`](Self::touch) or
+    /// [`block_of`](Self::block_of) for `value`.
     fn bucket_at(&self, spot: Spot, value: &T) -> usize {
-        spot.0.map_or(0, |block| self.bucket_in(block, value))
+        spot.0.map_or(0, |block| scan(&self.bounds, block, value))
     }
 
     /// Occurrences recorded in bucket `j`.
