@@ -472,11 +472,23 @@ where
         r
     }
 
-    /// The index's buckets for a write of `value` under `state` (for an indexed
-    /// multiset; `None` on one is `Off`, see [`write`](Self::write)). Found before the
-    /// write changes a count, because finding them runs the user's `Ord`: a panic then
+    /// Where the index's buckets are for a write of `value` under `state` (for an indexed
+    /// multiset; `None` on one is `Off`, see [`write`](Self::write)): located before the
+    /// write's search, so that their cache misses overlap it.
+    fn locate(state: Option<&index::State<T>>, value: &T) -> index::Slots {
+        state.map(|s| s.locate(value)).unwrap_or_default()
+    }
+
+    /// The buckets `slots` located for `value`, found after the write's search and before
+    /// it changes a count, because finding them runs the user's `Ord`: a panic then
     /// changes nothing.
-    fn buckets(&self, state: Option<&index::State<T>>, value: &T) -> index::Buckets {
+    fn find(state: Option<&index::State<T>>, slots: index::Slots, value: &T) -> index::Buckets {
+        state.map(|s| s.find(slots, value)).unwrap_or_default()
+    }
+
+    /// [`locate`](Self::locate) and [`find`](Self::find) at once, for a write with no
+    /// search to overlap (one walking the leaves).
+    fn buckets(state: Option<&index::State<T>>, value: &T) -> index::Buckets {
         state.map(|s| s.buckets_of(value)).unwrap_or_default()
     }
 
@@ -614,8 +626,8 @@ where
         // Where the index will count this, located first so that its cache misses overlap
         // the search below; its buckets are found (the user's `Ord` on the bounds) after
         // the search and before the count changes.
-        let slots = state.map(|s| s.locate(value)).unwrap_or_default();
-        let find = || state.map(|s| s.find(slots, value)).unwrap_or_default();
+        let slots = Self::locate(state, value);
+        let find = || Self::find(state, slots, value);
         let record = |buckets, color| self.record(state, buckets, color, value, n as i64);
         // Fast path: a live entry exists, so no node is allocated, nothing is cloned, and
         // the entry is borrowed under `guard` without touching its reference count. Not
@@ -784,8 +796,9 @@ where
     /// ```
     pub fn remove_n(&self, value: &T, n: u64) -> u64 {
         self.write(1, |guard, state| {
-            let buckets = self.buckets(state, value);
-            let took = |taken: Taken| {
+            let slots = Self::locate(state, value);
+            let find = || Self::find(state, slots, value);
+            let took = |buckets, taken: Taken| {
                 if taken.n > 0 {
                     self.record(state, buckets, taken.color, value, -(taken.n as i64));
                     self.counters.sub(taken.n, u64::from(taken.died));
@@ -798,19 +811,24 @@ where
             // A cached entry that still holds occurrences is the value's only live entry
             // (invariant 2); one that holds none sends us to the list, as a miss does.
             if let Some(entry) = self.hot.get(value, guard) {
+                let buckets = find();
                 let taken = take_from(entry.value(), n, || {
                     entry.remove(guard);
                 });
                 if taken.n > 0 {
-                    return took(taken);
+                    return took(buckets, taken);
                 }
             }
             let Some(entry) = self.map.get(value, guard) else {
                 return 0;
             };
-            took(take_from(entry.value(), n, || {
-                entry.remove();
-            }))
+            let buckets = find();
+            took(
+                buckets,
+                take_from(entry.value(), n, || {
+                    entry.remove();
+                }),
+            )
         })
     }
 
@@ -950,7 +968,7 @@ where
                     iter::BATCH,
                     guard,
                     |entry| {
-                        let buckets = self.buckets(state, entry.key());
+                        let buckets = Self::buckets(state, entry.key());
                         let took = take_from(entry.value(), u64::MAX, || {
                             entry.remove();
                         });
@@ -1054,7 +1072,7 @@ where
         state: Option<&index::State<T>>,
     ) -> Option<T> {
         for entry in entries {
-            let buckets = self.buckets(state, entry.key());
+            let buckets = Self::buckets(state, entry.key());
             let taken = take_from(entry.value(), 1, || {
                 entry.remove();
             });
