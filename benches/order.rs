@@ -12,7 +12,8 @@
 //! insert rate in each run shows what keeping the index costs them.
 //!
 //! `cargo bench --bench order` (a few minutes; `SORTD_ORDER_BENCH_MAX=1000000` for a
-//! quicker run); prints one Markdown table.
+//! quicker run, `SORTD_ORDER_BENCH_SHUFFLE=1` to load the values in random order); prints
+//! one Markdown table.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use rand::rngs::SmallRng;
+use rand::seq::SliceRandom;
 use rand::{RngExt, SeedableRng};
 use sortd::SortedMultiset;
 
@@ -173,6 +175,14 @@ fn load(set: &SortedMultiset<i64>, shape: &Shape) {
         } else {
             (0..shape.distinct as i64).map(|v| 2 * v).collect()
         };
+        // `SORTD_ORDER_BENCH_SHUFFLE=1` loads the values in random order, as a set filled
+        // by its users would be: neighbouring values then sit in unrelated nodes, and
+        // every step of a walk is a cache miss (in ascending order the nodes of
+        // neighbouring values are allocated one after another, which the CPU's prefetcher
+        // follows).
+        if std::env::var_os("SORTD_ORDER_BENCH_SHUFFLE").is_some() {
+            batch.shuffle(&mut SmallRng::seed_from_u64(1));
+        }
         for chunk in batch.chunks_mut(1 << 16) {
             set.insert_batch(chunk);
         }

@@ -432,6 +432,45 @@ fn a_long_walk_after_an_ascending_load_makes_a_rebuild_due() {
     assert_eq!(set.index_builds(), before + 1);
 }
 
+/// A range count walks the bucket at each end of its range in step, one entry of each in
+/// turn, in batches of 256 entries under one pin: crowd two buckets with hundreds of new
+/// values each (too few to make a rebuild due), so both walks cross batches, end at
+/// different points and sometimes end exactly on a batch, and count against a model.
+#[test]
+fn range_counts_walking_two_crowded_buckets_in_step_are_exact() {
+    let set = SortedMultiset::indexed();
+    let mut model: BTreeMap<i64, u64> = BTreeMap::new();
+    for v in 0..20_000i64 {
+        set.insert(v * 1000);
+        model.insert(v * 1000, 1);
+    }
+    assert!(set.build_index());
+    let built = set.index_builds();
+    // Bucket bounds fall every 64 values (64,000 apart): crowd the bucket holding 128,000..
+    // and the one holding 640,000.. with 700 and 513 new values, some twice.
+    for (start, n) in [(128_001i64, 700i64), (640_001, 513)] {
+        for i in 0..n {
+            let v = start + i * 3;
+            let times = 1 + u64::from(i % 5 == 0);
+            set.insert_n(v, times);
+            *model.entry(v).or_default() += times;
+        }
+    }
+    assert_eq!(set.index_builds(), built, "the crowding made a rebuild due");
+    let mut rng = SmallRng::seed_from_u64(11);
+    for _ in 0..400 {
+        let lo = rng.random_range(120_000..132_500i64);
+        let hi = rng.random_range(636_000..644_000i64);
+        let want: u64 = model.range(lo..hi).map(|(_, n)| n).sum();
+        assert_eq!(set.count_range(lo..hi), want, "count_range({lo}..{hi})");
+        let want: u64 = model.range(lo..=hi).map(|(_, n)| n).sum();
+        assert_eq!(set.count_range(lo..=hi), want, "count_range({lo}..={hi})");
+    }
+    // Both ends in one crowded bucket: a single walk across batches.
+    let want: u64 = model.range(128_000..130_000).map(|(_, n)| n).sum();
+    assert_eq!(set.count_range(128_000..130_000), want);
+}
+
 /// A thread writing two indexed sets in turn indexes both: the count that says when to
 /// look at a set's size is kept per set (one shared by every set a thread writes fell due
 /// on the same set every time, and the other was never indexed).

@@ -10,8 +10,9 @@
 //!
 //! An [indexed](SortedMultiset::indexed) multiset with an index built adds up the counters
 //! of the buckets a range covers whole and walks only the (at most two) buckets it covers
-//! in part (see `index`). Each counter and each leaf is read once, as a walk reads each
-//! leaf once, so the same guarantees hold.
+//! in part (see `index`), both in step, so that their cache misses overlap. Each counter
+//! and each leaf is read once, as a walk reads each leaf once, so the same guarantees
+//! hold.
 //!
 //! Their guarantees under concurrent writes are stated with the others', under
 //! [Consistency](SortedMultiset#consistency).
@@ -243,38 +244,78 @@ where
             Bound::Included(v) | Bound::Excluded(v) => Some(index.bucket_of(v)),
         };
         let (lo_bucket, hi_bucket) = (bucket(&lo), bucket(&hi));
-        let mut walk = |from: Bound<T>, to: Bound<T>| {
-            let (mut sum, mut walked) = (0i128, 0);
-            self.walk_counts((from, to), |_, n| {
-                sum += i128::from(n);
-                walked += 1;
-                ControlFlow::Continue(())
-            });
-            *longest = (*longest).max(walked);
-            sum
-        };
-        let total = match (lo_bucket, hi_bucket) {
-            (Some(a), Some(b)) if a == b => walk(lo, hi),
+        let (walks, first, end) = match (lo_bucket, hi_bucket) {
+            (Some(a), Some(b)) if a == b => ([Some((lo, hi)), None], 0, 0),
             _ => {
-                let mut total = 0i128;
-                let first = match lo_bucket {
-                    None => 0,
-                    Some(a) => {
-                        total += walk(lo, index.upper(a).cloned());
-                        a + 1
-                    }
+                let (head, first) = match lo_bucket {
+                    None => (None, 0),
+                    Some(a) => (Some((lo, index.upper(a).cloned())), a + 1),
                 };
-                let end = match hi_bucket {
-                    None => index.buckets(),
-                    Some(b) => {
-                        total += walk(index.lower(b).cloned(), hi);
-                        b
-                    }
+                let (tail, end) = match hi_bucket {
+                    None => (None, index.buckets()),
+                    Some(b) => (Some((index.lower(b).cloned(), hi)), b),
                 };
-                total + i128::from(index.sum(first, end))
+                ([head, tail], first, end)
             }
         };
+        let sums = self.sums_in_step(walks);
+        let mut total = i128::from(index.sum(first, end));
+        for (sum, walked) in sums {
+            total += sum;
+            *longest = (*longest).max(walked);
+        }
         u64::try_from(total.max(0)).unwrap_or(u64::MAX)
+    }
+
+    /// The sum of the live counts in each of `ranges`, and how many live entries each
+    /// holds: the ranges walked in step, one entry of each in turn, so that the cache
+    /// misses of one walk's next node overlap those of the others' (each walk is a chain of
+    /// dependent loads, a miss per node at millions of values). Batches of [`WALK_BATCH`]
+    /// entries per range under one pin, as [`walk_counts`](Self::walk_counts).
+    fn sums_in_step<const N: usize>(
+        &self,
+        ranges: [Option<(Bound<T>, Bound<T>)>; N],
+    ) -> [(i128, usize); N] {
+        let mut sums = [(0i128, 0usize); N];
+        let mut open = ranges.map(|r| r.filter(|r| !is_empty_range(r)));
+        while open.iter().any(Option::is_some) {
+            let guard = &epoch::pin();
+            let mut resume: [Option<T>; N] = std::array::from_fn(|_| None);
+            {
+                let mut walks = open.each_ref().map(|r| {
+                    r.as_ref()
+                        .map(|(from, to)| self.map.range((from.as_ref(), to.as_ref()), guard))
+                });
+                let mut taken = [0usize; N];
+                while walks.iter().any(Option::is_some) {
+                    for (i, slot) in walks.iter_mut().enumerate() {
+                        let Some(walk) = slot else { continue };
+                        let Some(entry) = walk.next() else {
+                            *slot = None;
+                            continue;
+                        };
+                        if let Some(n) = live_count(entry.value()) {
+                            sums[i].0 += i128::from(n);
+                            sums[i].1 += 1;
+                        }
+                        taken[i] += 1;
+                        if taken[i] == WALK_BATCH {
+                            resume[i] = Some(entry.key().clone());
+                            *slot = None;
+                        }
+                    }
+                }
+            }
+            // A walk that ended its batch resumes after its last entry; one that ran out
+            // of entries is done.
+            for (range, key) in open.iter_mut().zip(resume) {
+                *range = match (range.take(), key) {
+                    (Some((_, to)), Some(key)) => Some((Bound::Excluded(key), to)),
+                    _ => None,
+                };
+            }
+        }
+        sums
     }
 
     /// The values of the occurrences at the 0-based positions `targets` (ascending), with
