@@ -222,12 +222,14 @@ fn cached_entries_are_released_when_emptied_and_on_drop() {
 /// (when the newcomer's count reaches a multiple of 32); each change allocates a 16-byte box
 /// and a share of the epoch's deferred-free lists, and none of it is kept.
 ///
-/// 5,000 values share 256 slots, so every slot is contested; each round adds every value
-/// once, in lockstep, so in 64 rounds each value's count crosses a multiple of 32 twice.
+/// 70,000 values share 256 slots (more than four times the largest table's 16,384, so
+/// the cache stays at its smallest), so every slot is contested; each round adds every
+/// value once, in lockstep, so in 64 rounds each value's count crosses a multiple of 32
+/// twice.
 #[test]
 fn slot_turnover_allocates_at_most_on_one_add_in_32_and_keeps_nothing() {
     let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
-    const VALUES: i64 = 5_000;
+    const VALUES: i64 = 70_000;
     const ROUNDS: u64 = 64;
     let set = SortedMultiset::from_iter(0..VALUES);
     for v in 0..VALUES {
@@ -784,4 +786,41 @@ fn creating_and_dropping_sets_round_after_round_gives_the_memory_back() {
         "{} KiB still allocated after five rounds of 300 sets created and dropped",
         (after - baseline) >> 10
     );
+}
+
+/// A set of 5,000 values added often grows its shared cache to 16,384 slots: it keeps that
+/// table (128 KiB) and a 16-byte box per cached value (5,000), nothing more, and the
+/// 256-slot table it replaced is freed; `clear` empties the slots of the values it
+/// removes, and dropping the set gives back the rest.
+#[test]
+fn a_grown_cache_keeps_its_table_and_a_box_per_value_and_gives_them_back() {
+    let _only = EXCLUSIVE.lock().unwrap_or_else(|e| e.into_inner());
+    const VALUES: i64 = 5_000;
+    let baseline = quiet_baseline();
+    let set = SortedMultiset::from_iter(0..VALUES);
+    let with_values = quiet_baseline();
+    for _ in 0..64 {
+        (0..VALUES).for_each(|v| _ = set.insert(v));
+    }
+    // The table, the boxes (malloc rounds 16 bytes up to 32), and a few KiB of the
+    // epoch's lists.
+    let bound = (16_384 * 8 + VALUES * 32) as i128 + (16 << 10);
+    let kept = settle(with_values, bound) - with_values;
+    assert!(
+        kept <= bound,
+        "{kept} B kept by the cache (at most {bound})"
+    );
+    assert!(
+        kept >= 16_384 * 8,
+        "{kept} B kept: the cache did not grow, so this test measures nothing"
+    );
+    assert_eq!(set.clear(), VALUES as u64 * 65);
+    let table = (16_384 * 8) as i128 + (16 << 10);
+    if let Some(kib) = kib_left(baseline, table) {
+        panic!("{kib} KiB kept after clear: the slots of removed values were not emptied");
+    }
+    drop(set);
+    if let Some(kib) = kib_left(baseline, 16 << 10) {
+        panic!("{kib} KiB kept after drop");
+    }
 }

@@ -474,3 +474,76 @@ fn handle_misses_racing_clears_keep_only_counted_entries() {
     assert_eq!(inserted, cleared + left);
     assert_eq!(set.len(), left);
 }
+
+/// The caches resize while writers race through them: the shared cache and the handles'
+/// grow to two slots per value while threads hammer 5,000 values, shrink back once the set
+/// holds 100,000 values of which 40,000 are hammered (they collide), and grow again once
+/// those are removed (debug prints in the resizes showed the shared cache grow, shrink and
+/// grow in this test, and each handle too). Entries cached in a table being replaced are added to, emptied and
+/// released meanwhile; every occurrence is accounted for at the end.
+#[test]
+fn hot_caches_resizing_under_racing_writers_nothing_lost() {
+    let set = SortedMultiset::new();
+    let barrier = Barrier::new(THREADS);
+    let ledgers: Vec<Ledger> = thread::scope(|s| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (set, barrier) = (&set, &barrier);
+                s.spawn(move || {
+                    let mut rng = SmallRng::seed_from_u64(40 + t as u64);
+                    let mut ledger = Ledger::new();
+                    let mut handle = (t % 2 == 0).then(|| set.handle());
+                    let mut hammer =
+                        |rng: &mut SmallRng, ledger: &mut Ledger, values: std::ops::Range<i64>| {
+                            for _ in 0..60_000 {
+                                let v = rng.random_range(values.clone());
+                                let delta = if rng.random_range(0..10) < 7 {
+                                    match &mut handle {
+                                        Some(h) => h.insert(v),
+                                        None => set.insert(v),
+                                    };
+                                    1
+                                } else {
+                                    -i64::from(match &mut handle {
+                                        Some(h) => h.remove(&v),
+                                        None => set.remove(&v),
+                                    })
+                                };
+                                *ledger.entry(v).or_default() += delta;
+                            }
+                        };
+                    let own = 100_000 + t as i64 * 25_000..100_000 + (t as i64 + 1) * 25_000;
+                    hammer(&mut rng, &mut ledger, 0..5_000);
+                    barrier.wait();
+                    // Thirty occurrences each, so the hammering's adds reach counts of 32
+                    // (an add that may take another value's slot, and looks at the size).
+                    for v in own.clone() {
+                        set.insert_n(v, 30);
+                        *ledger.entry(v).or_default() += 30;
+                    }
+                    barrier.wait();
+                    hammer(&mut rng, &mut ledger, 100_000..140_000);
+                    barrier.wait();
+                    for v in own {
+                        *ledger.entry(v).or_default() -= set.remove_all(&v) as i64;
+                    }
+                    hammer(&mut rng, &mut ledger, 0..5_000);
+                    ledger
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let mut expected: BTreeMap<i64, i64> = BTreeMap::new();
+    for ledger in ledgers {
+        for (v, d) in ledger {
+            *expected.entry(v).or_default() += d;
+        }
+    }
+    expected.retain(|_, c| *c != 0);
+    assert!(expected.values().all(|&c| c > 0), "a count went negative");
+    let got: BTreeMap<i64, i64> = set.runs().map(|(v, c)| (v, c as i64)).collect();
+    assert_eq!(got, expected);
+    assert_eq!(set.len() as i64, expected.values().sum::<i64>());
+    assert_eq!(set.distinct_len(), expected.len() as u64);
+}

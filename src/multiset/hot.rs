@@ -30,20 +30,39 @@
 #![allow(unsafe_code)]
 
 use std::any::{Any, TypeId};
-use std::sync::OnceLock;
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_epoch::{self as epoch, Atomic, Guard, Owned};
 use crossbeam_skiplist::base::{Entry, RefEntry};
 
 use super::DEAD;
 
-/// Slots per multiset: a power of two. 256 hold the service's 101 values without a
+/// A cache starts with `1 << MIN_BITS` slots: 256 hold the service's 101 values without a
 /// collision (Fibonacci hashing spreads consecutive integers evenly), for 2 KiB of
 /// pointers, allocated on the first entry cached.
-const SLOT_BITS: u32 = 8;
-const SLOTS: usize = 1 << SLOT_BITS;
+pub(super) const MIN_BITS: u32 = 8;
+
+/// The most slots a cache grows to: `1 << MAX_BITS`, 128 KiB of pointers (256 KiB of
+/// entries in a [`Handle`](super::Handle)).
+pub(super) const MAX_BITS: u32 = 14;
+
+/// The size, in bits, a cache of `current` bits should have in a set of `distinct` values:
+/// two slots per value, so that values present rarely evict each other (with 256 slots
+/// and 5,000 values twenty values share each slot, and nearly every add searched the list:
+/// 0.39x of a locked `BTreeMap` single-threaded); never smaller than it is, up to
+/// `MAX_BITS`; and back to `MIN_BITS` once the set has four times as many values as the
+/// largest cache has slots, where a cache holds a small part of the set whatever its size
+/// and its slots are best left to the often-added values (see [`REPLACE_EVERY`]), in a
+/// table small enough to stay in the core's cache.
+pub(super) fn bits_for(distinct: u64, current: u32) -> u32 {
+    if distinct > 4 << MAX_BITS {
+        return MIN_BITS;
+    }
+    let wanted = (2 * distinct).next_power_of_two().trailing_zeros();
+    wanted.clamp(MIN_BITS, MAX_BITS).max(current)
+}
 
 /// A slot whose entry is live is replaced by another value's only when that value's
 /// count, after the add that found it, is a multiple of this: often-added values win the
@@ -67,7 +86,36 @@ const REPLACE_EVERY: u64 = 32;
 /// Entries handed out are re-bound to the borrow of the cache (`'a`), which the multiset
 /// ties to the borrow of its list.
 pub(super) struct HotEntries<T: 'static> {
-    slots: OnceLock<Box<[Atomic<Cached<T>>]>>,
+    /// The slots, null until the first entry is offered.
+    table: Atomic<Table<T>>,
+    /// Tables a resize replaced, kept until no thread can still be using them; the lock
+    /// is also what makes one thread at a time resize.
+    retired: Mutex<Vec<Retired<T>>>,
+    /// Whether `retired` may hold a table: read without the lock.
+    any_retired: AtomicBool,
+}
+
+/// `1 << bits` slots, each null or pointing to a [`Cached`] entry.
+struct Table<T: 'static> {
+    bits: u32,
+    slots: Box<[Atomic<Cached<T>>]>,
+}
+
+impl<T: 'static> Table<T> {
+    fn new(bits: u32) -> Self {
+        Table {
+            bits,
+            slots: (0..1usize << bits).map(|_| Atomic::null()).collect(),
+        }
+    }
+}
+
+/// A table taken out of use by a resize, and whether every thread that could have loaded
+/// it has unpinned since (set by a function deferred through the epoch at the swap): until
+/// then a thread may still read its slots, or put an entry in one.
+struct Retired<T: 'static> {
+    table: Atomic<Table<T>>,
+    unreachable: Arc<AtomicBool>,
 }
 
 /// A cached entry as [`HotEntries::get`] lends it: its node can be read and its count
@@ -99,8 +147,89 @@ struct Cached<T: 'static> {
 impl<T: Ord + Send + 'static> HotEntries<T> {
     pub(super) fn new() -> Self {
         HotEntries {
-            slots: OnceLock::new(),
+            table: Atomic::null(),
+            retired: Mutex::new(Vec::new()),
+            any_retired: AtomicBool::new(false),
         }
+    }
+
+    /// The table in use, if one was made, borrowed for as long as `guard` is held.
+    fn table<'g>(&self, guard: &'g Guard) -> Option<&'g Table<T>> {
+        // SAFETY: a non-null table was published by the `AcqRel` compare-and-swap in
+        // `table_or_new` or the swap in `resize` (this `Acquire` load sees its contents),
+        // and one swapped out is freed only by `drain`, once a function deferred at the
+        // swap has run: after every thread pinned then (this one, if it loaded it under
+        // `guard`) has unpinned.
+        unsafe { self.table.load(Acquire, guard).as_ref() }
+    }
+
+    /// The table in use, made (with `MIN_BITS`) if there is none yet.
+    fn table_or_new<'g>(&self, guard: &'g Guard) -> &'g Table<T> {
+        if let Some(table) = self.table(guard) {
+            return table;
+        }
+        let fresh = Owned::new(Table::new(MIN_BITS));
+        let table =
+            match self
+                .table
+                .compare_exchange(epoch::Shared::null(), fresh, AcqRel, Acquire, guard)
+            {
+                Ok(new) => new,
+                // Another thread made one first (ours is dropped with the error).
+                Err(lost) => lost.current,
+            };
+        // SAFETY: as in `table`: published by a compare-and-swap, freed only by `drain`.
+        unsafe { table.deref() }
+    }
+
+    /// Replaces `current` (if it is still the table in use) with an empty table of `1 <<
+    /// bits` slots, whose slots fill again as adds search: the entries of the old one are
+    /// released once no thread can be using it ([`drain`](Self::drain)). One thread at a
+    /// time; another that finds the lock held leaves the resize to it.
+    fn resize(&self, current: &Table<T>, bits: u32, guard: &Guard) {
+        let Ok(mut retired) = self.retired.try_lock() else {
+            return;
+        };
+        if !std::ptr::eq(self.table.load(Acquire, guard).as_raw(), current) {
+            return;
+        }
+        let old = self.table.swap(Owned::new(Table::new(bits)), AcqRel, guard);
+        let unreachable = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&unreachable);
+        // Runs once every thread pinned now has unpinned: none can still hold `old`.
+        guard.defer(move || flag.store(true, Release));
+        retired.push(Retired {
+            table: Atomic::from(old),
+            unreachable,
+        });
+        self.any_retired.store(true, Release);
+    }
+
+    /// Frees the retired tables no thread can be using any more, releasing their entries.
+    /// Called on every add that searched and every removal that emptied an entry: one
+    /// load of a flag that is rarely set, and a lock tried only while a table waits.
+    fn drain(&self, guard: &Guard) {
+        if !self.any_retired.load(Acquire) {
+            return;
+        }
+        let Ok(mut retired) = self.retired.try_lock() else {
+            return;
+        };
+        retired.retain(|r| {
+            if !r.unreachable.load(Acquire) {
+                return true;
+            }
+            // SAFETY: every thread that could have loaded this table has unpinned since it
+            // was swapped out (the flag's `Acquire` pairs with its `Release` in the
+            // deferred function), and it is reachable from nowhere else: this thread owns
+            // it, and its boxes (each slot hands its box to this thread alone).
+            let table = unsafe { r.table.load(Relaxed, guard).into_owned() };
+            for slot in table.slots.iter() {
+                retire(slot.swap(epoch::Shared::null(), Relaxed, guard), guard);
+            }
+            false
+        });
+        self.any_retired.store(!retired.is_empty(), Release);
     }
 
     /// The cached entry of `value`, if the cache holds it (live or not: the caller checks
@@ -109,8 +238,8 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
     where
         'a: 'g,
     {
-        let slot = slot_of(value)?;
-        let shared = self.slots.get()?[slot].load(Acquire, guard);
+        let table = self.table(guard)?;
+        let shared = table.slots[slot_of(value, table.bits)?].load(Acquire, guard);
         // SAFETY: a non-null slot points to a `Cached` boxed by `offer`, published by its
         // `AcqRel` swap (this `Acquire` load sees its contents); a box taken out of its
         // slot is freed only through `guard.defer_destroy`, after every thread pinned
@@ -129,9 +258,10 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
         value: &T,
         entry: &Entry<'_, '_, T, AtomicU64>,
         after: u64,
+        distinct: impl FnOnce() -> u64,
         guard: &Guard,
     ) {
-        if let Some(slot) = self.wanted(value, after, guard)
+        if let Some(slot) = self.wanted(value, after, distinct, guard)
             // A node being removed refuses new references: leave the slot as it is.
             && let Some(entry) = entry.pin()
         {
@@ -146,25 +276,43 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
         value: &T,
         entry: RefEntry<'_, T, AtomicU64>,
         after: u64,
+        distinct: impl FnOnce() -> u64,
         guard: &Guard,
     ) {
-        match self.wanted(value, after, guard) {
+        match self.wanted(value, after, distinct, guard) {
             Some(slot) => put(slot, entry, guard),
             None => entry.release(guard),
         }
     }
 
     /// The slot an entry of `value` (its count `after` the add that found it) should
-    /// take, if any: see [`offer`](Self::offer).
-    fn wanted(&self, value: &T, after: u64, guard: &Guard) -> Option<&Atomic<Cached<T>>> {
-        let slot = &self.slots.get_or_init(empty_slots)[slot_of(value)?];
+    /// take, if any: see [`offer`](Self::offer). Where another value's live entry holds
+    /// it and this add could take it, the set's size (`distinct`) is looked at, and the
+    /// table resized if [`bits_for`] says so.
+    fn wanted<'g>(
+        &self,
+        value: &T,
+        after: u64,
+        distinct: impl FnOnce() -> u64,
+        guard: &'g Guard,
+    ) -> Option<&'g Atomic<Cached<T>>> {
+        let word = word_of(value)?;
+        self.drain(guard);
+        let table = self.table_or_new(guard);
+        let slot = &table.slots[slot_in(word, table.bits)];
         // SAFETY: as in `get`: loaded under `guard`, freed only after it unpins.
         match unsafe { slot.load(Acquire, guard).as_ref() } {
-            Some(held)
-                if held.entry.value().load(Relaxed) != DEAD
-                    && (held.entry.key() == value || !after.is_multiple_of(REPLACE_EVERY)) =>
-            {
-                None
+            Some(held) if held.entry.value().load(Relaxed) != DEAD => {
+                if held.entry.key() == value || !after.is_multiple_of(REPLACE_EVERY) {
+                    return None;
+                }
+                let bits = bits_for(distinct(), table.bits);
+                if bits != table.bits {
+                    // The new table's slots are empty: later adds fill them.
+                    self.resize(table, bits, guard);
+                    return None;
+                }
+                Some(slot)
             }
             _ => Some(slot),
         }
@@ -172,12 +320,17 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
 
     /// Empties `value`'s slot if it holds `value`'s entry and that entry is dead: called by
     /// whoever killed it, so that a removed value's node (and a large value's heap) is not
-    /// kept allocated by the cache until another value takes the slot.
+    /// kept allocated by the cache until another value takes the slot. (An entry in a
+    /// retired table is released when the table is drained, which this tries first.)
     pub(super) fn forget(&self, value: &T, guard: &Guard) {
-        let (Some(slot), Some(slots)) = (slot_of(value), self.slots.get()) else {
+        self.drain(guard);
+        let Some(table) = self.table(guard) else {
             return;
         };
-        let slot = &slots[slot];
+        let Some(slot) = slot_of(value, table.bits) else {
+            return;
+        };
+        let slot = &table.slots[slot];
         let held = slot.load(Acquire, guard);
         // SAFETY: as in `get`: loaded under `guard`, freed only after it unpins.
         let Some(cached) = (unsafe { held.as_ref() }) else {
@@ -192,6 +345,18 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
             // The exchange took `held` out of the slot, for this thread only.
             retire(held, guard);
         }
+    }
+
+    /// How many slots the table in use has (0 before the first entry is offered).
+    #[cfg(test)]
+    pub(super) fn slots(&self) -> usize {
+        self.table(&epoch::pin()).map_or(0, |t| t.slots.len())
+    }
+
+    /// How many retired tables wait to be drained.
+    #[cfg(test)]
+    pub(super) fn retired(&self) -> usize {
+        self.retired.lock().map_or(0, |r| r.len())
     }
 }
 
@@ -223,26 +388,32 @@ fn retire<T: 'static>(old: epoch::Shared<'_, Cached<T>>, guard: &Guard) {
 }
 
 impl<T: 'static> Drop for HotEntries<T> {
-    /// Releases every cached entry (rule 2: the list is still alive).
+    /// Releases every cached entry, in the table in use and in those retired (rule 2: the
+    /// list is still alive).
     fn drop(&mut self) {
-        let Some(slots) = self.slots.take() else {
-            return;
-        };
         let guard = &epoch::pin();
-        for slot in slots.iter() {
-            // SAFETY: `&mut self`: no other thread can read the slots any more, and every
-            // non-null one points to a box this cache owns.
-            let shared = slot.swap(epoch::Shared::null(), Relaxed, guard);
-            if !shared.is_null() {
-                let cached = unsafe { shared.into_owned() }.into_box();
-                cached.entry.release(guard);
+        let retired = self
+            .retired
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tables = std::iter::once(&self.table).chain(retired.iter().map(|r| &r.table));
+        for table in tables {
+            let table = table.swap(epoch::Shared::null(), Relaxed, guard);
+            if table.is_null() {
+                continue;
+            }
+            // SAFETY: `&mut self`: no other thread can reach the tables or their slots
+            // any more, and each non-null pointer is to a table or box this cache owns.
+            let table = unsafe { table.into_owned() };
+            for slot in table.slots.iter() {
+                let shared = slot.swap(epoch::Shared::null(), Relaxed, guard);
+                if !shared.is_null() {
+                    let cached = unsafe { shared.into_owned() }.into_box();
+                    cached.entry.release(guard);
+                }
             }
         }
     }
-}
-
-fn empty_slots<T>() -> Box<[Atomic<Cached<T>>]> {
-    (0..SLOTS).map(|_| Atomic::null()).collect()
 }
 
 /// `value` as a `U`, if `T` is `U`: a constant comparison of type ids once monomorphised.
@@ -273,9 +444,9 @@ pub(super) fn clone_is_free<T: 'static>() -> bool {
     word_types!(any_of) || any_of!(i128, u128)
 }
 
-/// The slot of `value`, for the types the cache can hash (see the module's docs): a
-/// Fibonacci hash of its bits, or of an FNV-1a hash of a string's bytes.
-fn slot_of<T: 'static>(value: &T) -> Option<usize> {
+/// The bits the cache hashes `value` by, for the types it can hash (see the module's
+/// docs): the value's own, or an FNV-1a hash of a string's bytes.
+fn word_of<T: 'static>(value: &T) -> Option<u64> {
     macro_rules! word {
         ($($t:ty),*) => {
             $(if let Some(&v) = as_type::<$t, T>(value) {
@@ -293,8 +464,17 @@ fn slot_of<T: 'static>(value: &T) -> Option<usize> {
             }
         };
     }
-    let word: u64 = word_types!(word)?;
-    Some((word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SLOT_BITS)) as usize)
+    word_types!(word)
+}
+
+/// The slot of `word` in a table of `1 << bits` slots: a Fibonacci hash.
+fn slot_in(word: u64, bits: u32) -> usize {
+    (word.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
+}
+
+/// The slot of `value` in a table of `1 << bits` slots, for the types the cache can hash.
+fn slot_of<T: 'static>(value: &T, bits: u32) -> Option<usize> {
+    word_of(value).map(|word| slot_in(word, bits))
 }
 
 #[cfg(test)]
@@ -303,12 +483,12 @@ mod tests {
 
     #[test]
     fn hashable_types_have_slots_and_others_none() {
-        assert!(slot_of(&5_i64).is_some());
-        assert!(slot_of(&'x').is_some());
-        assert!(slot_of(&String::from("a")).is_some());
-        assert!(slot_of(&u128::MAX).is_some());
-        assert_eq!(slot_of(&(1, 2)), None);
-        assert_eq!(slot_of(&"str"), None);
+        assert!(slot_of(&5_i64, MIN_BITS).is_some());
+        assert!(slot_of(&'x', MIN_BITS).is_some());
+        assert!(slot_of(&String::from("a"), MIN_BITS).is_some());
+        assert!(slot_of(&u128::MAX, MIN_BITS).is_some());
+        assert_eq!(slot_of(&(1, 2), MIN_BITS), None);
+        assert_eq!(slot_of(&"str", MIN_BITS), None);
     }
 
     #[test]
@@ -319,8 +499,38 @@ mod tests {
     }
 
     #[test]
+    fn tables_have_two_slots_per_value_between_the_limits_and_never_shrink_for_a_few() {
+        assert_eq!(bits_for(0, MIN_BITS), MIN_BITS);
+        assert_eq!(bits_for(101, MIN_BITS), MIN_BITS);
+        assert_eq!(bits_for(128, MIN_BITS), MIN_BITS);
+        assert_eq!(bits_for(129, MIN_BITS), 9);
+        assert_eq!(bits_for(5_000, MIN_BITS), 14);
+        assert_eq!(bits_for(5_000, 14), 14);
+        assert_eq!(bits_for(40_000, 10), MAX_BITS);
+        // Fewer values than before: the table stays as it is.
+        assert_eq!(bits_for(10, 12), 12);
+        // Far more values than the largest table holds: back to the smallest.
+        assert_eq!(bits_for(4 << MAX_BITS, 14), 14);
+        assert_eq!(bits_for((4 << MAX_BITS) + 1, 14), MIN_BITS);
+        assert_eq!(bits_for(u64::MAX, MIN_BITS), MIN_BITS);
+    }
+
+    #[test]
+    fn consecutive_values_fill_a_table_of_twice_their_number_without_collisions() {
+        for bits in [MIN_BITS, 12, MAX_BITS] {
+            let n = 1usize << (bits - 1);
+            let mut slots: Vec<usize> = (0..n as i64).filter_map(|v| slot_of(&v, bits)).collect();
+            slots.sort_unstable();
+            slots.dedup();
+            assert_eq!(slots.len(), n, "{bits} bits");
+        }
+    }
+
+    #[test]
     fn the_service_values_take_distinct_slots() {
-        let mut slots: Vec<usize> = (0..=100_i64).filter_map(|v| slot_of(&v)).collect();
+        let mut slots: Vec<usize> = (0..=100_i64)
+            .filter_map(|v| slot_of(&v, MIN_BITS))
+            .collect();
         slots.sort_unstable();
         slots.dedup();
         assert_eq!(slots.len(), 101);

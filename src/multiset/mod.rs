@@ -656,7 +656,8 @@ where
             match add_to(entry.value(), n) {
                 Added::To(after, color) => {
                     record(buckets, color);
-                    self.hot.offer(value, &entry, after, guard);
+                    self.hot
+                        .offer(value, &entry, after, || self.distinct_len(), guard);
                     return Ok((after, keep.then(|| entry.pin()).flatten()));
                 }
                 Added::Overflow(count) => return Err(count),
@@ -685,7 +686,8 @@ where
                     let kept = if keep {
                         Some(entry)
                     } else {
-                        self.hot.offer_owned(value, entry, after, guard);
+                        self.hot
+                            .offer_owned(value, entry, after, || self.distinct_len(), guard);
                         None
                     };
                     record(buckets, color);
@@ -1273,6 +1275,53 @@ where
             .field("len", &self.len())
             .field("distinct_len", &self.distinct_len())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod hot_tests {
+    use super::*;
+
+    /// The shared cache of a set of 5,000 values, each added often, grows to two slots per
+    /// value, shrinks back to 256 once the set holds far more values, and frees the tables it
+    /// replaced once no thread can be reading them; every count stays exact.
+    #[test]
+    fn the_shared_cache_grows_shrinks_and_frees_what_it_replaced() {
+        let set = SortedMultiset::new();
+        let add_rounds = |rounds: i64| {
+            for round in 0..rounds {
+                for v in 0..5_000i64 {
+                    set.insert((v * 7 + round) % 5_000);
+                }
+            }
+        };
+        add_rounds(64);
+        assert_eq!(set.hot.slots(), 1 << hot::MAX_BITS);
+        assert!((0..5_000).all(|v| set.count(&v) == 64));
+        // Far more values, of which more than the table's slots are added often: they
+        // collide, and an add that could take another value's slot looks at the size.
+        set.extend(10_000..80_000i64);
+        for _ in 0..32 {
+            (10_000..30_000i64).for_each(|v| _ = set.insert(v));
+        }
+        assert_eq!(set.hot.slots(), 1 << hot::MIN_BITS);
+        add_rounds(64);
+        assert!((0..5_000).all(|v| set.count(&v) == 128));
+        assert!((10_000..30_000).all(|v| set.count(&v) == 33));
+        let base = 5_000 * 128 + 70_000 + 20_000 * 32;
+        assert_eq!(set.len(), base);
+        // Each resize retired a table; later adds drain those no pinned thread can reach.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut v = 0i64;
+        while set.hot.retired() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "retired tables never drained"
+            );
+            set.insert(v % 5_000);
+            v += 1;
+        }
+        assert_eq!(set.len(), base + v as u64);
     }
 }
 
