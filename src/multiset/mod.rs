@@ -139,8 +139,9 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 ///
 /// A set of primitive integers, `char`, `bool` or `String` values keeps a shared cache of
 /// the entries its writers hit (256 slots: 2 KiB, allocated when the first entry is
-/// offered to it, plus 16 bytes per slot in use), so that `insert`, `remove` and `count`
-/// of a repeated value skip the search. Whoever empties a cached entry takes it out of
+/// offered to it, plus 16 bytes per slot in use; grown to two slots per distinct value, up
+/// to 16,384 slots, while the set holds few enough values), so that `insert`, `remove` and
+/// `count` of a repeated value skip the search. Whoever empties a cached entry takes it out of
 /// the cache, so removed values are freed as above; a search that found an entry just
 /// before its last occurrence was removed may still cache it afterwards, which keeps that
 /// one node until another value takes its slot.
