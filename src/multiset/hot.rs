@@ -55,10 +55,17 @@ pub(super) const MAX_BITS: u32 = 14;
 /// `MAX_BITS`; and back to `MIN_BITS` once the set has four times as many values as the
 /// largest cache has slots, where a cache holds a small part of the set whatever its size
 /// and its slots are best left to the often-added values (see [`REPLACE_EVERY`]), in a
-/// table small enough to stay in the core's cache.
+/// table small enough to stay in the core's cache. It grows only while the set has at most
+/// twice as many values as the largest cache has slots: between that and the shrink a
+/// table stays as it is, so a set whose size hovers around either threshold does not
+/// resize back and forth (from one resize to the next the set gains or loses at least
+/// 32,768 values).
 pub(super) fn bits_for(distinct: u64, current: u32) -> u32 {
     if distinct > 4 << MAX_BITS {
         return MIN_BITS;
+    }
+    if distinct > 2 << MAX_BITS {
+        return current;
     }
     let wanted = (2 * distinct).next_power_of_two().trailing_zeros();
     wanted.clamp(MIN_BITS, MAX_BITS).max(current)
@@ -506,7 +513,11 @@ mod tests {
         assert_eq!(bits_for(129, MIN_BITS), 9);
         assert_eq!(bits_for(5_000, MIN_BITS), 14);
         assert_eq!(bits_for(5_000, 14), 14);
-        assert_eq!(bits_for(40_000, 10), MAX_BITS);
+        assert_eq!(bits_for(30_000, 10), MAX_BITS);
+        // Between growing and shrinking: as it is, whichever side it came from.
+        assert_eq!(bits_for(40_000, 10), 10);
+        assert_eq!(bits_for(40_000, MIN_BITS), MIN_BITS);
+        assert_eq!(bits_for(40_000, MAX_BITS), MAX_BITS);
         // Fewer values than before: the table stays as it is.
         assert_eq!(bits_for(10, 12), 12);
         // Far more values than the largest table holds: back to the smallest.
