@@ -29,8 +29,9 @@ const RESIZE_CHECK: u32 = 256;
 ///
 /// The cache starts with 256 slots (4 KiB) and, when values keep evicting each other, is
 /// resized to two slots per distinct value of the set (while it holds at most 32,768), up
-/// to 16,384 slots (256 KiB), and back to 256 once the set holds more than 65,536 values. A cached entry that another thread removes stays allocated until this
-/// handle evicts it or is dropped: at most one node per slot.
+/// to 16,384 slots (256 KiB), and back to 256 once the set holds more than 65,536 values.
+/// A cached entry that another thread removes stays allocated until this handle evicts it
+/// or is dropped: at most one node per slot.
 ///
 /// # Examples
 ///
