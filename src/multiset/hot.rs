@@ -203,8 +203,12 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
         let old = self.table.swap(Owned::new(Table::new(bits)), AcqRel, guard);
         let unreachable = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&unreachable);
-        // Runs once every thread pinned now has unpinned: none can still hold `old`.
+        // Runs once every thread pinned now has unpinned: none can still hold `old`. Flushed
+        // to the global queue at once, where any thread's pin may run it: left in this
+        // thread's bag, it would wait for 63 more deferred frees of this thread, which a
+        // thread that only reads from now on never makes.
         guard.defer(move || flag.store(true, Release));
+        guard.flush();
         retired.push(Retired {
             table: Atomic::from(old),
             unreachable,
@@ -213,8 +217,9 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
     }
 
     /// Frees the retired tables no thread can be using any more, releasing their entries.
-    /// Called on every add that searched and every removal that emptied an entry: one
-    /// load of a flag that is rarely set, and a lock tried only while a table waits.
+    /// Called on every use of the cache (an add, `count` or removal that looks in it, an
+    /// add that searched, a removal that emptied an entry): one load of a flag that is
+    /// rarely set, and a lock tried only while a table waits.
     fn drain(&self, guard: &Guard) {
         if !self.any_retired.load(Acquire) {
             return;
@@ -245,6 +250,7 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
     where
         'a: 'g,
     {
+        self.drain(guard);
         let table = self.table(guard)?;
         let shared = table.slots[slot_of(value, table.bits)?].load(Acquire, guard);
         // SAFETY: a non-null slot points to a `Cached` boxed by `offer`, published by its
@@ -327,30 +333,29 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
 
     /// Empties `value`'s slot if it holds `value`'s entry and that entry is dead: called by
     /// whoever killed it, so that a removed value's node (and a large value's heap) is not
-    /// kept allocated by the cache until another value takes the slot. (An entry in a
-    /// retired table is released when the table is drained, which this tries first.)
+    /// kept allocated by the cache until another value takes the slot. Its slot in a table
+    /// a resize retired, which waits for the threads that may still read it, is emptied too
+    /// (a review found a removed 4 MiB string kept by one until the next add).
     pub(super) fn forget(&self, value: &T, guard: &Guard) {
         self.drain(guard);
-        let Some(table) = self.table(guard) else {
+        let Some(word) = word_of(value) else {
             return;
         };
-        let Some(slot) = slot_of(value, table.bits) else {
-            return;
-        };
-        let slot = &table.slots[slot];
-        let held = slot.load(Acquire, guard);
-        // SAFETY: as in `get`: loaded under `guard`, freed only after it unpins.
-        let Some(cached) = (unsafe { held.as_ref() }) else {
-            return;
-        };
-        if cached.entry.key() == value
-            && cached.entry.value().load(Relaxed) == DEAD
-            && slot
-                .compare_exchange(held, epoch::Shared::null(), AcqRel, Acquire, guard)
-                .is_ok()
-        {
-            // The exchange took `held` out of the slot, for this thread only.
-            retire(held, guard);
+        if let Some(table) = self.table(guard) {
+            forget_in(table, word, value, guard);
+        }
+        if self.any_retired.load(Acquire) {
+            let retired = self
+                .retired
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for r in retired.iter() {
+                // SAFETY: a retired table is freed only by `drain` (or `Drop`, which has
+                // `&mut self`), under this lock, which this thread holds.
+                if let Some(table) = unsafe { r.table.load(Acquire, guard).as_ref() } {
+                    forget_in(table, word, value, guard);
+                }
+            }
         }
     }
 
@@ -364,6 +369,42 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
     #[cfg(test)]
     pub(super) fn retired(&self) -> usize {
         self.retired.lock().map_or(0, |r| r.len())
+    }
+
+    /// Whether a retired table holds an entry of `value`.
+    #[cfg(test)]
+    pub(super) fn retired_holds(&self, value: &T) -> bool {
+        let guard = &epoch::pin();
+        let (Some(word), Ok(retired)) = (word_of(value), self.retired.lock()) else {
+            return false;
+        };
+        retired.iter().any(|r| {
+            // SAFETY: as in `forget`: freed only under the lock this thread holds.
+            unsafe { r.table.load(Acquire, guard).as_ref() }.is_some_and(|table| {
+                let held = table.slots[slot_in(word, table.bits)].load(Acquire, guard);
+                // SAFETY: as in `get`.
+                unsafe { held.as_ref() }.is_some_and(|c| c.entry.key() == value)
+            })
+        })
+    }
+}
+
+/// [`HotEntries::forget`] in one table, for `value` whose hash is `word`.
+fn forget_in<T: Ord + 'static>(table: &Table<T>, word: u64, value: &T, guard: &Guard) {
+    let slot = &table.slots[slot_in(word, table.bits)];
+    let held = slot.load(Acquire, guard);
+    // SAFETY: as in `get`: loaded under `guard`, freed only after it unpins.
+    let Some(cached) = (unsafe { held.as_ref() }) else {
+        return;
+    };
+    if cached.entry.key() == value
+        && cached.entry.value().load(Relaxed) == DEAD
+        && slot
+            .compare_exchange(held, epoch::Shared::null(), AcqRel, Acquire, guard)
+            .is_ok()
+    {
+        // The exchange took `held` out of the slot, for this thread only.
+        retire(held, guard);
     }
 }
 

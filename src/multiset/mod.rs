@@ -1324,6 +1324,59 @@ mod hot_tests {
         }
         assert_eq!(set.len(), base + v as u64);
     }
+
+    /// A value removed just after a resize, while the replaced table still waits for the
+    /// threads that may read it, is taken out of that table too; and once they have unpinned,
+    /// reads through the cache alone free the table. (A review found a removed 4 MiB string
+    /// kept by a retired table until the next add.)
+    #[test]
+    fn a_value_removed_right_after_a_shrink_leaves_the_retired_table_too() {
+        let set = SortedMultiset::new();
+        for round in 0..64i64 {
+            for v in 0..5_000i64 {
+                set.insert((v * 7 + round) % 5_000);
+            }
+        }
+        assert_eq!(set.hot.slots(), 1 << hot::MAX_BITS);
+        set.extend(10_000..80_000i64);
+        // The first table, which the growth retired, freed by reads.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while set.hot.retired() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reads never freed the table"
+            );
+            assert_eq!(set.count(&1), 64);
+        }
+        // Held from before the shrink: the replaced table cannot be freed while it is.
+        let hold = epoch::pin();
+        let mut adds = 0u64;
+        while set.hot.slots() != 1 << hot::MIN_BITS {
+            set.insert(10_000 + (adds % 20_000) as i64);
+            adds += 1;
+            assert!(adds < 2_000_000, "no shrink");
+        }
+        assert_eq!(set.hot.retired(), 1);
+        assert!(
+            set.hot.retired_holds(&0),
+            "the replaced table did not cache 0"
+        );
+        assert_eq!(set.remove_all(&0), 64);
+        assert!(
+            !set.hot.retired_holds(&0),
+            "the retired table keeps a removed value"
+        );
+        assert_eq!(set.hot.retired(), 1);
+        drop(hold);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while set.hot.retired() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "reads never freed the table"
+            );
+            assert_eq!(set.count(&1), 64);
+        }
+    }
 }
 
 #[cfg(test)]
