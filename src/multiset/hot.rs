@@ -235,10 +235,7 @@ impl<T: Ord + Send + 'static> HotEntries<T> {
             // was swapped out (the flag's `Acquire` pairs with its `Release` in the
             // deferred function), and it is reachable from nowhere else: this thread owns
             // it, and its boxes (each slot hands its box to this thread alone).
-            let table = unsafe { r.table.load(Relaxed, guard).into_owned() };
-            for slot in table.slots.iter() {
-                retire(slot.swap(epoch::Shared::null(), Relaxed, guard), guard);
-            }
+            empty(unsafe { r.table.load(Relaxed, guard).into_owned() }, guard);
             false
         });
         self.any_retired.store(!retired.is_empty(), Release);
@@ -451,16 +448,17 @@ impl<T: 'static> Drop for HotEntries<T> {
                 continue;
             }
             // SAFETY: `&mut self`: no other thread can reach the tables or their slots
-            // any more, and each non-null pointer is to a table or box this cache owns.
-            let table = unsafe { table.into_owned() };
-            for slot in table.slots.iter() {
-                let shared = slot.swap(epoch::Shared::null(), Relaxed, guard);
-                if !shared.is_null() {
-                    let cached = unsafe { shared.into_owned() }.into_box();
-                    cached.entry.release(guard);
-                }
-            }
+            // any more, and each non-null pointer is to a table this cache owns.
+            empty(unsafe { table.into_owned() }, guard);
         }
+    }
+}
+
+/// Retires every entry of a table that no other thread can reach any more (its slots
+/// hand each box to this thread alone), and frees the table.
+fn empty<T: 'static>(table: Owned<Table<T>>, guard: &Guard) {
+    for slot in table.slots.iter() {
+        retire(slot.swap(epoch::Shared::null(), Relaxed, guard), guard);
     }
 }
 

@@ -1283,20 +1283,22 @@ where
 mod hot_tests {
     use super::*;
 
+    /// Adds each of 0..5,000 once per round, `rounds` times.
+    fn add_rounds(set: &SortedMultiset<i64>, rounds: i64) {
+        for round in 0..rounds {
+            for v in 0..5_000i64 {
+                set.insert((v * 7 + round) % 5_000);
+            }
+        }
+    }
+
     /// The shared cache of a set of 5,000 values, each added often, grows to two slots per
     /// value, shrinks back to 256 once the set holds far more values, and frees the tables it
     /// replaced once no thread can be reading them; every count stays exact.
     #[test]
     fn the_shared_cache_grows_shrinks_and_frees_what_it_replaced() {
         let set = SortedMultiset::new();
-        let add_rounds = |rounds: i64| {
-            for round in 0..rounds {
-                for v in 0..5_000i64 {
-                    set.insert((v * 7 + round) % 5_000);
-                }
-            }
-        };
-        add_rounds(64);
+        add_rounds(&set, 64);
         assert_eq!(set.hot.slots(), 1 << hot::MAX_BITS);
         assert!((0..5_000).all(|v| set.count(&v) == 64));
         // Far more values, of which more than the table's slots are added often: they
@@ -1306,7 +1308,7 @@ mod hot_tests {
             (10_000..30_000i64).for_each(|v| _ = set.insert(v));
         }
         assert_eq!(set.hot.slots(), 1 << hot::MIN_BITS);
-        add_rounds(64);
+        add_rounds(&set, 64);
         assert!((0..5_000).all(|v| set.count(&v) == 128));
         assert!((10_000..30_000).all(|v| set.count(&v) == 33));
         let base = 5_000 * 128 + 70_000 + 20_000 * 32;
@@ -1332,11 +1334,7 @@ mod hot_tests {
     #[test]
     fn a_value_removed_right_after_a_shrink_leaves_the_retired_table_too() {
         let set = SortedMultiset::new();
-        for round in 0..64i64 {
-            for v in 0..5_000i64 {
-                set.insert((v * 7 + round) % 5_000);
-            }
-        }
+        add_rounds(&set, 64);
         assert_eq!(set.hot.slots(), 1 << hot::MAX_BITS);
         set.extend(10_000..80_000i64);
         // Reads through the cache, until no retired table is left (within a deadline).
