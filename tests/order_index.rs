@@ -16,6 +16,10 @@ use sortd::SortedMultiset;
 mod progress;
 use progress::Progress;
 
+/// Distinct values per bucket when an index is planned (the library's `index::BUCKET`): the
+/// tests that place a value on a bound of the plan count with it.
+const PLANNED: i64 = 16;
+
 /// Every statistic of `set` against `model`, at some ranges and positions drawn by `rng`.
 fn check_exact(
     set: &SortedMultiset<i64>,
@@ -791,9 +795,10 @@ fn a_panicking_ord_while_a_write_finds_its_bucket_changes_nothing() {
     let set = SortedMultiset::from_iter((0..10_000i64).map(|v| Touchy(2 * v))).into_indexed();
     assert!(set.build_index());
     let mut model: BTreeMap<i64, u64> = (0..10_000i64).map(|v| (2 * v, 1)).collect();
-    // A bound of the plan (every 64th value: 766 is the sixth) that is not a fence (every
-    // 16th bound), removed so that no skip-list search compares with it any more.
-    let bound = 2 * (6 * 64 - 1);
+    // A bound of the plan (every `PLANNED`-th value: the sixth is value `2 * (6 * PLANNED -
+    // 1)`) that is not a fence (every 16th bound), removed so that no skip-list search
+    // compares with it any more.
+    let bound = 2 * (6 * PLANNED - 1);
     assert_eq!(set.remove_all(&Touchy(bound)), 1);
     model.remove(&bound);
     let check = |set: &SortedMultiset<Touchy>, model: &BTreeMap<i64, u64>, what: &str| {
@@ -877,8 +882,9 @@ fn a_panicking_ord_while_a_write_finds_its_bucket_changes_nothing() {
         check(&set, &model, &format!("after a {what} that went through"));
     }
     // A drain goes value by value; the first value whose block of bounds holds the
-    // poisoned one (every value from the plan's first bound, 126, on) panics before it
-    // changes: the values below it are gone, every one counted, and the rest stay.
+    // poisoned one (every value from the plan's first bound, `2 * (PLANNED - 1)`, on)
+    // panics before it changes: the values below it are gone, every one counted, and the
+    // rest stay.
     POISON.with(|p| p.set(Some(bound)));
     let drained = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| set.drain_runs()));
     POISON.with(|p| p.set(None));
@@ -886,7 +892,7 @@ fn a_panicking_ord_while_a_write_finds_its_bucket_changes_nothing() {
         drained.is_err(),
         "the drain did not meet the poisoned bound"
     );
-    model.retain(|&v, _| v >= 2 * 63);
+    model.retain(|&v, _| v >= 2 * (PLANNED - 1));
     check(&set, &model, "after a panicking drain");
     let rest = set.drain_runs();
     assert_eq!(rest.len(), model.len(), "the rest drains");

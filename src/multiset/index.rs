@@ -86,10 +86,10 @@ pub(super) const ACTIVATE: u64 = 4096;
 
 /// Distinct values per bucket when an index is planned. A count walks at most two
 /// buckets, which hold about twice this many by the time the next rebuild is due.
-pub(super) const BUCKET: usize = 64;
+pub(super) const BUCKET: usize = 16;
 
-/// Buckets per group.
-pub(super) const GROUP: usize = 256;
+/// Buckets per group, and groups per group of the next level.
+pub(super) const GROUP: usize = 64;
 
 /// Bounds per fence, and fences per fence of the next level up: the width of one step of
 /// a bucket's search, whose comparisons are independent of each other (so their loads
@@ -135,25 +135,50 @@ pub(super) struct Index<T> {
     /// FENCE` of block `(j + FENCE - 1) / FENCE`): a write prefetches its block's
     /// counters with the block's bounds, before it knows which lane is its own.
     buckets: Box<[Lanes]>,
-    /// Occurrences per group, one set per shard: every write in a group's thousands of
-    /// values updates its counter, so threads keep their own (a writer adds to its
-    /// shard's, readers sum the shards). Signed and wrapping, like the bucket counters:
-    /// a shard may record removals of what another shard's thread inserted, and only sums
-    /// mean anything; they are taken wrapping too, so they are exact whenever the true
-    /// total fits an `i64`.
+    /// Occurrences per group of buckets, level by level: `levels[0]` per [`GROUP`]
+    /// buckets, `levels[1]` per `GROUP` of those, and so on up to a level of at most
+    /// `GROUP` groups. A count adds whole groups at the highest level that fits, so it reads
+    /// at most `GROUP - 1` counters per level at either end of its range (a few hundred
+    /// loads at ten million values, all independent of each other) instead of one per
+    /// bucket or per group of a single level.
+    levels: Box<[Level]>,
+}
+
+/// One level of group counters: occurrences per group of `span` buckets, one set per
+/// shard. Every write in a group's values updates its counter, and at the upper levels
+/// every write at all, so threads keep their own (a writer adds to its shard's, readers
+/// sum the shards). Signed and wrapping, like the bucket counters: a shard may record
+/// removals of what another shard's thread inserted, and only sums mean anything; they
+/// are taken wrapping too, so they are exact whenever the true total fits an `i64`.
+struct Level {
+    /// Buckets per group.
+    span: usize,
+    /// `shards[s][g]`: what threads of shard `s` recorded in group `g`.
     shards: Box<[Box<[AtomicI64]>]>,
 }
 
 impl<T: Ord + Clone> Index<T> {
     fn new(color: u64, bounds: Vec<T>) -> Index<T> {
         let buckets = bounds.len() + 1;
-        let groups = buckets.div_ceil(GROUP);
-        let zeros = |n: usize| (0..n).map(|_| AtomicI64::new(0)).collect();
         let mut fences: Vec<Box<[T]>> = Vec::new();
         let mut level: &[T] = &bounds;
         while level.len() > FENCE {
             fences.push(level.iter().step_by(FENCE).cloned().collect());
             level = fences.last().map_or(&[], |f| f);
+        }
+        let mut levels = Vec::new();
+        let mut span = GROUP;
+        loop {
+            let groups = buckets.div_ceil(span);
+            let zeros = || (0..groups).map(|_| AtomicI64::new(0)).collect();
+            levels.push(Level {
+                span,
+                shards: (0..striped::shard_count()).map(|_| zeros()).collect(),
+            });
+            if groups <= GROUP {
+                break;
+            }
+            span *= GROUP;
         }
         Index {
             color,
@@ -162,7 +187,7 @@ impl<T: Ord + Clone> Index<T> {
             buckets: (0..Self::lane_of(buckets - 1).0 + 1)
                 .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicI64::new(0))))
                 .collect(),
-            shards: (0..striped::shard_count()).map(|_| zeros(groups)).collect(),
+            levels: levels.into_boxed_slice(),
         }
     }
 }
@@ -233,7 +258,15 @@ impl<T: Ord> Index<T> {
     /// reader that sees the delta sees the leaf's change before it.
     fn add_bucket(&self, j: usize, delta: i64) {
         self.counter(j).fetch_add(delta, Release);
-        self.shards[striped::thread_shard(self.shards.len())][j / GROUP].fetch_add(delta, Release);
+        let shard = self.shard();
+        for level in &self.levels {
+            level.shards[shard][j / level.span].fetch_add(delta, Release);
+        }
+    }
+
+    /// This thread's shard of the group counters.
+    fn shard(&self) -> usize {
+        striped::thread_shard(self.levels[0].shards.len())
     }
 
     /// Where `value`'s bucket is, found as far as its block of bounds, whose cache lines
@@ -254,6 +287,14 @@ impl<T: Ord> Index<T> {
         if let Some(lanes) = lanes {
             prefetch_all(&lanes[..]);
         }
+        // And the group counters this write adds to: those of the block's first bucket,
+        // which are its own but when the block straddles a group's end.
+        let (first, shard) = (block.map_or(0, |b| b + 1), self.shard());
+        for level in &self.levels {
+            prefetch_all(std::slice::from_ref(
+                &level.shards[shard][first / level.span],
+            ));
+        }
         Spot(block)
     }
 
@@ -268,36 +309,55 @@ impl<T: Ord> Index<T> {
         self.counter(j).load(Acquire)
     }
 
-    /// Occurrences recorded in group `g`.
-    pub(super) fn group_sum(&self, g: usize) -> i64 {
-        self.shards
-            .iter()
-            .fold(0i64, |acc, s| acc.wrapping_add(s[g].load(Acquire)))
+    /// Levels of counters: 0 for the buckets, `k` for `levels[k - 1]`.
+    pub(super) fn depth(&self) -> usize {
+        self.levels.len()
     }
 
-    /// Occurrences recorded in buckets `from..to`: whole groups by their counters, the
-    /// buckets at either end by theirs. Each counter is read once.
-    pub(super) fn sum(&self, from: usize, to: usize) -> i64 {
-        if from >= to {
-            return 0;
-        }
-        let buckets = |range: std::ops::Range<usize>| {
-            range.fold(0i64, |acc, j| {
+    /// Buckets per counter at level `k` (see [`depth`](Self::depth)).
+    pub(super) fn span(&self, k: usize) -> usize {
+        k.checked_sub(1).map_or(1, |k| self.levels[k].span)
+    }
+
+    /// Occurrences recorded in counters `units` of level `k`: buckets `units` at level 0,
+    /// else groups `units` of that level, every shard's. Each counter is read once.
+    pub(super) fn units_sum(&self, k: usize, units: std::ops::Range<usize>) -> i64 {
+        let Some(level) = k.checked_sub(1).map(|k| &self.levels[k]) else {
+            return units.fold(0i64, |acc, j| {
                 acc.wrapping_add(self.counter(j).load(Acquire))
-            })
+            });
         };
-        let (first_group, last_group) = (from.div_ceil(GROUP), to / GROUP);
-        if first_group >= last_group {
-            return buckets(from..to);
-        }
-        let middle = self.shards.iter().fold(0i64, |acc, s| {
-            s[first_group..last_group]
+        level.shards.iter().fold(0i64, |acc, shard| {
+            shard[units.clone()]
                 .iter()
                 .fold(acc, |acc, g| acc.wrapping_add(g.load(Acquire)))
-        });
-        buckets(from..first_group * GROUP)
-            .wrapping_add(middle)
-            .wrapping_add(buckets(last_group * GROUP..to))
+        })
+    }
+
+    /// Occurrences recorded in buckets `from..to`: from each end, the buckets up to the
+    /// first group boundary, then the groups up to the next level's boundary, and so on,
+    /// the rest by the highest level's counters. Each counter is read once.
+    pub(super) fn sum(&self, from: usize, to: usize) -> i64 {
+        let (mut lo, mut hi, mut total) = (from, to, 0i64);
+        // At level `k`, `lo` and `hi` are multiples of its span (or the range is empty).
+        for k in 0..=self.depth() {
+            if lo >= hi {
+                break;
+            }
+            let span = self.span(k);
+            let (up, down) = if k == self.depth() {
+                (hi, hi)
+            } else {
+                let next = self.span(k + 1);
+                let up = lo.next_multiple_of(next).min(hi);
+                (up, (hi / next * next).max(up))
+            };
+            total = total
+                .wrapping_add(self.units_sum(k, lo / span..up / span))
+                .wrapping_add(self.units_sum(k, down / span..hi / span));
+            (lo, hi) = (up, down);
+        }
+        total
     }
 }
 
@@ -893,7 +953,7 @@ fn recolor(count: &AtomicU64, color: u64) -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use super::{FENCE, Index};
+    use super::{FENCE, GROUP, Index};
 
     /// The fences' scans find the bucket a binary search of every bound finds, at every
     /// depth of fences and at every place in a block, and each bucket has its own counter.
@@ -931,6 +991,60 @@ mod tests {
             }
             let b = index.buckets() as i64;
             assert_eq!(index.sum(0, index.buckets()), b * (b + 1) / 2);
+        }
+    }
+
+    /// Sums over every kind of range (within a bucket's group, across group boundaries of
+    /// each level, to either end) add up exactly what was recorded, at one, two and three
+    /// levels of groups, and each level has as many groups as its span needs.
+    #[test]
+    fn sums_take_each_level_exactly_once() {
+        use rand::{RngExt, SeedableRng};
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+        for buckets in [1, GROUP, GROUP * GROUP + 1, GROUP * GROUP * GROUP + 7] {
+            let index = Index::new(0, (0..buckets as i64 - 1).collect());
+            let depth = (1..).take_while(|d| GROUP.pow(*d) < buckets).count().max(1);
+            assert_eq!(index.depth(), depth, "{buckets} buckets");
+            for k in 1..=depth {
+                let groups = buckets.div_ceil(index.span(k));
+                assert_eq!(index.levels[k - 1].shards[0].len(), groups);
+            }
+            let mut model = vec![0i64; buckets];
+            for _ in 0..20_000 {
+                let j = rng.random_range(0..buckets);
+                let delta = rng.random_range(-3..10);
+                index.add_bucket(j, delta);
+                model[j] += delta;
+            }
+            let mut prefix = vec![0i64];
+            for n in &model {
+                prefix.push(prefix.last().copied().unwrap_or(0) + n);
+            }
+            let mut ends: Vec<usize> = (0..4)
+                .flat_map(|k| {
+                    let span = GROUP.pow(k);
+                    [
+                        span - 1,
+                        span,
+                        span + 1,
+                        2 * span,
+                        buckets - span.min(buckets),
+                    ]
+                })
+                .chain([0, buckets])
+                .filter(|&e| e <= buckets)
+                .collect();
+            ends.extend((0..200).map(|_| rng.random_range(0..=buckets)));
+            for &from in &ends {
+                for &to in &ends {
+                    let want = if from < to {
+                        prefix[to] - prefix[from]
+                    } else {
+                        0
+                    };
+                    assert_eq!(index.sum(from, to), want, "{buckets} buckets, {from}..{to}");
+                }
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use std::ops::{Bound, ControlFlow, RangeBounds};
 
 use crossbeam_epoch as epoch;
 
-use super::index::{GROUP, Index};
+use super::index::Index;
 use super::{SortedMultiset, is_empty_range, iter, live_count};
 
 /// Totals at which the index is no longer used (its sums are exact while they fit an
@@ -335,13 +335,17 @@ where
         let buckets = index.buckets();
         while found.len() < targets.len() && j < buckets {
             let target = i128::from(targets[found.len()]);
-            if j % GROUP == 0 {
-                let group = i128::from(index.group_sum(j / GROUP));
-                if before + group <= target {
-                    before += group;
-                    j += GROUP;
-                    continue;
-                }
+            // Pass the largest group that starts here and holds no target, if any.
+            let skip = (1..=index.depth()).rev().find_map(|k| {
+                let span = index.span(k);
+                let group = (j % span == 0)
+                    .then(|| i128::from(index.units_sum(k, j / span..j / span + 1)))?;
+                (before + group <= target).then_some((span, group))
+            });
+            if let Some((span, group)) = skip {
+                before += group;
+                j += span;
+                continue;
             }
             let bucket = i128::from(index.bucket_sum(j));
             if before + bucket <= target {
