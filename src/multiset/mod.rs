@@ -160,8 +160,9 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 /// Order statistics walk: [`rank`] and [`count_range`] cost O(d) for the distinct values
 /// they pass, [`select`] and [`quantiles`] those up to the answer; a [`page`] costs one
 /// search plus its runs. On an [indexed](Self::indexed) multiset with its index built they
-/// add up O(d / 16,384) group counters and O(256) bucket counters and walk at most two
-/// buckets of about 64 values: about 10 µs at 10 million distinct values.
+/// add up O(log d) counters (at most 63 per level of groups of 64, and of buckets, at each
+/// end of the range) and walk at most two buckets of 16 to 32 values: about 10 µs at 10
+/// million distinct values.
 ///
 /// [`insert`]: SortedMultiset::insert
 /// [`insert_n`]: SortedMultiset::insert_n
