@@ -185,3 +185,84 @@ fn paged_scans_lose_and_repeat_nothing_under_writes() {
         }
     });
 }
+
+/// On a plain multiset a sum reads each value's count itself, so a change that `count`
+/// has already shown is in every later sum: the bound "at least its value when the call
+/// started" in its strongest form, checked against a value that writers insert and remove
+/// while the reader watches it through `count`. (An indexed multiset records a change in
+/// its counters a moment after the leaf changes, so there the bound is stated by the
+/// writes that returned before the call: `tests/order_index.rs` checks that form.)
+#[test]
+fn a_change_count_has_shown_is_in_every_later_sum_of_a_plain_set() {
+    const BELOW: u64 = 2_000;
+    let set = SortedMultiset::new();
+    set.extend(0..2 * BELOW as i64);
+    let x = BELOW as i64; // `BELOW` values below it, each once.
+    set.insert_n(x, 1 << 20);
+    let rest = 2 * BELOW - 1; // the other values, each once
+    for (grow, writers) in [(true, 2u64), (false, 2)] {
+        let stop = AtomicBool::new(false);
+        thread::scope(|s| {
+            for _ in 0..writers {
+                let (set, stop) = (&set, &stop);
+                s.spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        for _ in 0..64 {
+                            if grow {
+                                set.insert(x);
+                            } else {
+                                set.remove(&x);
+                            }
+                        }
+                    }
+                });
+            }
+            // Stops the writers however the reads end, a failed assertion included (else
+            // the scope would wait for them forever).
+            struct Stop<'a>(&'a AtomicBool);
+            impl Drop for Stop<'_> {
+                fn drop(&mut self) {
+                    self.0.store(true, Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(&stop);
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+            let mut reads = 0u64;
+            while reads < 2_000 && std::time::Instant::now() < deadline {
+                let seen = set.count(&x);
+                let whole = set.count_range(..);
+                let above = set.rank(&(x + 1));
+                let picked = set.select(BELOW + seen - 1);
+                let next = set.select(BELOW + seen);
+                if grow {
+                    assert!(
+                        whole >= rest + seen,
+                        "count_range(..) = {whole} after count {seen}"
+                    );
+                    assert!(
+                        above >= BELOW + seen,
+                        "rank(x + 1) = {above} after count {seen}"
+                    );
+                    assert_eq!(
+                        picked,
+                        Some(x),
+                        "select(BELOW + count - 1) after count {seen}"
+                    );
+                } else {
+                    assert!(
+                        whole <= rest + seen,
+                        "count_range(..) = {whole} after count {seen}"
+                    );
+                    assert!(
+                        above <= BELOW + seen,
+                        "rank(x + 1) = {above} after count {seen}"
+                    );
+                    assert_ne!(next, Some(x), "select(BELOW + count) after count {seen}");
+                }
+                reads += 1;
+            }
+            assert!(reads >= 20, "only {reads} reads in the time given");
+        });
+        assert_eq!(set.count_range(..), rest + set.count(&x));
+    }
+}

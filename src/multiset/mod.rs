@@ -94,7 +94,13 @@ pub const MAX_COUNT: u64 = COUNT_MASK - 1;
 ///   value when the call returned (with only removals, the reverse), and `select(k)`
 ///   returns a value `u` with `rank(u) <= k` at the start and `k < rank(u) + count(u)` at
 ///   the return (with only removals, the reverse: `rank(u) <= k` at the return and
-///   `k < rank(u) + count(u)` at the start). A [`page`] scan, followed page by page through each page's `next`
+///   `k < rank(u) + count(u)` at the start). On an indexed multiset a write reaches the
+///   counters a moment after it has changed its value's count (the compare-and-swap that
+///   [`count`] and the walks see): there the same bounds hold with "at the start" meaning
+///   the writes that had returned before the call and "at the return" every write begun
+///   before it returned, so a sum may miss an insert (or still count a removal) that was in
+///   flight when the call began, even one a [`count`] just before the call already showed.
+///   A [`page`] scan, followed page by page through each page's `next`
 ///   position, returns every occurrence present for the whole scan exactly once, values in
 ///   ascending order, and of each value never more occurrences than it held at some
 ///   instant of the scan.
@@ -467,7 +473,7 @@ where
                 // 10-15% of a single-threaded `insert` on such a set.
                 return f(&guard, None);
             }
-            indexing.with_state(|state| f(&guard, Some(state)))
+            indexing.with_state(&guard, |state| f(&guard, Some(state)))
         };
         // Unpinned first: a step may be waiting for the epoch to move on.
         indexing.help(&self.map, values, &self.counters);
@@ -1411,8 +1417,8 @@ mod index_tests {
                 }
             });
             assert!(set.index_builds() >= 1, "round {round}");
-            let state = set.index.as_ref().unwrap().load();
-            let index = state.authority().expect("an index in use");
+            let index = set.index.as_ref().unwrap().authority();
+            let index = index.expect("an index in use");
             for j in 0..index.buckets() {
                 let mut leaves = 0i64;
                 set.walk_counts(
@@ -1424,8 +1430,8 @@ mod index_tests {
                 );
                 assert_eq!(index.bucket_sum(j), leaves, "round {round}, bucket {j}");
             }
-            if let index::State::On(index) = &**state {
-                let guard = &epoch::pin();
+            let guard = &epoch::pin();
+            if let index::State::On(index) = set.index.as_ref().unwrap().load(guard) {
                 for entry in set.map.iter(guard) {
                     let word = entry.value().load(Acquire);
                     assert!(word == DEAD || word & COLOR == index.color_bit());

@@ -12,7 +12,9 @@
 //! of the buckets a range covers whole and walks only the (at most two) buckets it covers
 //! in part (see `index`), both in step, so that their cache misses overlap. Each counter
 //! and each leaf is read once, as a walk reads each leaf once, so the same guarantees
-//! hold.
+//! hold, but for one lag: a write records into the counters after its compare-and-swap
+//! on the leaf, so a sum's bounds are by the writes returned before the call and begun
+//! before its return, not by the leaves at its start (see Consistency).
 //!
 //! Their guarantees under concurrent writes are stated with the others', under
 //! [Consistency](SortedMultiset#consistency).
@@ -220,9 +222,11 @@ where
     fn with_index<R>(&self, f: impl FnOnce(&Index<T>, &mut usize) -> R) -> Option<R> {
         let mut longest = 0;
         let r = {
-            let state = self.index.as_ref()?.load();
-            let index = state.authority().filter(|_| self.len() < INDEXED_TOTAL)?;
-            f(index, &mut longest)
+            let index = self.index.as_ref()?.authority()?;
+            if self.len() >= INDEXED_TOTAL {
+                return None;
+            }
+            f(&index, &mut longest)
         };
         self.note_walk(longest);
         Some(r)
