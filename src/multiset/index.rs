@@ -575,14 +575,16 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         }
     }
 
-    /// The current state, valid while `guard` is held: a write holds it from before its
+    /// The current state, valid while `guard` is held and `self` borrowed (the current
+    /// state is freed at once when the multiset drops): a write holds it from before its
     /// compare-and-swap until it has recorded.
     #[allow(unsafe_code)]
-    pub(super) fn load<'g>(&self, guard: &'g epoch::Guard) -> &'g State<T> {
+    pub(super) fn load<'g>(&'g self, guard: &'g epoch::Guard) -> &'g State<T> {
         // SAFETY: `state` is never null (made from a value and only ever swapped for
         // another, in `replace`), and a state swapped out is freed by `defer_destroy` at the
         // swap, which runs only once every thread pinned at the swap has unpinned: so a
-        // state loaded under `guard` lives at least as long as `guard`.
+        // state loaded under `guard` lives at least as long as `guard`. The current one is
+        // freed by `Drop`, which cannot run while the returned borrow of `self` lives.
         unsafe { self.state.load(Acquire, guard).deref() }
     }
 
@@ -897,9 +899,8 @@ impl<T> Drop for Indexing<T> {
     #[allow(unsafe_code)]
     fn drop(&mut self) {
         let state = std::mem::replace(&mut self.state, epoch::Atomic::null());
-        // SAFETY: not null (see `load`), and with `&mut self` no thread holds a pin that
-        // loaded it: every load borrows the multiset. States swapped out before are the
-        // epoch's to free.
+        // SAFETY: not null (see `load`), and with `&mut self` no reference `load` returned
+        // is alive: each borrows `self`. States swapped out before are the epoch's to free.
         drop(unsafe { state.into_owned() });
     }
 }
