@@ -13,7 +13,12 @@
 //!
 //! `cargo bench --bench order` (a few minutes; `SORTD_ORDER_BENCH_MAX=1000000` for a
 //! quicker run, `SORTD_ORDER_BENCH_SHUFFLE=1` to load the values in random order); prints
-//! one Markdown table.
+//! one Markdown table. Two more knobs show the index at its worst: `SORTD_ORDER_BENCH_EXTRA=N`
+//! inserts N more (odd) values spread over the range after the index is built, so its
+//! buckets fill towards the size at which the next rebuild is due (N = 9,500,000 at 10 M:
+//! about twice their planned size); `SORTD_ORDER_BENCH_NO_BUILD=1` skips the `build_index()`
+//! after the load, leaving the index as the load's own rebuilds left it (an ascending load
+//! then leaves the values added since the last plan in its last bucket).
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -187,7 +192,25 @@ fn load(set: &SortedMultiset<i64>, shape: &Shape) {
             set.insert_batch(chunk);
         }
     }
-    set.build_index();
+    if std::env::var_os("SORTD_ORDER_BENCH_NO_BUILD").is_none() {
+        set.build_index();
+    }
+    let extra: i64 = std::env::var("SORTD_ORDER_BENCH_EXTRA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if extra > 0 && shape.distinct != 101 {
+        let distinct = shape.distinct as i64;
+        let mut more: Vec<i64> = (0..extra)
+            .map(|v| 2 * (v * (distinct / extra).max(1) % distinct) + 1)
+            .collect();
+        if std::env::var_os("SORTD_ORDER_BENCH_SHUFFLE").is_some() {
+            more.shuffle(&mut SmallRng::seed_from_u64(2));
+        }
+        for chunk in more.chunks_mut(1 << 16) {
+            set.insert_batch(chunk);
+        }
+    }
 }
 
 /// One timed call: returns something derived from the answer, so it is not optimised away.
