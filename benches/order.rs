@@ -170,28 +170,34 @@ fn insert_rate(set: &SortedMultiset<i64>, shape: &Shape) -> f64 {
     inserted.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Fills `set` with the shape's values (and builds its index, if it has one).
+/// Fills `set` with the shape's values and builds its index (unless
+/// `SORTD_ORDER_BENCH_NO_BUILD` is set), then inserts `SORTD_ORDER_BENCH_EXTRA` more values
+/// at 10 M.
 fn load(set: &SortedMultiset<i64>, shape: &Shape) {
-    {
-        let mut batch: Vec<i64> = if shape.distinct == 101 {
+    // `SORTD_ORDER_BENCH_SHUFFLE=1` loads the values in random order, as a set filled by its
+    // users would be: neighbouring values then sit in unrelated nodes, and every step of a
+    // walk is a cache miss (in ascending order the nodes of neighbouring values are
+    // allocated one after another, which the CPU's prefetcher follows).
+    let shuffle = std::env::var_os("SORTD_ORDER_BENCH_SHUFFLE").is_some();
+    let insert_all = |mut values: Vec<i64>, seed: u64| {
+        if shuffle {
+            values.shuffle(&mut SmallRng::seed_from_u64(seed));
+        }
+        for chunk in values.chunks_mut(1 << 16) {
+            set.insert_batch(chunk);
+        }
+    };
+    let service = shape.distinct == 101;
+    insert_all(
+        if service {
             (0..=100)
                 .flat_map(|v| std::iter::repeat_n(v, 100))
                 .collect()
         } else {
             (0..shape.distinct as i64).map(|v| 2 * v).collect()
-        };
-        // `SORTD_ORDER_BENCH_SHUFFLE=1` loads the values in random order, as a set filled
-        // by its users would be: neighbouring values then sit in unrelated nodes, and
-        // every step of a walk is a cache miss (in ascending order the nodes of
-        // neighbouring values are allocated one after another, which the CPU's prefetcher
-        // follows).
-        if std::env::var_os("SORTD_ORDER_BENCH_SHUFFLE").is_some() {
-            batch.shuffle(&mut SmallRng::seed_from_u64(1));
-        }
-        for chunk in batch.chunks_mut(1 << 16) {
-            set.insert_batch(chunk);
-        }
-    }
+        },
+        1,
+    );
     if std::env::var_os("SORTD_ORDER_BENCH_NO_BUILD").is_none() {
         set.build_index();
     }
@@ -199,17 +205,13 @@ fn load(set: &SortedMultiset<i64>, shape: &Shape) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    if extra > 0 && shape.distinct != 101 {
+    if extra > 0 && !service {
         let distinct = shape.distinct as i64;
-        let mut more: Vec<i64> = (0..extra)
-            .map(|v| 2 * (v * (distinct / extra).max(1) % distinct) + 1)
-            .collect();
-        if std::env::var_os("SORTD_ORDER_BENCH_SHUFFLE").is_some() {
-            more.shuffle(&mut SmallRng::seed_from_u64(2));
-        }
-        for chunk in more.chunks_mut(1 << 16) {
-            set.insert_batch(chunk);
-        }
+        let step = (distinct / extra).max(1);
+        insert_all(
+            (0..extra).map(|v| 2 * (v * step % distinct) + 1).collect(),
+            2,
+        );
     }
 }
 
