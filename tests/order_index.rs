@@ -439,7 +439,9 @@ fn a_long_walk_after_an_ascending_load_makes_a_rebuild_due() {
 /// A range count walks the bucket at each end of its range in step, one entry of each in
 /// turn, in batches of 256 entries under one pin: crowd two buckets with hundreds of new
 /// values each (too few to make a rebuild due), so both walks cross batches, end at
-/// different points and sometimes end exactly on a batch, and count against a model.
+/// different points and sometimes end exactly on a batch, and count against a model. (The
+/// walks add up to a rebuild's cost within the first hundred or so counts, which makes one
+/// due: the rest count on new bounds, as exactly.)
 #[test]
 fn range_counts_walking_two_crowded_buckets_in_step_are_exact() {
     let set = SortedMultiset::indexed();
@@ -461,6 +463,9 @@ fn range_counts_walking_two_crowded_buckets_in_step_are_exact() {
         }
     }
     assert_eq!(set.index_builds(), built, "the crowding made a rebuild due");
+    // Both ends in one crowded bucket: a single walk across batches.
+    let want: u64 = model.range(128_000..130_000).map(|(_, n)| n).sum();
+    assert_eq!(set.count_range(128_000..130_000), want);
     let mut rng = SmallRng::seed_from_u64(11);
     for _ in 0..400 {
         let lo = rng.random_range(120_000..132_500i64);
@@ -470,9 +475,63 @@ fn range_counts_walking_two_crowded_buckets_in_step_are_exact() {
         let want: u64 = model.range(lo..=hi).map(|(_, n)| n).sum();
         assert_eq!(set.count_range(lo..=hi), want, "count_range({lo}..={hi})");
     }
-    // Both ends in one crowded bucket: a single walk across batches.
-    let want: u64 = model.range(128_000..130_000).map(|(_, n)| n).sum();
-    assert_eq!(set.count_range(128_000..130_000), want);
+}
+
+/// Values past the last bound, too few to make a rebuild due by growth (fewer than an
+/// eighth of those planned over), all land in the last bucket, and reads there walk them:
+/// once those walks add up to twice the values planned over (a rebuild's cost), a rebuild
+/// is due, and the readers alone carry it out. Before that, none starts.
+#[test]
+fn long_walks_that_add_up_to_a_rebuild_pay_for_one() {
+    const PLANNED_OVER: i64 = 20_000;
+    const PAST: i64 = 2_000; // under PLANNED_OVER / 8
+    let set = SortedMultiset::indexed();
+    set.extend(0..PLANNED_OVER);
+    assert!(set.build_index());
+    let built = set.index_builds();
+    set.extend(PLANNED_OVER..PLANNED_OVER + PAST);
+    let top = PLANNED_OVER + PAST - 1;
+    // Each rank of the top value walks the last bucket, about PAST leaves: nine of them
+    // walk less than twice PLANNED_OVER in all.
+    for _ in 0..9 {
+        assert_eq!(set.rank(&top), top as u64);
+    }
+    assert_eq!(
+        set.index_builds(),
+        built,
+        "rebuilt before the walks paid for it"
+    );
+    // More such reads, and nothing else: the rebuild comes from them. (A grace period
+    // waits for every pinned thread, and another test here holds a pin for up to a second
+    // on purpose: so they go on until it is done, within a deadline.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut reads = 0u64;
+    while set.index_builds() == built && std::time::Instant::now() < deadline {
+        assert_eq!(set.rank(&top), top as u64);
+        reads += 1;
+    }
+    assert!(
+        set.index_builds() > built,
+        "no rebuild after {reads} long walks"
+    );
+    let model: BTreeMap<i64, u64> = (0..=top).map(|v| (v, 1)).collect();
+    check_exact(
+        &set,
+        &model,
+        &mut SmallRng::seed_from_u64(12),
+        "after the rebuild the walks paid for",
+    );
+    // The last bucket was planned again: its rank is a short walk now, so a thousand
+    // more make no rebuild due.
+    let rebuilt = set.index_builds();
+    for _ in 0..1_000 {
+        assert_eq!(set.rank(&top), top as u64);
+    }
+    assert_eq!(
+        set.index_builds(),
+        rebuilt,
+        "the new bounds left a long walk"
+    );
 }
 
 /// A thread writing two indexed sets in turn indexes both: the count that says when to

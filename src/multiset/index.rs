@@ -543,6 +543,9 @@ pub(super) struct Indexing<T> {
     planned: AtomicU64,
     /// Values created (ever) when planning of the current bounds began.
     created_at_plan: AtomicU64,
+    /// Leaves that readers walked in long walks (see [`note_stale`](Self::note_stale))
+    /// since planning of the current bounds began.
+    wasted: AtomicU64,
     /// Rebuilds finished, for tests and figures.
     builds: AtomicU64,
     phase: Mutex<Phase<T>>,
@@ -570,6 +573,7 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
             next_build: AtomicU64::new(ACTIVATE),
             planned: AtomicU64::new(0),
             created_at_plan: AtomicU64::new(0),
+            wasted: AtomicU64::new(0),
             builds: AtomicU64::new(0),
             phase: Mutex::new(Phase::Idle),
         }
@@ -674,19 +678,36 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
     }
 
     /// Makes a rebuild due now if the bounds may no longer fit the values: a reader walked
-    /// a bucket far larger than planned, or [`build_index`] asked. Values added outside the
-    /// planned range (an ascending load adds them, a sliding window too) all land in an
-    /// edge bucket, and values removed leave theirs empty; so it is due if the multiset
-    /// holds an eighth more distinct values than when the bounds were planned, or an
-    /// eighth of that many values have been created since, whatever was removed (`created`
-    /// is [`Striped::created`](super::striped::Striped::created) now).
+    /// `walked` leaves of one bucket, far more than planned, or [`build_index`] asked
+    /// (`walked` 0). Values added outside the planned range (an ascending load adds them,
+    /// a sliding window too) all land in an edge bucket, and values removed leave theirs
+    /// empty; so it is due if the multiset holds an eighth more distinct values than when
+    /// the bounds were planned, or an eighth of that many values have been created since,
+    /// whatever was removed (`created` is
+    /// [`Striped::created`](super::striped::Striped::created) now).
+    ///
+    /// Or, whatever the growth, once the long walks since the plan add up to twice the
+    /// values planned over: what a rebuild costs (it walks every leaf twice, to plan and to
+    /// recolour). A set that stopped short of either eighth can have most of an eighth of
+    /// its values in one bucket (an ascending load of 10 M values in batches left hundreds
+    /// of thousands there, and reads of them took milliseconds with no rebuild ever due);
+    /// readers then pay for a rebuild at most once over in walks before one is due, as
+    /// renting until the rent reaches the price and then buying costs at most twice the
+    /// better choice made in hindsight.
     ///
     /// [`build_index`]: super::SortedMultiset::build_index
-    pub(super) fn note_stale(&self, distinct: u64, created: u64) {
+    pub(super) fn note_stale(&self, distinct: u64, created: u64, walked: usize) {
         let planned = self.planned.load(Relaxed);
         let churned = created.wrapping_sub(self.created_at_plan.load(Relaxed));
         let grown = distinct >= planned + planned / 8 || churned >= (planned / 8).max(1);
-        if self.active.load(Relaxed) && grown && distinct >= ACTIVATE {
+        // Walks while a rebuild is due or under way are not counted: it will fix them.
+        let wasted = if walked == 0 || self.work.load(Relaxed) {
+            self.wasted.load(Relaxed)
+        } else {
+            self.wasted.fetch_add(walked as u64, Relaxed) + walked as u64
+        };
+        let paid = wasted >= (2 * planned).max(ACTIVATE);
+        if self.active.load(Relaxed) && (grown || paid) && distinct >= ACTIVATE {
             self.next_build.fetch_min(distinct, Relaxed);
             self.work.store(true, Relaxed);
         }
@@ -837,6 +858,7 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
                     Phase::Idle
                 } else {
                     self.created_at_plan.store(counters.created(), Relaxed);
+                    self.wasted.store(0, Relaxed);
                     Phase::Planning {
                         from: Bound::Unbounded,
                         bounds: Vec::new(),

@@ -439,7 +439,7 @@ where
         let Some(indexing) = &self.index else {
             return false;
         };
-        indexing.note_stale(self.distinct_len(), self.counters.created());
+        indexing.note_stale(self.distinct_len(), self.counters.created(), 0);
         indexing.finish(&self.map, &self.counters);
         indexing.in_use()
     }

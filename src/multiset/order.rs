@@ -394,7 +394,7 @@ where
         if walked > super::index::LONG_WALK
             && let Some(indexing) = &self.index
         {
-            indexing.note_stale(self.distinct_len(), self.counters.created());
+            indexing.note_stale(self.distinct_len(), self.counters.created(), walked);
             indexing.help_with(&self.map, walked, &self.counters);
         }
     }
