@@ -414,7 +414,8 @@ where
     /// bounds were planned, the multiset has grown by an eighth of its distinct values or
     /// had an eighth as many values created (values added outside the planned range, as
     /// an ascending load or a sliding window adds them, all land in an edge bucket until a
-    /// rebuild). Returns whether order statistics now add up an index. For an indexed
+    /// rebuild), or reads have walked crowded buckets as far as a rebuild walks. Returns
+    /// whether order statistics now add up an index. For an indexed
     /// multiset after a bulk load, say; it does nothing for one made with
     /// [`new`](Self::new).
     ///
