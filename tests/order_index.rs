@@ -491,16 +491,17 @@ fn long_walks_that_add_up_to_a_rebuild_pay_for_one() {
     let built = set.index_builds();
     set.extend(PLANNED_OVER..PLANNED_OVER + PAST);
     let top = PLANNED_OVER + PAST - 1;
+    // `reads` ranks of the top value, exact, starting no rebuild.
+    let reads_start_none = |reads: usize, what: &str| {
+        let before = set.index_builds();
+        for _ in 0..reads {
+            assert_eq!(set.rank(&top), top as u64);
+        }
+        assert_eq!(set.index_builds(), before, "{what}");
+    };
     // Each rank of the top value walks the last bucket, about PAST leaves: nine of them
     // walk less than twice PLANNED_OVER in all.
-    for _ in 0..9 {
-        assert_eq!(set.rank(&top), top as u64);
-    }
-    assert_eq!(
-        set.index_builds(),
-        built,
-        "rebuilt before the walks paid for it"
-    );
+    reads_start_none(9, "rebuilt before the walks paid for it");
     // More such reads, and nothing else: the rebuild comes from them. (A grace period
     // waits for every pinned thread, and another test here holds a pin for up to a second
     // on purpose: so they go on until it is done, within a deadline.)
@@ -523,15 +524,7 @@ fn long_walks_that_add_up_to_a_rebuild_pay_for_one() {
     );
     // The last bucket was planned again: its rank is a short walk now, so a thousand
     // more make no rebuild due.
-    let rebuilt = set.index_builds();
-    for _ in 0..1_000 {
-        assert_eq!(set.rank(&top), top as u64);
-    }
-    assert_eq!(
-        set.index_builds(),
-        rebuilt,
-        "the new bounds left a long walk"
-    );
+    reads_start_none(1_000, "the new bounds left a long walk");
 }
 
 /// A thread writing two indexed sets in turn indexes both: the count that says when to
