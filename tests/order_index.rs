@@ -477,54 +477,123 @@ fn range_counts_walking_two_crowded_buckets_in_step_are_exact() {
     }
 }
 
+/// Calls `build_index` until the index has been built more than `built` times, within a
+/// deadline, with nothing else in between: it finishes a rebuild that is due, and starts
+/// none that is not (a grace period waits for every pinned thread, and another test here
+/// holds a pin for up to a second on purpose, which can outlast one call's patience).
+fn build_if_due(set: &SortedMultiset<i64>, built: u64) -> bool {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while set.index_builds() == built && std::time::Instant::now() < deadline {
+        set.build_index();
+    }
+    set.index_builds() > built
+}
+
 /// Values past the last bound, too few to make a rebuild due by growth (fewer than an
 /// eighth of those planned over), all land in the last bucket, and reads there walk them:
-/// once those walks add up to twice the values planned over (a rebuild's cost), a rebuild
-/// is due, and the readers alone carry it out. Before that, none starts.
+/// once those walks add up to twice the distinct values (a rebuild's cost), a rebuild is
+/// due, and not a read before (`build_index`, which finishes a due rebuild and starts none
+/// that is not, tells which); reads alone then carry it out. The cost is of the set as it
+/// is: after removals, of the values left, not of those planned over.
 #[test]
 fn long_walks_that_add_up_to_a_rebuild_pay_for_one() {
+    // (planned over, removed from the bottom after the build, added past the top)
+    for (planned_over, removed, past) in [(20_000i64, 0i64, 2_000i64), (200_000, 195_000, 1_000)] {
+        let what = format!("{planned_over} planned over, {removed} removed, {past} added");
+        let set = SortedMultiset::indexed();
+        set.extend(0..planned_over);
+        assert!(set.build_index());
+        for v in 0..removed {
+            assert!(set.remove(&v));
+        }
+        set.extend(planned_over..planned_over + past);
+        let top = planned_over + past - 1;
+        let rank_of_top = (top - removed) as u64;
+        // A rank of the top value walks the last bucket: `past` leaves. A rebuild costs
+        // twice the distinct values.
+        let price = 2 * (planned_over - removed + past);
+        let reads_to_pay = (price + past - 1) / past;
+        let read = |reads: i64| {
+            for _ in 0..reads {
+                assert_eq!(set.rank(&top), rank_of_top, "{what}");
+            }
+        };
+        let built = set.index_builds();
+        read(reads_to_pay - 1);
+        assert!(set.build_index());
+        assert_eq!(
+            set.index_builds(),
+            built,
+            "{what}: due before the walks paid for it"
+        );
+        read(1);
+        if removed == 0 {
+            // Reads alone carry the due rebuild out (within a deadline, for the pin).
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while set.index_builds() == built && std::time::Instant::now() < deadline {
+                read(1);
+            }
+            assert_eq!(
+                set.index_builds(),
+                built + 1,
+                "{what}: reads left it undone"
+            );
+        } else {
+            // Due now, priced by the values left (by those planned over, it would take
+            // twenty times as many reads).
+            assert!(build_if_due(&set, built), "{what}: not due once paid for");
+        }
+        let model: BTreeMap<i64, u64> = (removed..=top).map(|v| (v, 1)).collect();
+        check_exact(&set, &model, &mut SmallRng::seed_from_u64(12), &what);
+        // The last bucket was planned again: a rank of the top is a short walk now,
+        // and however many are read, none is due.
+        read(2 * reads_to_pay);
+        assert!(set.build_index());
+        assert_eq!(
+            set.index_builds(),
+            built + 1,
+            "{what}: the new bounds left a long walk"
+        );
+    }
+}
+
+/// A count of a range with both ends in crowded edge buckets pays for both of its walks,
+/// not only the longer one: a rebuild is due once their sum reaches its cost.
+#[test]
+fn a_range_count_pays_for_both_of_its_walks() {
     const PLANNED_OVER: i64 = 20_000;
-    const PAST: i64 = 2_000; // under PLANNED_OVER / 8
+    const CROWD: i64 = 1_200;
     let set = SortedMultiset::indexed();
     set.extend(0..PLANNED_OVER);
     assert!(set.build_index());
+    // Below the first bound and past the last: the two edge buckets.
+    set.extend(-CROWD..0);
+    set.extend(PLANNED_OVER..PLANNED_OVER + CROWD);
+    let (lo, hi) = (-CROWD / 2, PLANNED_OVER + CROWD / 2);
+    let want = (hi - lo) as u64;
+    // Each count walks CROWD / 2 leaves from `lo` up to the first bound, and about
+    // CROWD / 2 from the last bound up to `hi`: about CROWD in all.
+    let price = 2 * (PLANNED_OVER + 2 * CROWD);
+    let count = || assert_eq!(set.count_range(lo..hi), want);
     let built = set.index_builds();
-    set.extend(PLANNED_OVER..PLANNED_OVER + PAST);
-    let top = PLANNED_OVER + PAST - 1;
-    // `reads` ranks of the top value, exact, starting no rebuild.
-    let reads_start_none = |reads: usize, what: &str| {
-        let before = set.index_builds();
-        for _ in 0..reads {
-            assert_eq!(set.rank(&top), top as u64);
-        }
-        assert_eq!(set.index_builds(), before, "{what}");
-    };
-    // Each rank of the top value walks the last bucket, about PAST leaves: nine of them
-    // walk less than twice PLANNED_OVER in all.
-    reads_start_none(9, "rebuilt before the walks paid for it");
-    // More such reads, and nothing else: the rebuild comes from them. (A grace period
-    // waits for every pinned thread, and another test here holds a pin for up to a second
-    // on purpose: so they go on until it is done, within a deadline.)
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut reads = 0u64;
-    while set.index_builds() == built && std::time::Instant::now() < deadline {
-        assert_eq!(set.rank(&top), top as u64);
-        reads += 1;
+    for _ in 0..price / (CROWD + 20) {
+        count();
     }
+    assert!(set.build_index());
+    assert_eq!(
+        set.index_builds(),
+        built,
+        "due before the walks paid for it"
+    );
+    for _ in 0..4 {
+        count();
+    }
+    // Credited with the longer walk only, these would have paid for half a rebuild.
     assert!(
-        set.index_builds() > built,
-        "no rebuild after {reads} long walks"
+        build_if_due(&set, built),
+        "not due once both walks paid for it"
     );
-    let model: BTreeMap<i64, u64> = (0..=top).map(|v| (v, 1)).collect();
-    check_exact(
-        &set,
-        &model,
-        &mut SmallRng::seed_from_u64(12),
-        "after the rebuild the walks paid for",
-    );
-    // The last bucket was planned again: its rank is a short walk now, so a thousand
-    // more make no rebuild due.
-    reads_start_none(1_000, "the new bounds left a long walk");
+    count();
 }
 
 /// A thread writing two indexed sets in turn indexes both: the count that says when to

@@ -687,8 +687,9 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
     /// [`Striped::created`](super::striped::Striped::created) now).
     ///
     /// Or, whatever the growth, once the long walks since the plan add up to twice the
-    /// values planned over: what a rebuild costs (it walks every leaf twice, to plan and to
-    /// recolour). A set that stopped short of either eighth can have most of an eighth of
+    /// distinct values now (at least [`ACTIVATE`]): what a rebuild costs (it walks every
+    /// leaf twice, to plan and to recolour). `walked` is every leaf the query walked in
+    /// buckets, both ends of a range count included. A set that stopped short of either eighth can have most of an eighth of
     /// its values in one bucket (an ascending load of 10 M values in batches left hundreds
     /// of thousands there, and reads of them took milliseconds with no rebuild ever due);
     /// readers then pay for a rebuild at most once over in walks before one is due, as
@@ -706,8 +707,10 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
         } else {
             self.wasted.fetch_add(walked as u64, Relaxed) + walked as u64
         };
-        let paid = wasted >= (2 * planned).max(ACTIVATE);
-        if self.active.load(Relaxed) && (grown || paid) && distinct >= ACTIVATE {
+        let paid = wasted >= distinct.saturating_mul(2).max(ACTIVATE);
+        // (Growth counts only from `ACTIVATE` on, as the first build does; walks at any
+        // size, since a set that shrank below it keeps its index and its bounds.)
+        if self.active.load(Relaxed) && ((grown && distinct >= ACTIVATE) || paid) {
             self.next_build.fetch_min(distinct, Relaxed);
             self.work.store(true, Relaxed);
         }

@@ -35,6 +35,21 @@ const INDEXED_TOTAL: u64 = 1 << 62;
 /// enough that a pin lasts a few microseconds.
 const WALK_BATCH: usize = 256;
 
+/// The walks of buckets one indexed query made: the longest says whether the bounds still
+/// fit, the total is what the query paid for them.
+#[derive(Clone, Copy, Debug, Default)]
+struct Walks {
+    longest: usize,
+    total: usize,
+}
+
+impl Walks {
+    fn add(&mut self, walked: usize) {
+        self.longest = self.longest.max(walked);
+        self.total = self.total.saturating_add(walked);
+    }
+}
+
 /// Where a [`page`](SortedMultiset::page) scan stands: the next page starts at `value`,
 /// after the first `skip` of its occurrences (which earlier pages returned).
 ///
@@ -204,7 +219,7 @@ where
     pub fn count_range<R: RangeBounds<T>>(&self, range: R) -> u64 {
         let bounds = (range.start_bound().cloned(), range.end_bound().cloned());
         if let Some(n) =
-            self.with_index(|index, longest| self.count_indexed(index, bounds.clone(), longest))
+            self.with_index(|index, walks| self.count_indexed(index, bounds.clone(), walks))
         {
             return n;
         }
@@ -217,18 +232,18 @@ where
     }
 
     /// Runs `f` with the index readers add up, if there is one and the total is small
-    /// enough for its sums; `f` notes the longest walk of a bucket it made, and a long one
-    /// is answered (see [`note_walk`](Self::note_walk)) once `f` is done.
-    fn with_index<R>(&self, f: impl FnOnce(&Index<T>, &mut usize) -> R) -> Option<R> {
-        let mut longest = 0;
+    /// enough for its sums; `f` notes the walks of buckets it made, and a long one is
+    /// answered (see [`note_walk`](Self::note_walk)) once `f` is done.
+    fn with_index<R>(&self, f: impl FnOnce(&Index<T>, &mut Walks) -> R) -> Option<R> {
+        let mut walks = Walks::default();
         let r = {
             let index = self.index.as_ref()?.authority()?;
             if self.len() >= INDEXED_TOTAL {
                 return None;
             }
-            f(&index, &mut longest)
+            f(&index, &mut walks)
         };
-        self.note_walk(longest);
+        self.note_walk(walks);
         Some(r)
     }
 
@@ -238,7 +253,7 @@ where
         &self,
         index: &Index<T>,
         (lo, hi): (Bound<T>, Bound<T>),
-        longest: &mut usize,
+        walked: &mut Walks,
     ) -> u64 {
         if is_empty_range(&(lo.clone(), hi.clone())) {
             return 0;
@@ -264,9 +279,9 @@ where
         };
         let sums = self.sums_in_step(walks);
         let mut total = i128::from(index.sum(first, end));
-        for (sum, walked) in sums {
+        for (sum, leaves) in sums {
             total += sum;
-            *longest = (*longest).max(walked);
+            walked.add(leaves);
         }
         u64::try_from(total.max(0)).unwrap_or(u64::MAX)
     }
@@ -331,7 +346,7 @@ where
         &self,
         index: &Index<T>,
         targets: &[u64],
-        longest: &mut usize,
+        walks: &mut Walks,
     ) -> Vec<Option<T>> {
         let mut found = Vec::with_capacity(targets.len());
         // Occurrences before bucket `j`, as counted so far.
@@ -375,7 +390,7 @@ where
                     ControlFlow::Continue(())
                 }
             });
-            *longest = (*longest).max(walked);
+            walks.add(walked);
             before += seen;
             j += 1;
         }
@@ -383,19 +398,19 @@ where
         found
     }
 
-    /// A reader walked `walked` leaves of one bucket: far more than planned means the
-    /// index's bounds no longer fit, and a rebuild is made due. Writes carry rebuilds out,
-    /// but a reader that walked this far also takes steps worth as many leaves as it
-    /// walked (at most doubling its own cost), so that reads alone, or reads that starve
-    /// the writes, still end the long walks. Reading never depends on a step being
-    /// finished: until a rebuild completes its old index, which every write still
-    /// records into, is the one read.
-    fn note_walk(&self, walked: usize) {
-        if walked > super::index::LONG_WALK
+    /// A reader walked buckets: one far longer than planned means the index's bounds no
+    /// longer fit. The walks count towards a rebuild (see `Indexing::note_stale`: once long
+    /// walks add up to what a rebuild walks, one is due), and, since writes carry rebuilds
+    /// out but reads alone may be all there is, a reader that walked this far also takes
+    /// rebuild steps worth about as many leaves as it walked (in steps of 1,024 leaves, at
+    /// least one). Reading never depends on a step being finished: until a rebuild
+    /// completes its old index, which every write still records into, is the one read.
+    fn note_walk(&self, walks: Walks) {
+        if walks.longest > super::index::LONG_WALK
             && let Some(indexing) = &self.index
         {
-            indexing.note_stale(self.distinct_len(), self.counters.created(), walked);
-            indexing.help_with(&self.map, walked, &self.counters);
+            indexing.note_stale(self.distinct_len(), self.counters.created(), walks.total);
+            indexing.help_with(&self.map, walks.total, &self.counters);
         }
     }
 
@@ -414,8 +429,8 @@ where
     /// assert_eq!(set.select(4), None);
     /// ```
     pub fn select(&self, k: u64) -> Option<T> {
-        if let Some(found) = self
-            .with_index(|index, longest| self.select_indexed(index, &[k], longest).pop().flatten())
+        if let Some(found) =
+            self.with_index(|index, walks| self.select_indexed(index, &[k], walks).pop().flatten())
         {
             return found;
         }
@@ -501,8 +516,7 @@ where
         }
         targets.sort_unstable();
         let ks: Vec<u64> = targets.iter().map(|&(k, _)| k).collect();
-        if let Some(values) =
-            self.with_index(|index, longest| self.select_indexed(index, &ks, longest))
+        if let Some(values) = self.with_index(|index, walks| self.select_indexed(index, &ks, walks))
         {
             let mut found: Vec<Option<T>> = vec![None; qs.len()];
             let mut largest = None;
