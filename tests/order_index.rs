@@ -494,11 +494,17 @@ fn build_if_due(set: &SortedMultiset<i64>, built: u64) -> bool {
 /// once those walks add up to twice the distinct values (a rebuild's cost), a rebuild is
 /// due, and not a read before (`build_index`, which finishes a due rebuild and starts none
 /// that is not, tells which); reads alone then carry it out. The cost is of the set as it
-/// is: after removals, of the values left, not of those planned over.
+/// is: after removals, of the values left, not of those planned over, and at any size.
 #[test]
 fn long_walks_that_add_up_to_a_rebuild_pay_for_one() {
     // (planned over, removed from the bottom after the build, added past the top)
-    for (planned_over, removed, past) in [(20_000i64, 0i64, 2_000i64), (200_000, 195_000, 1_000)] {
+    // The third set shrank below 4,096 distinct values, where no first build would start:
+    // its index stays, and so must its rebuilds.
+    for (planned_over, removed, past) in [
+        (20_000i64, 0i64, 2_000i64),
+        (200_000, 195_000, 1_000),
+        (100_000, 99_900, 3_900),
+    ] {
         let what = format!("{planned_over} planned over, {removed} removed, {past} added");
         let set = SortedMultiset::indexed();
         set.extend(0..planned_over);
