@@ -477,16 +477,30 @@ fn range_counts_walking_two_crowded_buckets_in_step_are_exact() {
     }
 }
 
-/// Calls `build_index` until the index has been built more than `built` times, within a
-/// deadline, with nothing else in between: it finishes a rebuild that is due, and starts
-/// none that is not (a grace period waits for every pinned thread, and another test here
-/// holds a pin for up to a second on purpose, which can outlast one call's patience).
-fn build_if_due(set: &SortedMultiset<i64>, built: u64) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+/// Runs `step` until the index has been built more than `built` times or `patience` has
+/// passed; returns whether it was. (A grace period waits for every pinned thread, and
+/// another test here holds a pin for up to a second on purpose: so a rebuild's end is
+/// waited for, not assumed after a fixed number of steps.)
+fn rebuilt_by(
+    set: &SortedMultiset<i64>,
+    built: u64,
+    patience: Duration,
+    mut step: impl FnMut(),
+) -> bool {
+    let deadline = std::time::Instant::now() + patience;
     while set.index_builds() == built && std::time::Instant::now() < deadline {
-        set.build_index();
+        step();
     }
     set.index_builds() > built
+}
+
+/// Calls `build_index` until the index has been built more than `built` times, within a
+/// deadline, with nothing else in between: it finishes a rebuild that is due, and starts
+/// none that is not (the pin another test holds can outlast one call's patience).
+fn build_if_due(set: &SortedMultiset<i64>, built: u64) -> bool {
+    rebuilt_by(set, built, Duration::from_secs(20), || {
+        set.build_index();
+    })
 }
 
 /// Values past the last bound, too few to make a rebuild due by growth (fewer than an
@@ -534,11 +548,8 @@ fn long_walks_that_add_up_to_a_rebuild_pay_for_one() {
         );
         read(1);
         if removed == 0 {
-            // Reads alone carry the due rebuild out (within a deadline, for the pin).
-            let deadline = std::time::Instant::now() + Duration::from_secs(60);
-            while set.index_builds() == built && std::time::Instant::now() < deadline {
-                read(1);
-            }
+            // Reads alone carry the due rebuild out.
+            rebuilt_by(&set, built, Duration::from_secs(60), || read(1));
             assert_eq!(
                 set.index_builds(),
                 built + 1,

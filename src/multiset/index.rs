@@ -689,12 +689,12 @@ impl<T: Ord + Clone + Send + 'static> Indexing<T> {
     /// Or, whatever the growth, once the long walks since the plan add up to twice the
     /// distinct values now (at least [`ACTIVATE`]): what a rebuild costs (it walks every
     /// leaf twice, to plan and to recolour). `walked` is every leaf the query walked in
-    /// buckets, both ends of a range count included. A set that stopped short of either eighth can have most of an eighth of
-    /// its values in one bucket (an ascending load of 10 M values in batches left hundreds
-    /// of thousands there, and reads of them took milliseconds with no rebuild ever due);
-    /// readers then pay for a rebuild at most once over in walks before one is due, as
-    /// renting until the rent reaches the price and then buying costs at most twice the
-    /// better choice made in hindsight.
+    /// buckets, both ends of a range count included. A set that stopped short of either
+    /// eighth can have most of an eighth of its values in one bucket (an ascending load of
+    /// 10 M values in batches left hundreds of thousands there, and reads of them took
+    /// milliseconds with no rebuild ever due); readers then pay for a rebuild at most once
+    /// over in walks before one is due, as renting until the rent reaches the price and
+    /// then buying costs at most twice the better choice made in hindsight.
     ///
     /// [`build_index`]: super::SortedMultiset::build_index
     pub(super) fn note_stale(&self, distinct: u64, created: u64, walked: usize) {

@@ -253,7 +253,7 @@ where
         &self,
         index: &Index<T>,
         (lo, hi): (Bound<T>, Bound<T>),
-        walked: &mut Walks,
+        walks: &mut Walks,
     ) -> u64 {
         if is_empty_range(&(lo.clone(), hi.clone())) {
             return 0;
@@ -263,7 +263,7 @@ where
             Bound::Included(v) | Bound::Excluded(v) => Some(index.bucket_of(v)),
         };
         let (lo_bucket, hi_bucket) = (bucket(&lo), bucket(&hi));
-        let (walks, first, end) = match (lo_bucket, hi_bucket) {
+        let (partial, first, end) = match (lo_bucket, hi_bucket) {
             (Some(a), Some(b)) if a == b => ([Some((lo, hi)), None], 0, 0),
             _ => {
                 let (head, first) = match lo_bucket {
@@ -277,11 +277,11 @@ where
                 ([head, tail], first, end)
             }
         };
-        let sums = self.sums_in_step(walks);
+        let sums = self.sums_in_step(partial);
         let mut total = i128::from(index.sum(first, end));
-        for (sum, leaves) in sums {
+        for (sum, walked) in sums {
             total += sum;
-            walked.add(leaves);
+            walks.add(walked);
         }
         u64::try_from(total.max(0)).unwrap_or(u64::MAX)
     }
